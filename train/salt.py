@@ -1,0 +1,234 @@
+"""Train the TGS salt segmenter from scratch and export it to ``models/salt``.
+
+Recipe (after the TGS Salt Identification top solutions): tiles reflect-padded
+101 -> 128, flips and mild affine/brightness augmentation, BCE (+ salt/no-salt head)
+then Lovász hinge, weight EMA, horizontal-flip TTA, and thresholds for the mask and
+the empty-tile head tuned on the fixed validation split.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from . import salt_data as sd
+from .losses import lovasz_hinge
+from .metrics import tgs_metric
+from .provenance import git_commit
+from .salt_model import SaltPredictor, build_unet, export_torchscript
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SaltTrainConfig:
+    """Arguments of :func:`train_salt` (also written to ``args.json`` of the run)."""
+
+    data: str
+    output: str = "models/salt"
+    run_dir: str = "runs/salt"
+    epochs: int = 36
+    lovasz_from: int = 16          #: first epoch (0-based) trained with the Lovász hinge
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    ema_decay: float = 0.995
+    eval_every: int = 2
+    seed: int = 42
+    threads: int = 0               #: torch CPU threads, 0 = PyTorch default
+    device: str = "auto"
+    dry_run: bool = False          #: a few steps on a few tiles, then export
+    resume: bool = False
+    command: str = ""
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def predict_tiles(model: torch.nn.Module, images: np.ndarray, mean: float, std: float,
+                  device: torch.device, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Flip-TTA salt probabilities (N, 101, 101) and salt/no-salt probabilities (N,)."""
+    model.eval()
+    probs, salts = [], []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch_size):
+            x = torch.from_numpy(images[i:i + batch_size]).float().div(255).unsqueeze(1)
+            x = sd.pad_tiles((x - mean) / std).to(device)
+            m1, c1 = model(x)
+            m2, c2 = model(x.flip(-1))
+            p = (torch.sigmoid(m1) + torch.sigmoid(m2).flip(-1)) / 2
+            probs.append(sd.crop_tiles(p)[:, 0].float().cpu().numpy())
+            salts.append(((torch.sigmoid(c1) + torch.sigmoid(c2)) / 2)[:, 0].float().cpu().numpy())
+    return np.concatenate(probs), np.concatenate(salts)
+
+
+def tune_thresholds(probs: np.ndarray, salts: np.ndarray, masks: np.ndarray) -> dict:
+    """Grid-search the mask and empty-tile thresholds for the TGS metric."""
+    best = {"tgs_metric": -1.0}
+    for empty_threshold in (0.0, 0.3, 0.4, 0.5, 0.6, 0.7):
+        keep = (salts >= empty_threshold)[:, None, None]
+        for threshold in (0.3, 0.4, 0.5, 0.6):
+            score = tgs_metric(masks, (probs > threshold) & keep)
+            if score > best["tgs_metric"]:
+                best = {"tgs_metric": score, "threshold": threshold, "empty_threshold": empty_threshold}
+    return best
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def train_salt(cfg: SaltTrainConfig) -> dict:
+    """Train, validate and export the salt segmenter; returns the written ``meta.json`` dict."""
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = _device(cfg.device)
+    run_dir, out_dir = Path(cfg.run_dir), Path(cfg.output)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "args.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    ids = sd.read_ids(Path(cfg.data))
+    if cfg.dry_run:
+        ids = ids[:16]
+    images, masks = sd.load_tiles(Path(cfg.data), ids)
+    if cfg.dry_run:
+        val_ids = set(ids[12:])
+    elif sd.SPLIT_FILE.exists():
+        val_ids = set(sd.read_split())
+    else:
+        val_ids = set(sd.make_split(ids, masks))
+        sd.SPLIT_FILE.write_text("\n".join(sorted(val_ids)) + "\n")
+    is_val = np.array([i in val_ids for i in ids])
+    tr_x, tr_y, va_x, va_y = images[~is_val], masks[~is_val], images[is_val], masks[is_val]
+    mean, std = float(tr_x.mean() / 255), float(tr_x.std() / 255)
+    log.info("train %d tiles, validate %d, mean %.4f std %.4f, device %s", len(tr_x), len(va_x), mean, std, device)
+
+    model = build_unet().to(device).to(memory_format=torch.channels_last)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.dry_run:
+        cfg.batch_size = min(cfg.batch_size, max(1, len(tr_x) // 2))
+    steps_per_epoch = max(1, len(tr_x) // cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: _lr_factor(s, total_steps, steps_per_epoch))
+    start_epoch, best = 0, {"tgs_metric": -1.0}
+    ckpt_path = run_dir / "last.pt"
+    if cfg.resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, best = state["epoch"] + 1, state["best"]
+        log.info("resumed at epoch %d (best %.4f)", start_epoch, best["tgs_metric"])
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    metrics_file = run_dir / "metrics.csv"
+    started = time.time()
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        use_lovasz = epoch >= cfg.lovasz_from
+        order = torch.randperm(len(tr_x), generator=gen).numpy()
+        n_steps = 2 if cfg.dry_run else steps_per_epoch
+        bar = tqdm(range(n_steps), desc=f"salt epoch {epoch + 1}/{cfg.epochs}", mininterval=10)
+        total_loss = 0.0
+        for step in bar:
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            x = torch.from_numpy(tr_x[idx]).float().div(255).unsqueeze(1)
+            y = torch.from_numpy(tr_y[idx]).float().unsqueeze(1)
+            x, y = sd.augment(x, y, gen)
+            x = sd.pad_tiles((x - mean) / std).to(device).contiguous(memory_format=torch.channels_last)
+            y = y.to(device)
+            mask_logits, salt_logits = model(x)
+            mask_logits = sd.crop_tiles(mask_logits)
+            has_salt = (y.flatten(1).amax(1) > 0).float()
+            cls_loss = F.binary_cross_entropy_with_logits(salt_logits[:, 0], has_salt)
+            bce = F.binary_cross_entropy_with_logits(mask_logits, y)
+            if use_lovasz and has_salt.any():
+                sel = has_salt.bool()
+                seg_loss = lovasz_hinge(mask_logits[sel], y[sel]) + 0.1 * bce
+            else:
+                seg_loss = bce
+            loss = seg_loss + 0.05 * cls_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            ema.update_parameters(model)
+            total_loss += loss.item()
+            bar.set_postfix(loss=f"{total_loss / (step + 1):.4f}", lovasz=use_lovasz)
+        row = {"epoch": epoch + 1, "loss": total_loss / n_steps, "lr": sched.get_last_lr()[0],
+               "minutes": (time.time() - started) / 60}
+        last = epoch == cfg.epochs - 1
+        if (epoch + 1) % cfg.eval_every == 0 or last:
+            probs, salts = predict_tiles(ema.module, va_x, mean, std, device)
+            tuned = tune_thresholds(probs, salts, va_y)
+            row.update(tuned)
+            log.info("epoch %d: %s", epoch + 1, row)
+            if tuned["tgs_metric"] > best["tgs_metric"]:
+                best = {**tuned, "epoch": epoch + 1}
+                meta = _export(ema.module, cfg, best, mean, std, len(tr_x), len(va_x), row["minutes"], device)
+        with open(metrics_file, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["epoch", "loss", "lr", "minutes", "tgs_metric",
+                                                    "threshold", "empty_threshold"])
+            if fh.tell() == 0:
+                writer.writeheader()
+            writer.writerow(row)
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "epoch": epoch, "best": best}, ckpt_path)
+    return json.loads((out_dir / "meta.json").read_text()) if (out_dir / "meta.json").exists() else meta
+
+
+def _export(net, cfg: SaltTrainConfig, best: dict, mean: float, std: float,
+            n_train: int, n_val: int, minutes: float, device: torch.device) -> dict:
+    """Write ``model.pt`` (TorchScript, CPU) and ``meta.json`` for the best weights so far."""
+    import copy
+
+    out_dir = Path(cfg.output)
+    net = copy.deepcopy(net).cpu().float().to(memory_format=torch.contiguous_format)
+    export_torchscript(SaltPredictor(net, best["empty_threshold"]), str(out_dir / "model.pt"))
+    meta = {
+        "task": "salt",
+        "name": "salt-unet-resnet18",
+        "version": time.strftime("%Y%m%d", time.gmtime()) + ("-dryrun" if cfg.dry_run else ""),
+        "architecture": "U-Net (segmentation_models_pytorch) with a from-scratch ResNet-18 encoder "
+                        "(depth 4), decoder (128, 64, 32, 16), salt/no-salt head; hflip TTA inside",
+        "input_shape": [1, sd.PADDED, sd.PADDED],
+        "tile_size": sd.TILE,
+        "padding": {"mode": "reflect", "before": sd.PAD_BEFORE, "after": sd.PAD_AFTER},
+        "normalization": {"scale": 1 / 255, "mean": [round(mean, 6)], "std": [round(std, 6)]},
+        "output": "salt probability (N, 1, 128, 128); zero where the salt/no-salt head says empty",
+        "threshold": best["threshold"],
+        "empty_threshold": best["empty_threshold"],
+        "metrics": {"val_tgs_metric": round(best["tgs_metric"], 4), "val_tiles": n_val,
+                    "epoch": best["epoch"]},
+        "data": {"dataset": "TGS Salt Identification (Kaggle 2018), train/",
+                 "train_tiles": n_train, "val_tiles": n_val,
+                 "val_split": "train/splits/salt_val_ids.txt"},
+        "training": {"epochs": cfg.epochs, "lovasz_from": cfg.lovasz_from, "batch_size": cfg.batch_size,
+                     "lr": cfg.lr, "minutes": round(minutes, 1), "device": str(device),
+                     "threads": torch.get_num_threads(), "torch": torch.__version__},
+        "command": cfg.command,
+        "git_commit": git_commit(),
+    }
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    log.info("exported %s (val TGS %.4f)", out_dir / "model.pt", best["tgs_metric"])
+    return meta
