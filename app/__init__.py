@@ -1,0 +1,75 @@
+"""Flask application factory."""
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+from .config import DEFAULT_SECRET_KEY, ROOT, Config, config_from_env
+
+
+def create_app(config: type[Config] | dict | None = None, wait_for_models: bool = False) -> Flask:
+    """Build the app: config, extensions, blueprints, error handlers, CLI commands.
+
+    Args:
+        config: a config class, or a dict of overrides on top of the environment's class.
+        wait_for_models: block until every model is loaded (tests, CLI); otherwise the
+            models load in a background thread and ``/api/v1/ready`` says when.
+    Without ``SECRET_KEY`` in the environment a random key is generated once and
+    kept in the instance folder.
+    """
+    app = Flask(__name__, instance_relative_config=True, template_folder=str(ROOT / "templates"),
+                static_folder=str(ROOT / "static"))
+    if isinstance(config, dict):
+        app.config.from_object(config_from_env())
+        app.config.update(config)
+    else:
+        app.config.from_object(config or config_from_env())
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'app.db'}"
+    if app.config["SECRET_KEY"] == DEFAULT_SECRET_KEY and not app.testing:
+        app.config["SECRET_KEY"] = _instance_secret_key(Path(app.instance_path))
+
+    register_extensions(app, wait_for_models)
+    register_blueprints(app)
+    register_commands(app)
+    return app
+
+
+def _instance_secret_key(instance: Path) -> str:
+    """A random key kept in ``instance/secret_key`` (0600), so no default key is ever served."""
+    path = instance / "secret_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+        logging.getLogger(__name__).warning("SECRET_KEY not set: generated one in %s", path)
+    return path.read_text().strip()
+
+
+def register_extensions(app: Flask, wait_for_models: bool) -> None:
+    from .extensions import csrf, db, engine, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    csrf.init_app(app)
+    engine.init_app(app, wait=wait_for_models)
+
+
+def register_blueprints(app: Flask) -> None:
+    from . import api, errors, main, salt
+    from .extensions import csrf
+
+    app.register_blueprint(errors.bp)
+    app.register_blueprint(main.bp)
+    app.register_blueprint(salt.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)  # the JSON API is for programs, not browser forms
+
+
+def register_commands(app: Flask) -> None:
+    from . import commands
+
+    commands.init_app(app)

@@ -1,0 +1,62 @@
+"""JSON API v1 (see DESIGN.md): health, readiness, models and one endpoint per task."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from ..errors import ApiError
+from ..extensions import engine
+from ..salt import service as salt_service
+from ..uploads import answer_each, read_uploads
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@bp.get("/health")
+def health():
+    return jsonify(status="ok")
+
+
+@bp.get("/ready")
+def ready():
+    state = engine.state
+    body = {"status": state.status, "models": sorted(state.checkpoints), "errors": state.errors}
+    if state.status == "ready" and not state.checkpoints:
+        body["status"] = "failed"
+        body["errors"] = {"*": f"no model found under {state.model_dir}"}
+    return jsonify(body), 200 if body["status"] == "ready" else 503
+
+
+@bp.get("/models")
+def models():
+    return jsonify(models=engine.describe())
+
+
+def _uploads_or_400():
+    if "image" not in request.files:
+        raise ApiError("missing_file", "send one or more files in the multipart field 'image'")
+    uploads = read_uploads(request.files.getlist("image"))
+    if not uploads:
+        raise ApiError("missing_file", "the field 'image' holds no file")
+    return uploads
+
+
+def _respond(results: list[dict], answered: int):
+    """200 with every result when a file was answered; else the first error (413 if all too large)."""
+    public = [{k: v for k, v in r.items() if k != "status"} for r in results]
+    if answered:
+        return jsonify(results=public)
+    status = 413 if all(r.get("status") == 413 for r in results) else 400
+    first = public[0]["error"]
+    raise ApiError(first["code"], first["message"], status, extra={"results": public})
+
+
+@bp.post("/salt/segment")
+def salt_segment():
+    try:
+        threshold = salt_service.parse_threshold(request.form.get("threshold"))
+    except ValueError:
+        raise ApiError("invalid_threshold", "threshold must be a number between 0 and 1") from None
+    uploads = _uploads_or_400()
+    engine.checkpoint(salt_service.TASK)  # 503 before reading pixels when the model is not ready
+    return _respond(*answer_each(uploads, lambda u: salt_service.segment(u, threshold)))
+

@@ -1,0 +1,62 @@
+"""Configuration classes, read from environment variables with fallbacks."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SECRET_KEY = "dev-only-change-me"
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+class Config:
+    """Defaults for every environment; each value can be set by the variable of the same name."""
+
+    SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY)
+    #: SQLAlchemy URL; ``None`` means SQLite ``app.db`` in the instance folder.
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL")
+    #: Folder with one sub-folder per task holding ``model.pt`` + ``meta.json``.
+    MODEL_DIR = os.environ.get("MODEL_DIR", str(ROOT / "models"))
+    #: ``auto`` (cuda when available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``.
+    DEVICE = os.environ.get("DEVICE", "auto")
+    #: Dynamic batching knobs (names as in Triton / TorchServe).
+    MAX_BATCH_SIZE = _env_int("MAX_BATCH_SIZE", 32)
+    MAX_BATCH_DELAY_MS = _env_int("MAX_BATCH_DELAY_MS", 10)
+    #: Seconds a request waits for its batch before failing with 503.
+    INFERENCE_TIMEOUT_S = _env_int("INFERENCE_TIMEOUT_S", 60)
+    #: Largest request body in bytes (HTTP 413 above it).
+    MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 32 * 1024 * 1024)
+    #: Largest decoded image in pixels (decompression-bomb guard, HTTP 413 above it).
+    MAX_IMAGE_PIXELS = _env_int("MAX_IMAGE_PIXELS", 25_000_000)
+    #: Where inputs and result pictures are kept (outside ``static/``); ``None`` = instance/uploads.
+    UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER")
+    #: Torch CPU threads for inference in a serving process (0 = PyTorch default).
+    TORCH_THREADS = _env_int("TORCH_THREADS", 0)
+    HISTORY_PER_PAGE = 25
+    WTF_CSRF_TIME_LIMIT = None
+
+
+class DevelopmentConfig(Config):
+    DEBUG = False
+
+
+class TestingConfig(Config):
+    TESTING = True
+    WTF_CSRF_ENABLED = False
+    SQLALCHEMY_DATABASE_URI = "sqlite://"
+    MAX_BATCH_DELAY_MS = 5
+
+
+class ProductionConfig(Config):
+    DEBUG = False
+
+
+CONFIGS = {"development": DevelopmentConfig, "testing": TestingConfig, "production": ProductionConfig}
+
+
+def config_from_env() -> type[Config]:
+    """The config class named by ``APP_CONFIG`` (default ``production``)."""
+    return CONFIGS[os.environ.get("APP_CONFIG", "production")]

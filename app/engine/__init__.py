@@ -1,0 +1,128 @@
+"""Inference engine extension: loads every released checkpoint per serving process.
+
+Models are loaded in ``init_app`` (called by ``create_app``), in a background thread
+so that ``/api/v1/health`` answers at once and ``/api/v1/ready`` answers 503 until
+every model is loaded and warmed up. Never at import time, never in a gunicorn master.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import torch
+from flask import Flask, current_app
+
+from .batcher import DynamicBatcher, QueueFullError
+from .loader import Checkpoint, find_checkpoints, load_checkpoint
+
+__all__ = ["InferenceEngine", "ModelNotReady", "QueueFullError", "Checkpoint"]
+log = logging.getLogger(__name__)
+
+
+class ModelNotReady(RuntimeError):
+    """The requested model is not loaded (still loading, failed, or not shipped)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; other names as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class EngineState:
+    """Per-app engine state: checkpoints, their batchers and the load status."""
+
+    def __init__(self, config: dict):
+        self.device = resolve_device(config["DEVICE"])
+        self.model_dir = config["MODEL_DIR"]
+        self.max_batch_size = config["MAX_BATCH_SIZE"]
+        self.max_batch_delay_ms = config["MAX_BATCH_DELAY_MS"]
+        self.timeout = config["INFERENCE_TIMEOUT_S"]
+        self.checkpoints: dict[str, Checkpoint] = {}
+        self.batchers: dict[str, DynamicBatcher] = {}
+        self.status = "loading"
+        self.errors: dict[str, str] = {}
+        self.ready_event = threading.Event()
+        self.load_seconds: float | None = None
+
+    def load_all(self) -> None:
+        """Load and warm up every checkpoint; sets ``status`` to ready or failed."""
+        started = time.perf_counter()
+        for task, folder in find_checkpoints(self.model_dir).items():
+            try:
+                ckpt = load_checkpoint(folder, self.device)
+                batcher = DynamicBatcher(ckpt.module, self.max_batch_size, self.max_batch_delay_ms,
+                                         self.device, name=task)
+                shape = ckpt.meta["input_shape"]
+                for n in sorted({1, self.max_batch_size}):  # warm-up: first call and a full batch
+                    batcher(torch.zeros(n, *shape), timeout=self.timeout)
+                batcher.batch_sizes.clear()
+                batcher.requests_served = 0
+                self.checkpoints[task], self.batchers[task] = ckpt, batcher
+                log.info("loaded %s (%s %s) on %s", task, ckpt.name, ckpt.version, self.device)
+            except Exception as exc:  # noqa: BLE001 - reported by /api/v1/ready
+                log.exception("could not load model %s from %s", task, folder)
+                self.errors[task] = f"{type(exc).__name__}: {exc}"
+        self.load_seconds = time.perf_counter() - started
+        self.status = "failed" if self.errors else "ready"
+        self.ready_event.set()
+
+    def close(self) -> None:
+        for batcher in self.batchers.values():
+            batcher.close()
+
+
+class InferenceEngine:
+    """Flask extension giving views access to the loaded models of the current app."""
+
+    def init_app(self, app: Flask, wait: bool = False) -> None:
+        """Start loading the models of ``app.config['MODEL_DIR']``; block when ``wait``."""
+        if app.config.get("TORCH_THREADS"):
+            torch.set_num_threads(app.config["TORCH_THREADS"])
+        state = EngineState(app.config)
+        app.extensions["engine"] = state
+        thread = threading.Thread(target=state.load_all, name="model-loader", daemon=True)
+        thread.start()
+        if wait:
+            thread.join()
+
+    @property
+    def state(self) -> EngineState:
+        return current_app.extensions["engine"]
+
+    def checkpoint(self, task: str) -> Checkpoint:
+        """The loaded checkpoint of ``task``; raises ModelNotReady if there is none."""
+        state = self.state
+        if task not in state.checkpoints:
+            if state.status == "loading":
+                raise ModelNotReady(f"the {task} model is still loading")
+            raise ModelNotReady(state.errors.get(task, f"no {task} model is installed"))
+        return state.checkpoints[task]
+
+    def predict(self, task: str, inputs: torch.Tensor) -> torch.Tensor:
+        """Run ``inputs`` (n, *input_shape) through the task's batcher; returns (n, ...) on CPU.
+
+        Raises:
+            ModelNotReady: model not loaded; QueueFullError: queue full;
+            concurrent.futures.TimeoutError: no answer within INFERENCE_TIMEOUT_S.
+        """
+        self.checkpoint(task)
+        state = self.state
+        return state.batchers[task](inputs, timeout=state.timeout)
+
+    def describe(self) -> list[dict]:
+        """Public description of each loaded model (for ``/api/v1/models`` and ``/models``)."""
+        state = self.state
+        out = []
+        for task, ckpt in state.checkpoints.items():
+            batcher = state.batchers[task]
+            out.append({
+                "task": task, "name": ckpt.name, "version": ckpt.version, "device": str(state.device),
+                "max_batch_size": batcher.max_batch_size, "max_batch_delay_ms": batcher.max_batch_delay_ms,
+                "metrics": ckpt.meta.get("metrics", {}),
+                "requests_served": batcher.requests_served,
+                "mean_batch_size": round(batcher.mean_batch_size, 2),
+            })
+        return out

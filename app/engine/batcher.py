@@ -1,0 +1,142 @@
+"""Dynamic batching: many concurrent requests, one forward pass.
+
+Requests put ``(tensor, future)`` on a bounded queue; one worker thread takes up to
+``max_batch_size`` rows, waiting at most ``max_batch_delay_ms`` after the first,
+runs a single forward pass under ``torch.inference_mode()`` and resolves each
+future with its own rows. An exception fails only the callers of that batch.
+The knob names follow Triton's dynamic batcher and TorchServe.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+class QueueFullError(RuntimeError):
+    """Raised by :meth:`DynamicBatcher.submit` when the request queue is full."""
+
+
+@dataclass
+class _Request:
+    inputs: torch.Tensor
+    future: Future
+    enqueued: float
+
+
+class DynamicBatcher:
+    """Batch requests for one model on a worker thread.
+
+    Args:
+        model: callable taking a float tensor (B, *item_shape) and returning a tensor
+            (B, ...) whose first dimension matches.
+        max_batch_size: most rows in one forward pass (a larger request runs alone).
+        max_batch_delay_ms: longest wait for more requests after the first one.
+        device: where the batch is moved before the forward pass.
+        max_queue_size: pending requests before :meth:`submit` raises QueueFullError.
+        name: used in the thread name and logs.
+    """
+
+    def __init__(self, model, max_batch_size: int = 32, max_batch_delay_ms: float = 10.0,
+                 device: torch.device | str = "cpu", max_queue_size: int = 1024, name: str = "model"):
+        self.model = model
+        self.max_batch_size = max(1, int(max_batch_size))
+        self.max_batch_delay_ms = float(max_batch_delay_ms)
+        self.device = torch.device(device)
+        self.name = name
+        self._queue: queue.Queue[_Request | None] = queue.Queue(maxsize=max_queue_size)
+        self._lock = threading.Lock()
+        self.batch_sizes: Counter[int] = Counter()   # rows per forward pass -> count
+        self.requests_served = 0
+        self._pending: _Request | None = None
+        self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, inputs: torch.Tensor) -> Future:
+        """Queue ``inputs`` of shape (n, *item_shape), n >= 1; the future gets (n, ...)."""
+        if inputs.ndim < 1 or inputs.shape[0] < 1:
+            raise ValueError("inputs need a leading batch dimension of at least 1")
+        future: Future = Future()
+        try:
+            self._queue.put_nowait(_Request(inputs, future, time.perf_counter()))
+        except queue.Full:
+            raise QueueFullError(f"{self.name}: request queue is full") from None
+        return future
+
+    def __call__(self, inputs: torch.Tensor, timeout: float | None = None) -> torch.Tensor:
+        """Submit and wait for the result (raises the forward pass's exception)."""
+        return self.submit(inputs).result(timeout=timeout)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def mean_batch_size(self) -> float:
+        with self._lock:
+            passes = sum(self.batch_sizes.values())
+            rows = sum(size * count for size, count in self.batch_sizes.items())
+        return rows / passes if passes else 0.0
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Finish queued requests, then stop the worker thread."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _collect(self) -> list[_Request] | None:
+        first = self._pending or self._queue.get()
+        self._pending = None
+        if first is None:
+            return None
+        batch, rows = [first], first.inputs.shape[0]
+        deadline = time.perf_counter() + self.max_batch_delay_ms / 1000.0
+        while rows < self.max_batch_size:
+            remaining = deadline - time.perf_counter()
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)  # stop after this batch
+                break
+            if rows + item.inputs.shape[0] > self.max_batch_size:
+                self._pending = item   # starts the next batch
+                break
+            batch.append(item)
+            rows += item.inputs.shape[0]
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._collect()
+            if batch is None:
+                return
+            live = [r for r in batch if r.future.set_running_or_notify_cancel()]
+            if not live:
+                continue
+            sizes = [r.inputs.shape[0] for r in live]
+            try:
+                inputs = torch.cat([r.inputs for r in live]).to(self.device, non_blocking=True)
+                with torch.inference_mode():
+                    outputs = self.model(inputs)
+                outputs = outputs.detach().to("cpu")
+                if outputs.shape[0] != sum(sizes):
+                    raise RuntimeError(f"model returned {outputs.shape[0]} rows for {sum(sizes)} inputs")
+            except Exception as exc:  # noqa: BLE001 - handed to this batch's callers only
+                log.exception("%s: batch of %d rows failed", self.name, sum(sizes))
+                for r in live:
+                    r.future.set_exception(exc)
+                continue
+            with self._lock:
+                self.batch_sizes[sum(sizes)] += 1
+                self.requests_served += len(live)
+            for r, out in zip(live, torch.split(outputs, sizes)):
+                r.future.set_result(out)

@@ -1,0 +1,104 @@
+"""Pre- and post-processing of the salt segmenter (pure NumPy/PIL, no Flask).
+
+Any image size is handled by cutting it into overlapping 101x101 tiles (the TGS tile
+size the model was trained on), reflect-padding each to the model input size,
+and blending the tile probabilities with a weight that falls towards tile borders.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+TILE = 101
+
+
+def tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` pixels covering ``[0, length)`` (last one flush)."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def blend_weights(tile: int, ramp: int) -> np.ndarray:
+    """(tile, tile) float32 weights: 1 inside, falling linearly over ``ramp`` pixels to the edges."""
+    edge = np.minimum(np.arange(tile), np.arange(tile)[::-1]).astype(np.float32)
+    w1 = np.clip((edge + 1) / (ramp + 1), 0.0, 1.0) if ramp > 0 else np.ones(tile, np.float32)
+    return np.outer(w1, w1).astype(np.float32)
+
+
+def make_tiles(gray: np.ndarray, tile: int = TILE, overlap: int = 26) -> tuple[np.ndarray, list[tuple[int, int]], tuple[int, int]]:
+    """Cut a grayscale image into overlapping tiles.
+
+    Args:
+        gray: float32 (H, W) in [0, 1], any size >= 1x1.
+        tile: tile edge in pixels; overlap: pixels shared by neighbouring tiles.
+    Returns:
+        ``tiles`` float32 (n, tile, tile); ``origins`` [(y, x)] of each tile in the
+        (possibly padded) canvas; ``canvas`` (Hc, Wc). Images smaller than a tile are
+        padded (reflect, or edge when too small to reflect) up to the tile size.
+    """
+    h, w = gray.shape
+    ph, pw = max(0, tile - h), max(0, tile - w)
+    if ph or pw:
+        mode = "reflect" if h > 1 and w > 1 and ph < h and pw < w else "edge"
+        gray = np.pad(gray, ((0, ph), (0, pw)), mode=mode)
+    hc, wc = gray.shape
+    stride = tile - overlap
+    origins = [(y, x) for y in tile_starts(hc, tile, stride) for x in tile_starts(wc, tile, stride)]
+    tiles = np.stack([gray[y:y + tile, x:x + tile] for y, x in origins]).astype(np.float32)
+    return tiles, origins, (hc, wc)
+
+
+def blend_tiles(probs: np.ndarray, origins: list[tuple[int, int]], canvas: tuple[int, int],
+                out_shape: tuple[int, int], overlap: int = 26) -> np.ndarray:
+    """Weighted average of tile probabilities (n, tile, tile) into a float32 (H, W) map."""
+    tile = probs.shape[-1]
+    weights = blend_weights(tile, overlap if len(origins) > 1 else 0)
+    acc = np.zeros(canvas, np.float32)
+    norm = np.zeros(canvas, np.float32)
+    for p, (y, x) in zip(probs, origins):
+        acc[y:y + tile, x:x + tile] += p * weights
+        norm[y:y + tile, x:x + tile] += weights
+    h, w = out_shape
+    return (acc / np.maximum(norm, 1e-6))[:h, :w]
+
+
+def pad_for_model(tiles: np.ndarray, size: int, mean: float, std: float) -> np.ndarray:
+    """Normalise tiles (n, t, t) and reflect-pad them to float32 (n, 1, size, size)."""
+    t = tiles.shape[-1]
+    before = (size - t) // 2
+    after = size - t - before
+    x = (tiles - mean) / std
+    x = np.pad(x, ((0, 0), (before, after), (before, after)), mode="reflect")
+    return x[:, None].astype(np.float32)
+
+
+def crop_from_model(probs: np.ndarray, tile: int) -> np.ndarray:
+    """Central (n, tile, tile) region of model outputs (n, 1, size, size)."""
+    size = probs.shape[-1]
+    before = (size - tile) // 2
+    return probs[:, 0, before:before + tile, before:before + tile]
+
+
+def overlay(gray: np.ndarray, mask: np.ndarray, color: tuple[int, int, int] = (255, 64, 32),
+            alpha: float = 0.45) -> Image.Image:
+    """RGB picture of ``gray`` (H, W, [0, 1]) with ``mask`` (H, W, bool) tinted and outlined."""
+    base = np.repeat((gray * 255).astype(np.uint8)[..., None], 3, axis=2).astype(np.float32)
+    tint = np.array(color, np.float32)
+    m = mask.astype(bool)
+    base[m] = base[m] * (1 - alpha) + tint * alpha
+    edge = m & ~(_shift_and(m))
+    base[edge] = tint
+    return Image.fromarray(base.clip(0, 255).astype(np.uint8), "RGB")
+
+
+def _shift_and(m: np.ndarray) -> np.ndarray:
+    """Erosion by a 3x3 cross (pixels whose 4 neighbours are all set)."""
+    p = np.pad(m, 1, mode="edge")
+    return p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+
+
+def mask_image(mask: np.ndarray) -> Image.Image:
+    """8-bit PNG-ready mask: 255 = salt, 0 = no salt (the TGS convention)."""
+    return Image.fromarray(mask.astype(np.uint8) * 255, "L")

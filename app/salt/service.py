@@ -1,0 +1,84 @@
+"""Salt segmentation service: upload -> tiles -> batched model -> mask, overlay, RLE, record."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import numpy as np
+import torch
+from flask import current_app, url_for
+
+from train.rle import rle_encode
+
+from ..extensions import engine
+from ..imaging import decode_image, to_gray
+from ..uploads import Upload, record, storage_dir
+from . import processing as proc
+
+TASK = "salt"
+OVERLAP = 26  #: pixels shared by neighbouring tiles of a large section
+
+
+def segment(upload: Upload, threshold: float | None = None) -> dict:
+    """Segment one uploaded image of any size and record the answer.
+
+    Args:
+        upload: the file; threshold: salt probability cut in [0, 1] (default: the
+            checkpoint's ``meta.json`` threshold).
+    Returns:
+        The API result: filename, width, height, coverage (fraction of salt pixels,
+        0..1), rle_mask (Kaggle, column-major), mask_url, overlay_url, prediction_id.
+    Raises:
+        ImageError: the upload is not a usable image.
+        ModelNotReady, QueueFullError, TimeoutError: from the engine.
+    """
+    started = time.perf_counter()
+    image = decode_image(upload.data, current_app.config["MAX_IMAGE_PIXELS"])
+    gray = to_gray(image)
+    decoded = time.perf_counter()
+
+    ckpt = engine.checkpoint(TASK)
+    meta = ckpt.meta
+    tile = int(meta.get("tile_size", proc.TILE))
+    size = int(meta["input_shape"][-1])
+    norm = meta["normalization"]
+    threshold = float(meta.get("threshold", 0.5)) if threshold is None else threshold
+    tiles, origins, canvas = proc.make_tiles(gray, tile, OVERLAP)
+    inputs = proc.pad_for_model(tiles, size, norm["mean"][0], norm["std"][0])
+    probs = engine.predict(TASK, torch.from_numpy(inputs)).float().numpy()
+    inferred = time.perf_counter()
+
+    prob = proc.blend_tiles(proc.crop_from_model(probs, tile), origins, canvas, gray.shape, OVERLAP)
+    mask = prob > threshold
+    coverage = float(mask.mean())
+    rle_mask = rle_encode(mask)
+    public_id = uuid.uuid4().hex
+    folder = storage_dir(public_id)
+    image.convert("RGB").save(folder / "input.png")
+    proc.mask_image(mask).save(folder / "mask.png")
+    proc.overlay(gray, mask).save(folder / "overlay.png")
+    (folder / "rle.txt").write_text(rle_mask + "\n")
+    finished = time.perf_counter()
+
+    timings = {"decode_ms": (decoded - started) * 1e3, "inference_ms": (inferred - decoded) * 1e3,
+               "total_ms": (finished - started) * 1e3}
+    summary = {"coverage": coverage, "rle_mask": rle_mask, "threshold": threshold, "tiles": len(origins)}
+    height, width = gray.shape
+    record(TASK, upload, (width, height), ckpt, summary, timings, public_id)
+    return {
+        "filename": upload.filename, "width": width, "height": height,
+        "coverage": round(coverage, 6), "rle_mask": rle_mask,
+        "mask_url": url_for("salt.result_file", public_id=public_id, name="mask.png", _external=True),
+        "overlay_url": url_for("salt.result_file", public_id=public_id, name="overlay.png", _external=True),
+        "prediction_id": public_id,
+    }
+
+
+def parse_threshold(value: str | None) -> float | None:
+    """Form value -> threshold in [0, 1], None when blank; raises ValueError otherwise."""
+    if value is None or not str(value).strip():
+        return None
+    t = float(value)
+    if not np.isfinite(t) or not 0.0 <= t <= 1.0:
+        raise ValueError("threshold must be a number between 0 and 1")
+    return t

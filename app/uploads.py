@@ -1,0 +1,88 @@
+"""Upload handling shared by every task: reading files, per-file errors, storage, records."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from flask import current_app
+from werkzeug.datastructures import FileStorage
+
+from .engine import Checkpoint
+from .extensions import db
+from .imaging import ImageError
+from .records import Prediction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Upload:
+    """One uploaded file: its client name (display only, never a path) and its bytes."""
+
+    filename: str
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def client_filename(name: str | None) -> str:
+    """Display name of an upload: the last path component of the client's name, at most 200 chars."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return (base or "upload")[:200]
+
+
+def read_uploads(files: list[FileStorage]) -> list[Upload]:
+    """Read the files of a multipart field (those the browser sent with no name are skipped)."""
+    return [Upload(client_filename(f.filename), f.read()) for f in files if f is not None and (f.filename or f.content_length)]
+
+
+def answer_each(uploads: list[Upload], handle: Callable[[Upload], dict]) -> tuple[list[dict], int]:
+    """Run ``handle`` on each upload; a bad image gets its own error entry.
+
+    Returns the results in upload order and the number of answered files.
+    """
+    results, answered = [], 0
+    for upload in uploads:
+        try:
+            results.append(handle(upload))
+            answered += 1
+        except ImageError as exc:
+            results.append({"filename": upload.filename,
+                            "error": {"code": exc.code, "message": str(exc)}, "status": exc.status})
+    return results, answered
+
+
+def storage_dir(public_id: str) -> Path:
+    """Folder of one prediction's files (generated id, outside ``static/``)."""
+    root = Path(current_app.config.get("UPLOAD_FOLDER") or Path(current_app.instance_path) / "uploads")
+    folder = root / public_id[:2] / public_id
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def find_stored(public_id: str, name: str) -> Path | None:
+    """Path of a stored result file, or None (``name`` must be a plain file name)."""
+    if "/" in name or "\\" in name or name.startswith("."):
+        return None
+    root = Path(current_app.config.get("UPLOAD_FOLDER") or Path(current_app.instance_path) / "uploads")
+    path = root / public_id[:2] / public_id / name
+    return path if path.is_file() else None
+
+
+def record(task: str, upload: Upload, size: tuple[int, int], ckpt: Checkpoint, result: dict,
+           timings: dict, public_id: str | None = None) -> Prediction:
+    """Write one database row for an answered file and commit it."""
+    row = Prediction(task=task, filename=upload.filename, input_sha256=upload.sha256,
+                     width=size[0], height=size[1], model_name=ckpt.name, model_version=ckpt.version,
+                     result=result, decode_ms=timings["decode_ms"], inference_ms=timings["inference_ms"],
+                     total_ms=timings["total_ms"])
+    if public_id:
+        row.public_id = public_id
+    db.session.add(row)
+    db.session.commit()
+    return row

@@ -1,0 +1,83 @@
+"""Fixtures: a tiny TorchScript salt model, the app bound to it, client and runner."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from flask_migrate import upgrade
+from PIL import Image
+
+from app import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+
+
+class BrightIsSalt(torch.nn.Module):
+    """Tiny stand-in segmenter: salt probability = sigmoid(20 * normalised pixel)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(20.0 * x)
+
+
+def write_tiny_salt_model(folder: Path) -> Path:
+    """Write a scripted ``BrightIsSalt`` and its meta.json into ``folder/salt``."""
+    target = folder / "salt"
+    target.mkdir(parents=True, exist_ok=True)
+    torch.jit.script(BrightIsSalt()).save(str(target / "model.pt"))
+    meta = {"task": "salt", "name": "tiny-bright-is-salt", "version": "test", "input_shape": [1, 128, 128],
+            "tile_size": 101, "normalization": {"scale": 1 / 255, "mean": [0.5], "std": [0.25]},
+            "threshold": 0.5, "metrics": {"val_tgs_metric": 0.0}}
+    (target / "meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return write_tiny_salt_model(tmp_path_factory.mktemp("models"))
+
+
+def make_app(model_dir: Path, tmp_path: Path, **overrides):
+    config = {"TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "test",
+              "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.db'}",
+              "MODEL_DIR": str(model_dir), "UPLOAD_FOLDER": str(tmp_path / "uploads"),
+              "MAX_BATCH_SIZE": 8, "MAX_BATCH_DELAY_MS": 5, **overrides}
+    app = create_app(config, wait_for_models=True)
+    with app.app_context():
+        upgrade()
+    return app
+
+
+@pytest.fixture
+def app(tiny_model_dir, tmp_path):
+    app = make_app(tiny_model_dir, tmp_path)
+    yield app
+    app.extensions["engine"].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def png_bytes(array: np.ndarray, mode: str | None = None, fmt: str = "PNG", **save) -> bytes:
+    """Encode a uint8/uint16 array as an image file in memory."""
+    buf = io.BytesIO()
+    Image.fromarray(array, mode).save(buf, fmt, **save) if mode else Image.fromarray(array).save(buf, fmt, **save)
+    return buf.getvalue()
+
+
+def half_bright_tile(size: tuple[int, int] = (101, 101)) -> np.ndarray:
+    """uint8 image: left half 230 (salt for the tiny model), right half 20."""
+    img = np.full(size, 20, np.uint8)
+    img[:, : size[1] // 2] = 230
+    return img

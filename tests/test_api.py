@@ -1,0 +1,104 @@
+import io
+
+import numpy as np
+from PIL import Image
+
+from app.extensions import db
+from app.records import Prediction
+from train.rle import rle_decode
+
+from .conftest import half_bright_tile, png_bytes
+from .test_imaging import header_bomb_png
+
+
+def post(client, files, **form):
+    data = {"image": [(io.BytesIO(b), name) for name, b in files], **form}
+    return client.post("/api/v1/salt/segment", data=data, content_type="multipart/form-data")
+
+
+def test_health_ready_models(client):
+    assert client.get("/api/v1/health").get_json() == {"status": "ok"}
+    ready = client.get("/api/v1/ready")
+    assert ready.status_code == 200 and ready.get_json()["status"] == "ready"
+    models = client.get("/api/v1/models").get_json()["models"]
+    assert [m["task"] for m in models] == ["salt"]
+    assert models[0]["name"] == "tiny-bright-is-salt" and models[0]["device"] == "cpu"
+    assert models[0]["max_batch_size"] == 8 and "metrics" in models[0]
+
+
+def test_segment_tile_gives_mask_rle_and_record(app, client):
+    resp = post(client, [("tile.png", png_bytes(half_bright_tile()))])
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    (result,) = resp.get_json()["results"]
+    assert result["filename"] == "tile.png"
+    assert (result["width"], result["height"]) == (101, 101)
+    mask = rle_decode(result["rle_mask"], (101, 101))
+    assert mask[:, :50].all() and not mask[:, 51:].any()
+    assert abs(result["coverage"] - 50 / 101) < 1e-6
+    served = client.get(result["mask_url"])
+    assert served.status_code == 200 and served.mimetype == "image/png"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(served.data))) > 0, mask.astype(bool))
+    overlay = client.get(result["overlay_url"])
+    assert Image.open(io.BytesIO(overlay.data)).mode == "RGB"
+    with app.app_context():
+        row = db.session.scalar(db.select(Prediction).filter_by(public_id=result["prediction_id"]))
+        assert row.task == "salt" and row.model_name == "tiny-bright-is-salt"
+        assert row.result["rle_mask"] == result["rle_mask"] and row.total_ms > 0
+        assert len(row.input_sha256) == 64
+
+
+def test_large_section_and_results_in_file_order(client):
+    section = half_bright_tile((230, 410))
+    resp = post(client, [("b.png", png_bytes(section)), ("a.png", png_bytes(half_bright_tile()))])
+    names = [r["filename"] for r in resp.get_json()["results"]]
+    assert names == ["b.png", "a.png"]
+    big = resp.get_json()["results"][0]
+    mask = rle_decode(big["rle_mask"], (230, 410))
+    assert mask.shape == (230, 410)
+    assert mask[:, :205].all() and not mask[:, 206:].any()     # no seams between tiles
+
+
+def test_threshold_changes_the_answer_and_is_validated(client):
+    tile = np.full((101, 101), 128, np.uint8)   # normalised 0.0 -> probability 0.5
+    assert post(client, [("t.png", png_bytes(tile))], threshold="0.4").get_json()["results"][0]["coverage"] == 1.0
+    assert post(client, [("t.png", png_bytes(tile))], threshold="0.6").get_json()["results"][0]["coverage"] == 0.0
+    for bad in ["2", "-0.1", "abc", "nan"]:
+        resp = post(client, [("t.png", png_bytes(tile))], threshold=bad)
+        assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_threshold"
+
+
+def test_bad_files_get_their_own_errors(app, client):
+    good = png_bytes(half_bright_tile())
+    resp = post(client, [("../../etc/passwd.png", good), ("notes.png", b"just text"), ("empty.png", b"")])
+    assert resp.status_code == 200
+    first, second, third = resp.get_json()["results"]
+    assert first["filename"] == "passwd.png" and "rle_mask" in first
+    assert second["error"]["code"] == "invalid_image"
+    assert third["error"]["code"] == "empty_file"
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count(Prediction.id))) == 1
+
+
+def test_requests_without_usable_files(client):
+    resp = client.post("/api/v1/salt/segment", data={}, content_type="multipart/form-data")
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "missing_file"
+    resp = client.post("/api/v1/salt/segment", data={"file": (io.BytesIO(b"x"), "a.png")},
+                       content_type="multipart/form-data")
+    assert resp.status_code == 400
+    resp = post(client, [("a.pdf", b"%PDF-1.4 ...")])
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_image"
+    resp = post(client, [("bomb.png", header_bomb_png())])
+    assert resp.status_code == 413 and resp.get_json()["error"]["code"] == "image_too_large"
+    assert client.get("/api/v1/ready").status_code == 200
+
+
+def test_upload_over_max_content_length_is_413(app, client):
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    resp = post(client, [("big.png", b"\0" * 5000)])
+    assert resp.status_code == 413
+    assert resp.get_json()["error"]["code"] == "payload_too_large"
+
+
+def test_unknown_api_path_is_json_404(client):
+    resp = client.get("/api/v1/nope")
+    assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "not_found"

@@ -1,0 +1,69 @@
+import io
+import re
+
+import pytest
+
+from .conftest import half_bright_tile, make_app, png_bytes
+
+
+def upload(client, files, **form):
+    data = {"image": [(io.BytesIO(b), name) for name, b in files], **form}
+    return client.post("/salt/", data=data, content_type="multipart/form-data")
+
+
+def test_upload_page_renders_form(client):
+    page = client.get("/salt/").get_data(as_text=True)
+    assert 'enctype="multipart/form-data"' in page and "multiple" in page
+
+
+def test_upload_shows_overlay_coverage_and_downloads(client):
+    resp = upload(client, [("one.png", png_bytes(half_bright_tile())), ("two.png", png_bytes(half_bright_tile()))])
+    assert resp.status_code == 302
+    page = client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert page.count('class="result"') == 2
+    assert "49.50 %" in page
+    overlay = re.search(r'src="([^"]+overlay.png)"', page).group(1)
+    assert client.get(overlay).status_code == 200
+    mask_link = re.search(r'href="([^"]+mask.png\?download=1)"', page).group(1)
+    download = client.get(mask_link)
+    assert download.status_code == 200 and "attachment" in download.headers["Content-Disposition"]
+    history = client.get("/history").get_data(as_text=True)
+    assert "one.png" in history and "two.png" in history
+
+
+def test_bad_file_shows_form_error(client):
+    resp = upload(client, [("bad.png", b"not an image")])
+    assert resp.status_code == 400
+    assert "not a readable image" in resp.get_data(as_text=True)
+    mixed = upload(client, [("bad.png", b"not an image"), ("good.png", png_bytes(half_bright_tile()))])
+    text = mixed.get_data(as_text=True)
+    assert mixed.status_code == 200 and "bad.png" in text and "good.png" in text and "overlay.png" in text
+
+
+def test_wrong_extension_and_empty_submit_are_form_errors(client):
+    assert "PNG, JPEG or TIFF images only" in upload(client, [("x.exe", b"MZ")]).get_data(as_text=True)
+    assert upload(client, []).status_code == 400
+
+
+def test_too_large_upload_gives_html_error(app, client):
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    resp = upload(client, [("big.png", b"\0" * 5000)])
+    assert resp.status_code == 413 and "larger than the limit" in resp.get_data(as_text=True)
+
+
+def test_csrf_is_enforced_on_the_form(tiny_model_dir, tmp_path):
+    app = make_app(tiny_model_dir, tmp_path, WTF_CSRF_ENABLED=True)
+    try:
+        client = app.test_client()
+        resp = upload(client, [("one.png", png_bytes(half_bright_tile()))])
+        assert resp.status_code == 400 and "CSRF" in resp.get_data(as_text=True)
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
+                          client.get("/salt/").get_data(as_text=True)).group(1)
+        assert upload(client, [("one.png", png_bytes(half_bright_tile()))], csrf_token=token).status_code == 302
+    finally:
+        app.extensions["engine"].close()
+
+
+@pytest.mark.parametrize("path", ["/", "/history", "/salt/result/doesnotexist"])
+def test_pages_answer(client, path):
+    assert client.get(path).status_code == (404 if "doesnotexist" in path else 200)
