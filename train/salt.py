@@ -129,7 +129,7 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
     total_steps = steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: _lr_factor(s, total_steps, steps_per_epoch))
-    start_epoch, best = 0, {"tgs_metric": -1.0}
+    start_epoch, best, minutes_before = 0, {"tgs_metric": -1.0}, 0.0
     ckpt_path = run_dir / "last.pt"
     if cfg.resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device)
@@ -138,11 +138,12 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_epoch, best = state["epoch"] + 1, state["best"]
+        minutes_before = state.get("minutes", 0.0)
         log.info("resumed at epoch %d (best %.4f)", start_epoch, best["tgs_metric"])
 
     gen = torch.Generator().manual_seed(cfg.seed)
     metrics_file = run_dir / "metrics.csv"
-    started = time.time()
+    started = time.time() - minutes_before * 60
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         use_lovasz = epoch >= cfg.lovasz_from
@@ -185,7 +186,7 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
             log.info("epoch %d: %s", epoch + 1, row)
             if tuned["tgs_metric"] > best["tgs_metric"]:
                 best = {**tuned, "epoch": epoch + 1}
-                meta = _export(ema.module, cfg, best, mean, std, len(tr_x), len(va_x), row["minutes"], device)
+                _export(ema.module, cfg, best, mean, std, len(tr_x), len(va_x), row["minutes"], device)
         with open(metrics_file, "a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=["epoch", "loss", "lr", "minutes", "tgs_metric",
                                                     "threshold", "empty_threshold"])
@@ -193,8 +194,9 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
                 writer.writeheader()
             writer.writerow(row)
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "epoch": epoch, "best": best}, ckpt_path)
-    return json.loads((out_dir / "meta.json").read_text()) if (out_dir / "meta.json").exists() else meta
+                    "scheduler": sched.state_dict(), "epoch": epoch, "best": best,
+                    "minutes": row["minutes"]}, ckpt_path)
+    return json.loads((out_dir / "meta.json").read_text())
 
 
 def _export(net, cfg: SaltTrainConfig, best: dict, mean: float, std: float,

@@ -6,6 +6,7 @@ every model is loaded and warmed up. Never at import time, never in a gunicorn m
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -85,6 +86,9 @@ class InferenceEngine:
         app.extensions["engine"] = state
         thread = threading.Thread(target=state.load_all, name="model-loader", daemon=True)
         thread.start()
+        # A short-lived process (a CLI command) must not exit while torch is loading:
+        # the interpreter would abort ("terminate called without an active exception").
+        atexit.register(thread.join)
         if wait:
             thread.join()
 

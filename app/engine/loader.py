@@ -6,6 +6,7 @@ through :func:`load_checkpoint` so that the format can be swapped in one place.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +50,9 @@ def load_checkpoint(folder: str | Path, device: torch.device) -> Checkpoint:
     """
     folder = Path(folder)
     meta = json.loads((folder / "meta.json").read_text())
-    module = torch.jit.load(str(folder / "model.pt"), map_location=device)
+    with warnings.catch_warnings():  # the deprecation notice is handled by this one function
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(str(folder / "model.pt"), map_location=device)
     module.eval()
     return Checkpoint(task=meta.get("task", folder.name), module=module, meta=meta,
                       device=device, path=folder)
