@@ -50,26 +50,32 @@ def _instance_secret_key(instance: Path) -> str:
 
 
 def register_extensions(app: Flask, wait_for_models: bool) -> None:
+    from . import gallery
     from .extensions import csrf, db, engine, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
     engine.init_app(app, wait=wait_for_models)
+    gallery.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import api, errors, main, salt
+    from . import api, errors, main, rocks, salt, similarity
     from .extensions import csrf
 
     app.register_blueprint(errors.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(salt.bp)
+    app.register_blueprint(rocks.bp)
+    app.register_blueprint(similarity.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # the JSON API is for programs, not browser forms
 
 
 def register_commands(app: Flask) -> None:
     from . import commands
+    from .similarity import commands as gallery_commands
 
     commands.init_app(app)
+    gallery_commands.init_app(app)

@@ -9,12 +9,13 @@ from werkzeug.exceptions import HTTPException
 
 from .engine import ModelNotReady, QueueFullError
 from .extensions import db
+from .gallery import GalleryUnavailable
 
 bp = Blueprint("errors", __name__)
 log = logging.getLogger(__name__)
 
 CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
-         413: "payload_too_large", 500: "internal_error", 503: "unavailable"}
+         409: "conflict", 413: "payload_too_large", 500: "internal_error", 503: "unavailable"}
 
 
 class ApiError(Exception):
@@ -49,6 +50,11 @@ def handle_api_error(exc: ApiError):
 @bp.app_errorhandler(ModelNotReady)
 def handle_not_ready(exc: ModelNotReady):
     return error_response("model_not_ready", str(exc), 503, headers={"Retry-After": "5"})
+
+
+@bp.app_errorhandler(GalleryUnavailable)
+def handle_no_gallery(exc: GalleryUnavailable):
+    return error_response("gallery_empty", str(exc), 409)
 
 
 @bp.app_errorhandler(QueueFullError)

@@ -6,7 +6,10 @@ from .records import Prediction
 
 bp = Blueprint("main", __name__)
 
-TASK_PAGES = {"salt": ("salt.upload", "Salt segmentation", "Seismic tiles or whole sections: salt mask, coverage, Kaggle RLE")}
+TASK_PAGES = {
+    "salt": ("salt.upload", "Salt segmentation", "Seismic tiles or whole sections: salt mask, coverage, Kaggle RLE"),
+    "rocks": ("rocks.upload", "Rock classification", "Rock type with probabilities, and the most similar gallery images"),
+}
 
 
 @bp.get("/")

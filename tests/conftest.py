@@ -36,15 +36,42 @@ def write_tiny_salt_model(folder: Path) -> Path:
     return folder
 
 
+ROCK_COLOURS = {"andesite": (200, 40, 40), "gneiss": (40, 200, 40), "marble": (230, 230, 230),
+                "quartzite": (40, 40, 200), "rhyolite": (200, 200, 40), "schist": (40, 40, 40)}
+
+
+def make_rock_folder(root: Path, per_class: int = 8, seed: int = 0) -> Path:
+    """Synthetic Geological-Similarity layout: ``<class>/<class>.<n>.jpg``, 28x28, class colour + noise."""
+    rng = np.random.default_rng(seed)
+    for label, colour in ROCK_COLOURS.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = np.clip(np.array(colour) + rng.normal(0, 25, (28, 28, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / label / f"{label}.{i:03d}.jpg", quality=95)
+    return root
+
+
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    return write_tiny_salt_model(tmp_path_factory.mktemp("models"))
+def rock_folder(tmp_path_factory) -> Path:
+    return make_rock_folder(tmp_path_factory.mktemp("rocks-data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, rock_folder) -> Path:
+    """Tiny salt model plus rocks/similarity models from a dry-run training."""
+    from train.rocks import RocksTrainConfig, train_rocks
+
+    folder = write_tiny_salt_model(tmp_path_factory.mktemp("models"))
+    train_rocks(RocksTrainConfig(data=str(rock_folder), output=str(folder), dry_run=True,
+                                 run_dir=str(tmp_path_factory.mktemp("rocks-run"))))
+    return folder
 
 
 def make_app(model_dir: Path, tmp_path: Path, **overrides):
     config = {"TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "test",
               "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.db'}",
               "MODEL_DIR": str(model_dir), "UPLOAD_FOLDER": str(tmp_path / "uploads"),
+              "GALLERY_FOLDER": str(tmp_path / "gallery"),
               "MAX_BATCH_SIZE": 8, "MAX_BATCH_DELAY_MS": 5, **overrides}
     app = create_app(config, wait_for_models=True)
     with app.app_context():

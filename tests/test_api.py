@@ -21,9 +21,10 @@ def test_health_ready_models(client):
     ready = client.get("/api/v1/ready")
     assert ready.status_code == 200 and ready.get_json()["status"] == "ready"
     models = client.get("/api/v1/models").get_json()["models"]
-    assert [m["task"] for m in models] == ["salt"]
-    assert models[0]["name"] == "tiny-bright-is-salt" and models[0]["device"] == "cpu"
-    assert models[0]["max_batch_size"] == 8 and "metrics" in models[0]
+    assert sorted(m["task"] for m in models) == ["rocks", "salt", "similarity"]
+    salt = next(m for m in models if m["task"] == "salt")
+    assert salt["name"] == "tiny-bright-is-salt" and salt["device"] == "cpu"
+    assert salt["max_batch_size"] == 8 and "metrics" in salt
 
 
 def test_segment_tile_gives_mask_rle_and_record(app, client):

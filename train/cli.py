@@ -1,4 +1,4 @@
-"""Command line for training: ``python -m train salt --data DIR --epochs N``."""
+"""Command line for training: ``python -m train salt|rocks --data DIR --epochs N``."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +7,10 @@ import shlex
 import sys
 from dataclasses import fields
 
+from .rocks import RocksTrainConfig, train_rocks
 from .salt import SaltTrainConfig, train_salt
 
-TRAINERS = {"salt": (SaltTrainConfig, train_salt)}
+TRAINERS = {"salt": (SaltTrainConfig, train_salt), "rocks": (RocksTrainConfig, train_rocks)}
 
 
 def build_parser() -> argparse.ArgumentParser:

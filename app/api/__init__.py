@@ -5,6 +5,8 @@ from flask import Blueprint, jsonify, request
 
 from ..errors import ApiError
 from ..extensions import engine
+from ..gallery import store
+from ..rocks import service as rocks_service
 from ..salt import service as salt_service
 from ..uploads import answer_each, read_uploads
 
@@ -60,3 +62,26 @@ def salt_segment():
     engine.checkpoint(salt_service.TASK)  # 503 before reading pixels when the model is not ready
     return _respond(*answer_each(uploads, lambda u: salt_service.segment(u, threshold)))
 
+
+
+@bp.post("/rocks/classify")
+def rocks_classify():
+    uploads = _uploads_or_400()
+    engine.checkpoint(rocks_service.ROCKS)
+    return _respond(*answer_each(uploads, rocks_service.classify))
+
+
+@bp.post("/similarity/search")
+def similarity_search():
+    try:
+        k = rocks_service.parse_k(request.form.get("k"))
+    except ValueError:
+        raise ApiError("invalid_k", "k must be an integer between 1 and 100") from None
+    try:
+        method = rocks_service.parse_method(request.form.get("method"))
+    except ValueError as exc:
+        raise ApiError("invalid_method", str(exc)) from None
+    uploads = _uploads_or_400()
+    engine.checkpoint(rocks_service.SIMILARITY)
+    store().get(rocks_service.SIMILARITY)  # 409 before decoding when there is no gallery
+    return _respond(*answer_each(uploads, lambda u: rocks_service.search(u, k, method)))

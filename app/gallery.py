@@ -1,0 +1,167 @@
+"""Gallery of reference images for similarity search: build, add, load, search.
+
+A gallery lives in ``<instance>/gallery/<task>``, a symbolic link to a versioned folder
+holding ``index.faiss`` (exact inner product on L2-normalised embeddings), ``items.json``
+(id, label, source path of each row), ``pixels.npy`` (uint8 thumbnails at the model's input
+size, also the vectors of the seed's raw-pixel search) and ``kmeans.npz`` (the seed's
+K-Means clustering). Build writes a new folder and swaps the link atomically
+(``os.replace``), so a running server never sees half a gallery.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import faiss
+import numpy as np
+
+from train import retrieval
+
+log = logging.getLogger(__name__)
+
+
+class GalleryUnavailable(RuntimeError):
+    """No gallery has been built for the task, or it is empty."""
+
+
+@dataclass
+class Gallery:
+    """A loaded gallery (rows are aligned across ``items``, ``index`` and ``pixels``)."""
+
+    items: list[dict]
+    index: faiss.Index
+    pixels: np.ndarray
+    kmeans: dict
+    version: str
+    _pixel_index: faiss.Index | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def search(self, method: str, k: int, embedding: np.ndarray | None = None,
+               pixels: np.ndarray | None = None) -> list[dict]:
+        """Top-``k`` matches of one query: ``[{"id", "label", "score"}]``, best first.
+
+        Args:
+            method: ``embedding`` (needs ``embedding`` (D,) L2-normalised), ``pixels`` or
+                ``kmeans`` (need ``pixels`` uint8 (H, W, 3) at the gallery's thumbnail size).
+        """
+        if method == "embedding":
+            scores, ids = retrieval.search(self.index, embedding[None], k)
+        else:
+            query = retrieval.pixel_vectors(pixels[None])
+            if method == "pixels":
+                if self._pixel_index is None:
+                    self._pixel_index = retrieval.flat_index(retrieval.pixel_vectors(self.pixels), "l2")
+                dist, ids = retrieval.search(self._pixel_index, query, k)
+                scores = retrieval.l2_to_score(dist, query.shape[1])
+            elif method == "kmeans":
+                scores, ids = retrieval.kmeans_search(self.kmeans["centroids"], self.kmeans["assign"],
+                                                      self.kmeans["dist"], query, k)
+            else:
+                raise ValueError(f"unknown method {method!r}; use one of {retrieval.METHODS}")
+        return [{**self.items[i], "score": round(float(s), 6)} for s, i in zip(scores[0], ids[0]) if i >= 0]
+
+
+def write_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray,
+                  n_clusters: int = 6) -> Path:
+    """Write a complete gallery folder beside ``root`` and point ``root`` at it atomically.
+
+    Args:
+        root: the gallery link path, e.g. ``instance/gallery/similarity``.
+        items: one dict per row with ``label`` and ``path``; ``id`` is set to the row number.
+        embeddings: float32 (N, D), L2-normalised; pixels: uint8 (N, H, W, 3).
+    Returns:
+        The new versioned folder.
+    """
+    if not (len(items) == len(embeddings) == len(pixels)):
+        raise ValueError("items, embeddings and pixels must have the same length")
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    folder = root.parent / f"{root.name}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    for i, item in enumerate(items):
+        item["id"] = i
+    faiss.write_index(retrieval.flat_index(embeddings, "ip"), str(folder / "index.faiss"))
+    np.save(folder / "pixels.npy", pixels)
+    (folder / "items.json").write_text(json.dumps(items))
+    if len(items) >= n_clusters:
+        centroids, assign, dist = retrieval.fit_kmeans(retrieval.pixel_vectors(pixels), n_clusters)
+    else:
+        centroids, assign, dist = retrieval.pixel_vectors(pixels), np.arange(len(items)), np.zeros(len(items), np.float32)
+    np.savez(folder / "kmeans.npz", centroids=centroids, assign=assign, dist=dist)
+    previous = root.resolve() if root.is_symlink() else None
+    tmp_link = root.parent / f".{root.name}.{uuid.uuid4().hex}"
+    os.symlink(folder.name, tmp_link)
+    os.replace(tmp_link, root)
+    if previous is not None and previous != folder and previous.is_dir():
+        shutil.rmtree(previous, ignore_errors=True)
+    return folder
+
+
+def read_gallery(root: Path) -> Gallery:
+    """Load the gallery that ``root`` points to; raises GalleryUnavailable when absent or empty."""
+    root = Path(root)
+    if not (root / "items.json").exists():
+        raise GalleryUnavailable("no gallery has been built: run `flask gallery build`")
+    items = json.loads((root / "items.json").read_text())
+    if not items:
+        raise GalleryUnavailable("the gallery is empty: add images with `flask gallery add`")
+    km = np.load(root / "kmeans.npz")
+    return Gallery(items=items, index=faiss.read_index(str(root / "index.faiss")),
+                   pixels=np.load(root / "pixels.npy"),
+                   kmeans={k: km[k] for k in ("centroids", "assign", "dist")},
+                   version=os.path.basename(os.path.realpath(root)))
+
+
+class GalleryStore:
+    """Per-app cache of loaded galleries, reloaded when the link points to a new version."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self._lock = threading.Lock()
+        self._cache: dict[str, Gallery] = {}
+
+    def get(self, task: str) -> Gallery:
+        """The current gallery of ``task``; raises GalleryUnavailable."""
+        link = self.folder / task
+        version = os.path.basename(os.path.realpath(link)) if link.exists() else None
+        with self._lock:
+            cached = self._cache.get(task)
+            if cached is None or cached.version != version:
+                self._cache[task] = read_gallery(link)
+            return self._cache[task]
+
+
+def embed_in_batches(embed: Callable[[np.ndarray], np.ndarray], arrays: Iterable[np.ndarray],
+                     batch_size: int = 256) -> np.ndarray:
+    """Concatenate ``embed`` over batches of preprocessed arrays (each (C, H, W) float32)."""
+    out, batch = [], []
+    for a in arrays:
+        batch.append(a)
+        if len(batch) == batch_size:
+            out.append(embed(np.stack(batch)))
+            batch = []
+    if batch:
+        out.append(embed(np.stack(batch)))
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def store() -> GalleryStore:
+    """The gallery store of the current app (``GALLERY_FOLDER``, default instance/gallery)."""
+    from flask import current_app
+
+    return current_app.extensions["galleries"]
+
+
+def init_app(app) -> None:
+    folder = app.config.get("GALLERY_FOLDER") or Path(app.instance_path) / "gallery"
+    app.extensions["galleries"] = GalleryStore(Path(folder))

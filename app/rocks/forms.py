@@ -1,0 +1,16 @@
+"""Upload form of the rocks page."""
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileAllowed, MultipleFileField
+from wtforms import IntegerField, SelectField, SubmitField
+from wtforms.validators import NumberRange, Optional
+
+from ..salt.forms import IMAGE_EXTENSIONS
+
+
+class RocksUploadForm(FlaskForm):
+    image = MultipleFileField("Rock photos (PNG, JPEG or TIFF; several at once)",
+                              validators=[FileAllowed(IMAGE_EXTENSIONS, "PNG, JPEG or TIFF images only")])
+    k = IntegerField("Similar images to show", default=10, validators=[Optional(), NumberRange(1, 100)])
+    method = SelectField("Similarity method", default="embedding", choices=[
+        ("embedding", "CNN embedding (default)"), ("pixels", "raw pixels (seed)"), ("kmeans", "K-Means cluster (seed)")])
+    submit = SubmitField("Classify and search")

@@ -1,0 +1,108 @@
+import io
+import re
+
+import numpy as np
+import pytest
+
+from app.extensions import db
+from app.records import Prediction
+from train import retrieval
+from train.rocks_model import LABELS
+
+from .conftest import ROCK_COLOURS, png_bytes
+
+
+def rock_png(label: str, seed: int = 1) -> bytes:
+    rng = np.random.default_rng(seed)
+    return png_bytes(np.clip(np.array(ROCK_COLOURS[label]) + rng.normal(0, 25, (28, 28, 3)), 0, 255).astype(np.uint8))
+
+
+def post(client, url, files, **form):
+    data = {"image": [(io.BytesIO(b), name) for name, b in files], **form}
+    return client.post(url, data=data, content_type="multipart/form-data")
+
+
+@pytest.fixture
+def gallery(runner, rock_folder):
+    result = runner.invoke(args=["gallery", "build", "similarity", "--data", str(rock_folder)])
+    assert result.exit_code == 0, result.output
+    assert "48 images" in result.output
+    return rock_folder
+
+
+def test_classify_returns_probabilities_and_records(app, client):
+    resp = post(client, "/api/v1/rocks/classify", [("a.png", rock_png("marble")), ("big.png", png_bytes(
+        np.full((300, 200, 3), 128, np.uint8)))])
+    assert resp.status_code == 200
+    results = resp.get_json()["results"]
+    assert [r["filename"] for r in results] == ["a.png", "big.png"]
+    for r in results:
+        assert set(r["probabilities"]) == set(LABELS) and r["label"] in LABELS
+        assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert r["label"] == max(r["probabilities"], key=r["probabilities"].get)
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count()).select_from(Prediction).filter_by(task="rocks")) == 2
+
+
+def test_search_without_gallery_is_409(client):
+    resp = post(client, "/api/v1/similarity/search", [("a.png", rock_png("gneiss"))])
+    assert resp.status_code == 409 and resp.get_json()["error"]["code"] == "gallery_empty"
+    page = post(client, "/rocks/", [("a.png", rock_png("gneiss"))])
+    assert page.status_code == 200 and "Similarity search unavailable" in page.get_data(as_text=True)
+
+
+def test_nearest_neighbour_of_a_gallery_image_is_itself(client, gallery):
+    path = gallery / "schist" / "schist.003.jpg"
+    for method in ("embedding", "pixels"):
+        resp = post(client, "/api/v1/similarity/search", [("q.jpg", path.read_bytes())], k="5", method=method)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        matches = resp.get_json()["results"][0]["matches"]
+        assert len(matches) == 5
+        assert matches[0]["label"] == "schist" and matches[0]["score"] == pytest.approx(1.0, abs=1e-4)
+        assert [m["score"] for m in matches] == sorted((m["score"] for m in matches), reverse=True)
+        image = client.get(matches[0]["image_url"])
+        assert image.status_code == 200 and image.mimetype == "image/png"
+    resp = post(client, "/api/v1/similarity/search", [("q.jpg", path.read_bytes())], method="kmeans")
+    assert len(resp.get_json()["results"][0]["matches"]) >= 1
+
+
+def test_gallery_add_without_rebuild(runner, client, gallery, tmp_path):
+    new = tmp_path / "odd.png"
+    new.write_bytes(png_bytes(np.tile(np.arange(28, dtype=np.uint8)[:, None, None] * 9, (1, 28, 3))))
+    result = runner.invoke(args=["gallery", "add", "similarity", str(new), "--label", "striped"])
+    assert result.exit_code == 0 and "49 images" in result.output
+    matches = post(client, "/api/v1/similarity/search", [("q.png", new.read_bytes())], k="1",
+                   method="pixels").get_json()["results"][0]["matches"]
+    assert matches[0]["label"] == "striped" and matches[0]["id"] == 48
+
+
+@pytest.mark.parametrize("k", ["0", "101", "abc", "2.5"])
+def test_bad_k_is_400(client, gallery, k):
+    resp = post(client, "/api/v1/similarity/search", [("a.png", rock_png("gneiss"))], k=k)
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_k"
+
+
+def test_bad_method_and_bad_file(client, gallery):
+    assert post(client, "/api/v1/similarity/search", [("a.png", rock_png("gneiss"))],
+                method="magic").status_code == 400
+    resp = post(client, "/api/v1/similarity/search", [("a.png", b"nope"), ("b.png", rock_png("gneiss"))])
+    first, second = resp.get_json()["results"]
+    assert first["error"]["code"] == "invalid_image" and len(second["matches"]) == 10
+
+
+def test_rocks_page_shows_bars_and_grid(client, gallery):
+    resp = post(client, "/rocks/", [("q.png", rock_png("quartzite")), ("bad.png", b"text")], k="6")
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert page.count('class="bar-row"') == 6
+    assert len(re.findall(r'<img src="[^"]+/similarity/gallery/\d+\.png"', page)) == 6
+    assert "bad.png" in page and "not a readable image" in page
+    assert "rocks" in client.get("/history").get_data(as_text=True)
+
+
+def test_precision_and_kmeans_helpers():
+    assert retrieval.precision_at_k(np.array([0, 1]), np.array([[0, 0, 1], [1, 1, 1]])) == pytest.approx(5 / 6)
+    pts = np.array([[0.0, 0], [0.1, 0], [0.2, 0], [10, 10], [10.1, 10], [10.2, 10]], np.float32)
+    centroids, assign, dist = retrieval.fit_kmeans(pts, 2)
+    _, ids = retrieval.kmeans_search(centroids, assign, dist, np.array([[10.0, 10.0]], np.float32), 3)
+    assert set(ids[0]) == {3, 4, 5}

@@ -1,0 +1,67 @@
+"""Gallery search methods (NumPy + FAISS, no Flask), shared by the server and evaluation.
+
+- ``embedding``: exact inner product on L2-normalised embeddings (cosine similarity),
+  ``faiss.IndexFlatIP``.
+- ``pixels``: the seed project's method, Euclidean distance between raw pixel vectors;
+  score = 1 / (1 + distance / sqrt(dim)).
+- ``kmeans``: the seed project's K-Means on raw pixels; the matches are the members of
+  the query's cluster closest to the cluster centre (score as for ``pixels``, to the centre).
+"""
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+METHODS = ("embedding", "pixels", "kmeans")
+
+
+def flat_index(vectors: np.ndarray, metric: str = "ip") -> faiss.Index:
+    """Exact FAISS index of float32 (N, D) vectors (``ip`` inner product or ``l2``)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    index = faiss.IndexFlatIP(vectors.shape[1]) if metric == "ip" else faiss.IndexFlatL2(vectors.shape[1])
+    index.add(vectors)
+    return index
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` (scores, ids), each (Q, k'), k' = min(k, index size); ids are gallery rows."""
+    k = min(k, index.ntotal)
+    scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return scores, ids
+
+
+def pixel_vectors(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W, C) -> float32 (N, H*W*C) in [0, 1]."""
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0
+
+
+def l2_to_score(squared_l2: np.ndarray, dim: int) -> np.ndarray:
+    """Map FAISS squared L2 distances to a similarity in (0, 1] (1 = identical)."""
+    return 1.0 / (1.0 + np.sqrt(np.maximum(squared_l2, 0.0) / dim))
+
+
+def fit_kmeans(pixels: np.ndarray, n_clusters: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """K-Means on pixel vectors (N, D): centroids (K, D), assignment (N,), distance to centre (N,)."""
+    km = faiss.Kmeans(pixels.shape[1], n_clusters, niter=25, seed=seed, verbose=False)
+    km.train(np.ascontiguousarray(pixels, dtype=np.float32))
+    dist, assign = km.index.search(np.ascontiguousarray(pixels, dtype=np.float32), 1)
+    return km.centroids.copy(), assign[:, 0].astype(np.int64), dist[:, 0]
+
+
+def kmeans_search(centroids: np.ndarray, assign: np.ndarray, dist: np.ndarray, queries: np.ndarray,
+                  k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Members of each query's nearest cluster, most central first: (scores, ids), (Q, k')."""
+    _, nearest = flat_index(centroids, "l2").search(np.ascontiguousarray(queries, dtype=np.float32), 1)
+    out_ids, out_scores = [], []
+    for c in nearest[:, 0]:
+        members = np.flatnonzero(assign == c)
+        top = members[np.argsort(dist[members], kind="stable")[:k]]
+        out_ids.append(top)
+        out_scores.append(l2_to_score(dist[top], centroids.shape[1]))
+    k_out = min(len(x) for x in out_ids) if out_ids else 0
+    return np.stack([s[:k_out] for s in out_scores]), np.stack([i[:k_out] for i in out_ids])
+
+
+def precision_at_k(query_labels: np.ndarray, match_labels: np.ndarray) -> float:
+    """Mean fraction of the k matches (Q, k) whose label equals the query's (Q,)."""
+    return float((match_labels == query_labels[:, None]).mean())
