@@ -2,9 +2,11 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8000
+# Reference images for similarity search, embedded once by `make run` when present.
+GALLERY_DATA ?= ../shared/data/geological-similarity
 export FLASK_APP := wsgi
 
-.PHONY: setup run test train-salt clean
+.PHONY: setup run test train-salt train-rocks clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
@@ -13,15 +15,20 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-run: setup   ## apply migrations, then serve with gunicorn on 127.0.0.1:$(PORT)
+run: setup   ## apply migrations, build a missing gallery, then serve with gunicorn on 127.0.0.1:$(PORT)
 	$(VENV)/bin/flask db upgrade
+	@if [ ! -e instance/gallery/similarity ] && [ -d "$(GALLERY_DATA)" ]; then \
+	  $(VENV)/bin/flask gallery build similarity --data "$(GALLERY_DATA)"; fi
 	PORT=$(PORT) $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
 test: setup  ## run the test suite
 	$(PY) -m pytest -q -rs
 
 train-salt: setup  ## retrain the salt segmenter on ../shared/data (hours on CPU)
-	$(VENV)/bin/flask train-model salt --data ../shared/data/tgs-salt --epochs 50 --lovasz-from 22
+	$(VENV)/bin/flask train-model salt --data ../shared/data/tgs-salt --epochs 44 --lovasz-from 20
+
+train-rocks: setup  ## retrain the rock classifier and embedding (about 20 min on CPU)
+	$(VENV)/bin/flask train-model rocks --data ../shared/data/geological-similarity --epochs 15
 
 clean:
 	rm -rf $(VENV) .pytest_cache

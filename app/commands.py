@@ -1,35 +1,24 @@
-"""CLI commands: ``flask train-model``."""
+"""CLI commands: ``flask train-model TASK --data DIR ...`` (the ``train`` package's CLI)."""
 from __future__ import annotations
-
-import logging
-import shlex
-import sys
 
 import click
 from flask import Flask
 
 
-@click.command("train-model")
-@click.argument("task", type=click.Choice(["salt"]))
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="data set folder")
-@click.option("--epochs", default=36, show_default=True, type=int)
-@click.option("--batch-size", default=32, show_default=True, type=int)
-@click.option("--lr", default=2e-3, show_default=True, type=float)
-@click.option("--lovasz-from", default=16, show_default=True, type=int, help="first Lovász-hinge epoch")
-@click.option("--output", default="models/salt", show_default=True, help="checkpoint folder to write")
-@click.option("--run-dir", default="runs/salt", show_default=True, help="logs, metrics.csv, resumable state")
-@click.option("--threads", default=0, type=int, help="torch CPU threads (0 = default)")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--seed", default=42, show_default=True, type=int)
-@click.option("--resume", is_flag=True, help="continue from RUN_DIR/last.pt")
-@click.option("--dry-run", is_flag=True, help="a few steps on a few tiles, then export")
-def train_model(task: str, **options) -> None:
-    """Train TASK's model on --data and export it (progress bar on stderr)."""
-    from train.salt import SaltTrainConfig, train_salt
+@click.command("train-model", add_help_option=False,
+               context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("task")
+@click.pass_context
+def train_model(ctx: click.Context, task: str) -> None:
+    """Train TASK (salt, rocks) and export it to models/; `flask train-model TASK --help` lists options.
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    meta = train_salt(SaltTrainConfig(**options, command="flask train-model " + shlex.join(sys.argv[2:])))
-    click.echo(f"exported {options['output']}: validation TGS metric {meta['metrics']['val_tgs_metric']}")
+    The arguments are those of `python -m train TASK`: the same function runs, with a
+    progress bar on stderr.
+    """
+    from train.cli import run
+
+    meta = run([task, *ctx.args], prog="flask train-model")
+    click.echo(f"exported {meta['task']} model: validation metrics {meta['metrics']}")
 
 
 def init_app(app: Flask) -> None:

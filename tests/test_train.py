@@ -36,7 +36,7 @@ def test_flask_train_model_dry_run_exports_a_loadable_checkpoint(runner, tmp_pat
     result = runner.invoke(args=["train-model", "salt", "--data", str(data), "--dry-run", "--epochs", "1",
                                  "--output", str(out), "--run-dir", str(run)])
     assert result.exit_code == 0, result.output
-    assert "validation TGS metric" in result.output
+    assert "val_tgs_metric" in result.output
     meta = json.loads((out / "meta.json").read_text())
     assert meta["input_shape"] == [1, 128, 128] and meta["task"] == "salt"
     assert {"mean", "std"} <= set(meta["normalization"]) and 0 <= meta["threshold"] <= 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
-import sys
 from dataclasses import fields
 
 from .rocks import RocksTrainConfig, train_rocks
@@ -13,11 +12,11 @@ from .salt import SaltTrainConfig, train_salt
 TRAINERS = {"salt": (SaltTrainConfig, train_salt), "rocks": (RocksTrainConfig, train_rocks)}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
+def build_parser(prog: str = "python -m train") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     sub = parser.add_subparsers(dest="task", required=True)
     for task, (config_cls, _) in TRAINERS.items():
-        p = sub.add_parser(task)
+        p = sub.add_parser(task, help=(config_cls.__doc__ or "").splitlines()[0])
         for f in fields(config_cls):
             if f.name == "command":
                 continue
@@ -26,13 +25,20 @@ def build_parser() -> argparse.ArgumentParser:
                 p.add_argument(flag, action="store_true")
             else:
                 kind = {"int": int, "float": float}.get(str(f.type), str)
-                p.add_argument(flag, type=kind, default=f.default, required=f.name == "data")
+                p.add_argument(flag, type=kind, default=f.default, required=f.name == "data",
+                               help=None if f.name == "data" else f"default: {f.default}")
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+def run(argv: list[str], prog: str = "python -m train") -> dict:
+    """Parse ``argv`` (task first), train and export; returns the written meta.json dict."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = vars(build_parser().parse_args(argv))
+    args = vars(build_parser(prog).parse_args(argv))
     config_cls, trainer = TRAINERS[args.pop("task")]
-    trainer(config_cls(**args, command="python -m train " + shlex.join(argv)))
+    return trainer(config_cls(**args, command=f"{prog} {shlex.join(argv)}"))
+
+
+def main() -> None:
+    import sys
+
+    run(sys.argv[1:])

@@ -2,6 +2,7 @@
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, MultipleFileField
 from wtforms import IntegerField, SelectField, SubmitField
+from wtforms.fields import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
 from ..salt.forms import IMAGE_EXTENSIONS
@@ -12,5 +13,6 @@ class RocksUploadForm(FlaskForm):
                               validators=[FileAllowed(IMAGE_EXTENSIONS, "PNG, JPEG or TIFF images only")])
     k = IntegerField("Similar images to show", default=10, validators=[Optional(), NumberRange(1, 100)])
     method = SelectField("Similarity method", default="embedding", choices=[
-        ("embedding", "CNN embedding (default)"), ("pixels", "raw pixels (seed)"), ("kmeans", "K-Means cluster (seed)")])
+        SelectChoice("embedding", "CNN embedding (default)"), SelectChoice("pixels", "raw pixels (seed)"),
+        SelectChoice("kmeans", "K-Means cluster (seed)")])
     submit = SubmitField("Classify and search")
