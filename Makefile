@@ -25,7 +25,7 @@ test: setup  ## run the test suite
 	$(PY) -m pytest -q -rs
 
 train-salt: setup  ## retrain the salt segmenter on ../shared/data (hours on CPU)
-	$(VENV)/bin/flask train-model salt --data ../shared/data/tgs-salt --epochs 44 --lovasz-from 20
+	$(VENV)/bin/flask train-model salt --data ../shared/data/tgs-salt --epochs 40 --lovasz-from 18
 
 train-rocks: setup  ## retrain the rock classifier and embedding (about 20 min on CPU)
 	$(VENV)/bin/flask train-model rocks --data ../shared/data/geological-similarity --epochs 15

@@ -15,3 +15,5 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
+# No shared control socket in ~/.gunicorn: several instances (tests, blue/green) may run at once.
+control_socket_disable = True

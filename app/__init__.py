@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from pathlib import Path
 
 from flask import Flask
 
-from .config import DEFAULT_SECRET_KEY, ROOT, Config, config_from_env
+from . import security
+from .config import DEFAULT_SECRET_KEY, ROOT, WEAK_SECRET_KEYS, Config, config_from_env
 
 
 def create_app(config: type[Config] | dict | None = None, wait_for_models: bool = False) -> Flask:
@@ -19,6 +21,8 @@ def create_app(config: type[Config] | dict | None = None, wait_for_models: bool 
             models load in a background thread and ``/api/v1/ready`` says when.
     Without ``SECRET_KEY`` in the environment a random key is generated once and
     kept in the instance folder.
+    Raises:
+        RuntimeError: outside testing/debug, when SECRET_KEY is a default or weak value.
     """
     app = Flask(__name__, instance_relative_config=True, template_folder=str(ROOT / "templates"),
                 static_folder=str(ROOT / "static"))
@@ -30,13 +34,24 @@ def create_app(config: type[Config] | dict | None = None, wait_for_models: bool 
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'app.db'}"
-    if app.config["SECRET_KEY"] == DEFAULT_SECRET_KEY and not app.testing:
-        app.config["SECRET_KEY"] = _instance_secret_key(Path(app.instance_path))
+    check_secret_key(app)
 
     register_extensions(app, wait_for_models)
     register_blueprints(app)
+    security.init_app(app)
     register_commands(app)
     return app
+
+
+def check_secret_key(app: Flask) -> None:
+    """Use a generated key when none is set; refuse to serve with a default or weak one."""
+    key = app.config.get("SECRET_KEY") or ""
+    if app.testing or app.debug:
+        return
+    if key == DEFAULT_SECRET_KEY and "SECRET_KEY" not in os.environ:
+        app.config["SECRET_KEY"] = _instance_secret_key(Path(app.instance_path))
+    elif key in WEAK_SECRET_KEYS or len(key) < 16:
+        raise RuntimeError("refusing to start: SECRET_KEY is a default or weak value (use 16+ random characters)")
 
 
 def _instance_secret_key(instance: Path) -> str:
@@ -61,7 +76,7 @@ def register_extensions(app: Flask, wait_for_models: bool) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import api, errors, main, rocks, salt, similarity
+    from . import admin, api, errors, main, rocks, salt, similarity
     from .extensions import csrf
 
     app.register_blueprint(errors.bp)
@@ -70,12 +85,15 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(rocks.bp)
     app.register_blueprint(similarity.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(admin.bp)
     csrf.exempt(api.bp)  # the JSON API is for programs, not browser forms
+    csrf.exempt(admin.bp)  # token-authenticated, no cookies
 
 
 def register_commands(app: Flask) -> None:
-    from . import commands
+    from . import commands, uploads
     from .similarity import commands as gallery_commands
 
     commands.init_app(app)
     gallery_commands.init_app(app)
+    uploads.init_app(app)

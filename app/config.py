@@ -6,6 +6,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SECRET_KEY = "dev-only-change-me"
+#: Keys refused in production (the default and well-known placeholders).
+WEAK_SECRET_KEYS = {DEFAULT_SECRET_KEY, "changeme", "change-me", "secret", "dev", "development", ""}
 
 
 def _env_int(name: str, default: int) -> int:
@@ -35,6 +37,12 @@ class Config:
     UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER")
     #: Torch CPU threads for inference in a serving process (0 = PyTorch default).
     TORCH_THREADS = _env_int("TORCH_THREADS", 0)
+    #: Days a prediction's stored files are kept (0 = forever); pruned at start-up and by `flask uploads prune`.
+    UPLOAD_RETENTION_DAYS = _env_int("UPLOAD_RETENTION_DAYS", 30)
+    #: Token for admin actions (gallery add/rebuild, model reload); admin endpoints are off when unset.
+    ADMIN_TOKEN = os.environ.get("ADMIN_TOKEN") or None
+    #: Where galleries live; ``None`` = instance/gallery.
+    GALLERY_FOLDER = os.environ.get("GALLERY_FOLDER")
     HISTORY_PER_PAGE = 25
     WTF_CSRF_TIME_LIMIT = None
 
@@ -52,6 +60,7 @@ class TestingConfig(Config):
 
 class ProductionConfig(Config):
     DEBUG = False
+    SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "0") == "1"
 
 
 CONFIGS = {"development": DevelopmentConfig, "testing": TestingConfig, "production": ProductionConfig}

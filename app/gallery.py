@@ -107,6 +107,18 @@ def write_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels:
     return folder
 
 
+def append_to_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray) -> int:
+    """Add rows to the gallery at ``root`` (creating it) without re-embedding; returns its new size."""
+    root = Path(root)
+    if (root / "items.json").exists():
+        old = read_gallery(root)
+        items = old.items + items
+        embeddings = np.concatenate([old.index.reconstruct_n(0, old.index.ntotal), embeddings])
+        pixels = np.concatenate([old.pixels, pixels])
+    write_gallery(root, items, embeddings, pixels)
+    return len(items)
+
+
 def read_gallery(root: Path) -> Gallery:
     """Load the gallery that ``root`` points to; raises GalleryUnavailable when absent or empty."""
     root = Path(root)

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from flask import current_app
+import click
+from flask import Flask, current_app
 from werkzeug.datastructures import FileStorage
 
 from .engine import Checkpoint
@@ -57,10 +61,15 @@ def answer_each(uploads: list[Upload], handle: Callable[[Upload], dict]) -> tupl
     return results, answered
 
 
+def upload_root(app: Flask | None = None) -> Path:
+    """The folder holding every prediction's files (``UPLOAD_FOLDER``, default instance/uploads)."""
+    app = app or current_app
+    return Path(app.config.get("UPLOAD_FOLDER") or Path(app.instance_path) / "uploads")
+
+
 def storage_dir(public_id: str) -> Path:
     """Folder of one prediction's files (generated id, outside ``static/``)."""
-    root = Path(current_app.config.get("UPLOAD_FOLDER") or Path(current_app.instance_path) / "uploads")
-    folder = root / public_id[:2] / public_id
+    folder = upload_root() / public_id[:2] / public_id
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -69,8 +78,7 @@ def find_stored(public_id: str, name: str) -> Path | None:
     """Path of a stored result file, or None (``name`` must be a plain file name)."""
     if "/" in name or "\\" in name or name.startswith("."):
         return None
-    root = Path(current_app.config.get("UPLOAD_FOLDER") or Path(current_app.instance_path) / "uploads")
-    path = root / public_id[:2] / public_id / name
+    path = upload_root() / public_id[:2] / public_id / name
     return path if path.is_file() else None
 
 
@@ -86,3 +94,31 @@ def record(task: str, upload: Upload, size: tuple[int, int], ckpt: Checkpoint, r
     db.session.add(row)
     db.session.commit()
     return row
+
+
+def prune_uploads(root: Path, days: int) -> int:
+    """Delete prediction folders under ``root`` older than ``days`` days; returns how many."""
+    if days <= 0 or not root.is_dir():
+        return 0
+    cutoff = time.time() - days * 86400
+    removed = 0
+    for folder in root.glob("*/*"):
+        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+@click.command("prune-uploads")
+@click.option("--days", type=int, help="retention in days (default: UPLOAD_RETENTION_DAYS)")
+def prune_command(days: int | None) -> None:
+    """Delete stored upload and result files older than the retention period."""
+    days = current_app.config["UPLOAD_RETENTION_DAYS"] if days is None else days
+    click.echo(f"removed {prune_uploads(upload_root(), days)} prediction folders older than {days} days")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(prune_command)
+    if not app.testing:
+        threading.Thread(target=prune_uploads, args=(upload_root(app), app.config["UPLOAD_RETENTION_DAYS"]),
+                         name="prune-uploads", daemon=True).start()

@@ -92,6 +92,14 @@ class InferenceEngine:
         if wait:
             thread.join()
 
+    def reload(self, app: Flask) -> EngineState:
+        """Load every checkpoint again (blocking), then swap it in and close the old batchers."""
+        new = EngineState(app.config)
+        new.load_all()
+        old, app.extensions["engine"] = app.extensions["engine"], new
+        old.close()
+        return new
+
     @property
     def state(self) -> EngineState:
         return current_app.extensions["engine"]

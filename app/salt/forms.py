@@ -4,7 +4,7 @@ from flask_wtf.file import FileAllowed, MultipleFileField
 from wtforms import DecimalField, SubmitField
 from wtforms.validators import NumberRange, Optional
 
-IMAGE_EXTENSIONS = ["png", "jpg", "jpeg", "tif", "tiff"]
+IMAGE_EXTENSIONS = ["png", "jpg", "jpeg", "tif", "tiff", "gif", "bmp", "webp"]
 
 
 class SaltUploadForm(FlaskForm):

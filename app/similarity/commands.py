@@ -12,7 +12,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..extensions import engine
-from ..gallery import read_gallery, store, write_gallery
+from ..gallery import append_to_gallery, store, write_gallery
 from ..rocks.processing import normalise, rgb_thumbnail
 
 gallery_cli = AppGroup("gallery", help="Build and extend the galleries searched for similar images.")
@@ -41,6 +41,19 @@ def _embedder(task: str):
     return thumbs_and_embeddings
 
 
+def build_gallery(task: str, data: Path, exclude: Path | None) -> int:
+    """Embed every image under ``data`` (label = sub-folder name) and swap in the new gallery."""
+    skip = set(exclude.read_text().split()) if exclude else set()
+    paths = sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                   and str(p.relative_to(data)) not in skip)
+    if not paths:
+        raise click.ClickException(f"no images under {data}")
+    thumbs, embs = _embedder(task)(paths, f"embedding {len(paths)} images")
+    items = [{"label": p.parent.name if p.parent != data else "", "path": str(p.resolve())} for p in paths]
+    write_gallery(store().folder / task, items, embs, thumbs)
+    return len(items)
+
+
 @gallery_cli.command("build")
 @click.argument("task", type=click.Choice(["similarity"]))
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -49,15 +62,8 @@ def _embedder(task: str):
               help="file listing relative paths to leave out (e.g. a validation split)")
 def build(task: str, data: Path, exclude: Path | None) -> None:
     """Embed every image under --data and replace TASK's gallery atomically."""
-    skip = set(exclude.read_text().split()) if exclude else set()
-    paths = sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-                   and str(p.relative_to(data)) not in skip)
-    if not paths:
-        raise click.ClickException(f"no images under {data}")
-    thumbs, embs = _embedder(task)(paths, f"embedding {len(paths)} images")
-    items = [{"label": p.parent.name if p.parent != data else "", "path": str(p.resolve())} for p in paths]
-    folder = write_gallery(store().folder / task, items, embs, thumbs)
-    click.echo(f"gallery {task}: {len(items)} images in {folder}")
+    size = build_gallery(task, data, exclude)
+    click.echo(f"gallery {task}: {size} images in {store().folder / task}")
 
 
 @gallery_cli.command("add")
@@ -66,17 +72,10 @@ def build(task: str, data: Path, exclude: Path | None) -> None:
 @click.option("--label", help="label of the new images (default: each file's folder name)")
 def add(task: str, images: tuple[Path, ...], label: str | None) -> None:
     """Add IMAGES to TASK's gallery without re-embedding the existing ones."""
-    root = store().folder / task
     thumbs, embs = _embedder(task)(list(images), f"embedding {len(images)} images")
-    new_items = [{"label": label or p.parent.name, "path": str(p.resolve())} for p in images]
-    if (root / "items.json").exists():
-        old = read_gallery(root)
-        old_embs = old.index.reconstruct_n(0, old.index.ntotal)
-        items, embs, thumbs = old.items + new_items, np.concatenate([old_embs, embs]), np.concatenate([old.pixels, thumbs])
-    else:
-        items = new_items
-    folder = write_gallery(root, items, embs, thumbs)
-    click.echo(f"gallery {task}: {len(items)} images in {folder}")
+    items = [{"label": label or p.parent.name, "path": str(p.resolve())} for p in images]
+    size = append_to_gallery(store().folder / task, items, embs, thumbs)
+    click.echo(f"gallery {task}: {size} images in {store().folder / task}")
 
 
 def init_app(app: Flask) -> None:

@@ -1,0 +1,79 @@
+"""Admin API: model reload and gallery changes, behind ``Authorization: Bearer $ADMIN_TOKEN``.
+
+Every endpoint answers 404 when ``ADMIN_TOKEN`` is not set (admin actions are off) and
+401 without the right token (compared in constant time).
+"""
+from __future__ import annotations
+
+import hmac
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from flask import Blueprint, current_app, jsonify, request
+
+from .errors import ApiError
+from .extensions import engine
+from .gallery import append_to_gallery, store
+from .imaging import decode_image
+from .rocks.processing import normalise, rgb_thumbnail
+from .uploads import answer_each, read_uploads
+
+bp = Blueprint("admin", __name__, url_prefix="/api/v1/admin")
+
+
+@bp.before_request
+def require_token():
+    token = current_app.config.get("ADMIN_TOKEN")
+    if not token:
+        raise ApiError("not_found", "admin actions are disabled (no ADMIN_TOKEN configured)", 404)
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise ApiError("unauthorized", "a valid admin token is required", 401)
+
+
+@bp.post("/reload")
+def reload_models():
+    state = engine.reload(current_app._get_current_object())
+    return jsonify(status=state.status, models=sorted(state.checkpoints), errors=state.errors)
+
+
+@bp.post("/gallery/similarity")
+def gallery_add():
+    """Add the uploaded images (field ``image``) with form field ``label`` to the similarity gallery."""
+    label = (request.form.get("label") or "").strip()
+    if not label:
+        raise ApiError("missing_label", "form field 'label' is required")
+    ckpt = engine.checkpoint("similarity")
+    size, norm = int(ckpt.meta["input_shape"][-1]), ckpt.meta["normalization"]
+    uploads = read_uploads(request.files.getlist("image"))
+    if not uploads:
+        raise ApiError("missing_file", "send one or more files in the multipart field 'image'")
+    thumbs: list[np.ndarray] = []
+
+    def prepare(upload):
+        thumbs.append(rgb_thumbnail(decode_image(upload.data, current_app.config["MAX_IMAGE_PIXELS"]), size))
+        return {"filename": upload.filename}
+
+    results, answered = answer_each(uploads, prepare)
+    if not answered:
+        raise ApiError("invalid_image", "no usable image", 400, extra={"results": results})
+    x = torch.from_numpy(np.stack([normalise(t, norm["mean"], norm["std"]) for t in thumbs]))
+    embs = engine.predict("similarity", x).float().numpy()
+    items = [{"label": label, "path": f"upload:{r['filename']}"} for r in results if "error" not in r]
+    size = append_to_gallery(store().folder / "similarity", items, embs, np.stack(thumbs))
+    return jsonify(gallery_size=size, results=[{k: v for k, v in r.items() if k != "status"} for r in results])
+
+
+@bp.post("/gallery/similarity/rebuild")
+def gallery_rebuild():
+    """Rebuild the similarity gallery from the server-side folder ``GALLERY_DATA`` (never a client path)."""
+    data = os.environ.get("GALLERY_DATA") or current_app.config.get("GALLERY_DATA")
+    if not data or not Path(data).is_dir():
+        raise ApiError("not_configured", "set GALLERY_DATA to the reference image folder", 409)
+    from .similarity.commands import build_gallery
+
+    size = build_gallery("similarity", Path(data), None)
+    return jsonify(gallery_size=size)
+
