@@ -6,8 +6,9 @@ PORT   ?= 8000
 GALLERY_DATA ?= ../shared/data/geological-similarity
 export FLASK_APP := wsgi
 
-.PHONY: setup run test train-salt train-rocks clean
+.PHONY: setup setup-dev browser run test train-salt train-rocks clean
 setup: $(VENV)/.installed
+setup-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -15,13 +16,23 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Debian's Chromium for the Playwright browser tests (Playwright's own download is not used).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium could not be installed: the browser tests will be skipped"
+
 run: setup   ## apply migrations, build a missing gallery, then serve with gunicorn on 127.0.0.1:$(PORT)
 	$(VENV)/bin/flask db upgrade
 	@if [ ! -e instance/gallery/similarity ] && [ -d "$(GALLERY_DATA)" ]; then \
 	  $(VENV)/bin/flask gallery build similarity --data "$(GALLERY_DATA)"; fi
 	PORT=$(PORT) $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
-test: setup  ## run the test suite
+test: setup-dev browser  ## run the test suite
 	$(PY) -m pytest -q -rs
 
 train-salt: setup  ## retrain the salt segmenter on ../shared/data (hours on CPU)

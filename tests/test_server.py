@@ -1,0 +1,120 @@
+"""The real server under load, and its graceful shutdown (gunicorn, as `make run`)."""
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+
+from .conftest import DATA, ROOT, half_bright_tile, png_bytes
+from .live import LiveServer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir):
+    """The committed checkpoints when present (the real serving path), else the tiny test models."""
+    return ROOT / "models" if (ROOT / "models" / "salt" / "model.pt").exists() else tiny_model_dir
+
+
+def _tiles(n: int) -> list[bytes]:
+    folder = DATA / "tgs-salt" / "train" / "images"
+    if folder.is_dir():
+        return [p.read_bytes() for p in sorted(folder.glob("*.png"))[:n]]
+    rng = np.random.default_rng(0)
+    return [png_bytes(rng.integers(0, 255, (101, 101), dtype=np.uint8)) for _ in range(n)]
+
+
+def _send(url: str, data: bytes, name: str, session: requests.Session) -> tuple[int | str, float]:
+    started = time.perf_counter()
+    try:
+        resp = session.post(f"{url}/api/v1/salt/segment", files={"image": (name, data)}, timeout=120)
+        return resp.status_code, time.perf_counter() - started
+    except requests.ConnectionError:
+        return "refused", time.perf_counter() - started
+
+
+def test_640_requests_from_32_clients_lose_nothing(tmp_path, model_dir):
+    server = LiveServer(tmp_path, model_dir)
+    try:
+        tiles = _tiles(64)
+        local = threading.local()
+        jobs = []
+        for i in range(640):
+            bad = i % 20 == 7                      # 32 refused uploads mixed in
+            jobs.append((f"tile{i}.png", b"not an image" if bad else tiles[i % len(tiles)], bad))
+
+        def run(job):
+            if not hasattr(local, "session"):
+                local.session = requests.Session()
+            return job, _send(server.url, job[1], job[0], local.session)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(32) as pool:
+            outcomes = list(pool.map(run, jobs))
+        wall = time.perf_counter() - started
+        statuses = [status for _, (status, _) in outcomes]
+        assert not [s for s in statuses if s == "refused" or (isinstance(s, int) and s >= 500)]
+        answered = [job for job, (status, _) in outcomes if status == 200]
+        refused = [job for job, (status, _) in outcomes if status == 400]
+        assert len(answered) == 608 and len(refused) == 32
+        assert all(job[2] for job in refused) and not any(job[2] for job in answered)
+        rows = server.rows("salt")
+        assert len(rows) == len(answered)
+        assert sorted(r[1] for r in rows) == sorted(job[0] for job in answered)   # exactly one row each
+        latencies = sorted(t for _, (s, t) in outcomes if s == 200)
+        models = requests.get(f"{server.url}/api/v1/models").json()["models"]
+        salt = next(m for m in models if m["task"] == "salt")
+        print(f"\nload: 640 requests, 32 clients, {wall:.1f} s, {len(answered) / wall:.1f} answered/s, "
+              f"p50 {statistics.median(latencies) * 1e3:.0f} ms, p99 {latencies[int(0.99 * len(latencies))] * 1e3:.0f} ms, "
+              f"5xx 0, rows {len(rows)}, mean batch {salt['mean_batch_size']}")
+        assert requests.get(f"{server.url}/api/v1/ready").status_code == 200
+    finally:
+        server.stop()
+
+
+def test_sigterm_lets_in_flight_requests_finish(tmp_path, model_dir):
+    server = LiveServer(tmp_path, model_dir, graceful_timeout=30)
+    tile = png_bytes(half_bright_tile((202, 202)))      # 9 tiles: a request worth being in flight
+    results: list[tuple[float, int | str]] = []          # (start time, outcome) of every request
+    lock = threading.Lock()
+    stop_sending = threading.Event()
+
+    def client(n):
+        session = requests.Session()
+        while not stop_sending.is_set():
+            started = time.time()
+            status, _ = _send(server.url, tile, f"c{n}.png", session)
+            with lock:
+                results.append((started, status))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    stop_sending.set()
+    sigterm_at = time.time()
+    os.kill(server.proc.pid, signal.SIGTERM)
+    time.sleep(0.3)
+    # New connections are not served: gunicorn stops accepting at once (the kernel may still
+    # complete the TCP handshake until the worker closes its listener, then resets it).
+    with pytest.raises((requests.ConnectionError, requests.Timeout)):
+        requests.get(f"{server.url}/api/v1/health", timeout=3)
+    exit_code = server.proc.wait(60)
+    exited_after = time.time() - sigterm_at
+    for t in threads:
+        t.join(30)
+    server.log.close()
+    in_flight = [status for started, status in results if started < sigterm_at]
+    assert in_flight and all(status == 200 for status in in_flight), in_flight
+    assert len(server.rows("salt")) == len(in_flight)     # their rows were written
+    assert exit_code == 0 and exited_after < 30
+    print(f"\nshutdown: {len(in_flight)} requests sent before SIGTERM, all answered and recorded; "
+          f"exit {exit_code} after {exited_after:.1f} s")
