@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def model_dir(tiny_model_dir):
     """The committed checkpoints when present (the real serving path), else the tiny test models."""
-    return ROOT / "models" if (ROOT / "models" / "salt" / "model.pt").exists() else tiny_model_dir
+    shipped = all((ROOT / "models" / task / "model.pt").exists() for task in ("salt", "rocks", "similarity"))
+    return ROOT / "models" if shipped else tiny_model_dir
 
 
 def _tiles(n: int) -> list[bytes]:

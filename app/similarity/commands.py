@@ -11,6 +11,7 @@ from flask.cli import AppGroup
 from PIL import Image
 from tqdm import tqdm
 
+from ..engine import ModelNotReady
 from ..extensions import engine
 from ..gallery import append_to_gallery, store, write_gallery
 from ..rocks.processing import normalise, rgb_thumbnail
@@ -21,7 +22,10 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
 def _embedder(task: str):
     engine.state.ready_event.wait()
-    ckpt = engine.checkpoint(task)
+    try:
+        ckpt = engine.checkpoint(task)
+    except ModelNotReady as exc:
+        raise click.ClickException(f"cannot embed images: {exc}") from None
     size = int(ckpt.meta["input_shape"][-1])
     norm = ckpt.meta["normalization"]
 

@@ -1,0 +1,105 @@
+"""End-to-end in a real browser: Playwright driving Debian's Chromium against gunicorn."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .conftest import DATA, half_bright_tile, png_bytes
+from .live import LiveServer
+from .test_server import model_dir  # noqa: F401  (fixture)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed (make browser)")]
+SHOTS = Path(os.environ.get("SCREENSHOT_DIR", "/tmp/geovision-screenshots"))
+
+
+def _salt_tile(tmp_path: Path) -> Path:
+    """The TGS tile with the most salt when the data is present, else a synthetic tile."""
+    folder = DATA / "tgs-salt"
+    if folder.is_dir():
+        with open(folder / "train.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        best = max(rows, key=lambda r: sum(int(v) for v in r["rle_mask"].split()[1::2]) if r["rle_mask"] else 0)
+        partial = [r for r in rows if r["rle_mask"] and 3000 < sum(int(v) for v in r["rle_mask"].split()[1::2]) < 7000]
+        chosen = (partial or [best])[0]["id"]
+        return folder / "train" / "images" / f"{chosen}.png"
+    path = tmp_path / "tile.png"
+    path.write_bytes(png_bytes(half_bright_tile()))
+    return path
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+def _pixels(page, src: str) -> np.ndarray:
+    url = src if src.startswith("http") else page.url.split("/", 3)[:3] and "/".join(page.url.split("/", 3)[:3]) + src
+    return np.asarray(Image.open(io.BytesIO(page.request.get(url).body())).convert("RGB")).astype(int)
+
+
+def test_salt_and_rocks_flows_in_chromium(tmp_path, model_dir, rock_folder, browser):  # noqa: F811
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {SHOTS}")
+    server = LiveServer(tmp_path, model_dir, gallery_data=rock_folder)
+    try:
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+
+        tile = _salt_tile(tmp_path)
+        page.goto(f"{server.url}/salt/")
+        page.set_input_files("input[name=image]", str(tile))
+        page.click("input[type=submit]")
+        page.wait_for_url("**/salt/results**")
+        overlay = page.locator("img.overlay").first
+        overlay.wait_for()
+        assert page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=overlay.element_handle())
+        src_overlay = overlay.get_attribute("src")
+        src_input = page.locator("img[alt='input image']").first.get_attribute("src")
+        assert not np.array_equal(_pixels(page, src_overlay), _pixels(page, src_input))
+        assert "Salt coverage" in page.content()
+        page.screenshot(path=str(SHOTS / "salt_result.png"), full_page=True)
+
+        page.goto(f"{server.url}/history")
+        assert tile.name in page.content()
+        page.screenshot(path=str(SHOTS / "history.png"), full_page=True)
+
+        page.goto(f"{server.url}/rocks/")
+        page.set_input_files("input[name=image]", str(rock_folder / "marble" / "marble.001.jpg"))
+        page.fill("input[name=k]", "8")
+        page.click("input[type=submit]")
+        page.wait_for_selector(".bar-row")
+        assert page.locator(".bar-row").count() == 6
+        grid = page.locator("ul.grid img")
+        assert grid.count() == 8
+        assert page.wait_for_function(
+            "() => [...document.querySelectorAll('ul.grid img')].every(i => i.complete && i.naturalWidth > 0)")
+        page.screenshot(path=str(SHOTS / "rocks_result.png"), full_page=True)
+
+        assert not errors, errors      # no console errors so far (CSP violations included)
+        page.goto(f"{server.url}/salt/")
+        bad = tmp_path / "notes.png"
+        bad.write_text("not an image")
+        page.set_input_files("input[name=image]", str(bad))
+        page.click("input[type=submit]")
+        assert "not a readable image" in page.locator(".errors").inner_text()
+        page.screenshot(path=str(SHOTS / "salt_error.png"), full_page=True)
+        assert errors == ["Failed to load resource: the server responded with a status of 400 (BAD REQUEST)"]
+    finally:
+        server.stop()
