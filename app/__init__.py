@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import security
+from . import metrics, security
 from .config import DEFAULT_SECRET_KEY, ROOT, WEAK_SECRET_KEYS, Config, config_from_env
 
 
@@ -39,6 +39,7 @@ def create_app(config: type[Config] | dict | None = None, wait_for_models: bool 
     register_extensions(app, wait_for_models)
     register_blueprints(app)
     security.init_app(app)
+    metrics.init_app(app)
     register_commands(app)
     return app
 

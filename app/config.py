@@ -27,6 +27,10 @@ class Config:
     #: Dynamic batching knobs (names as in Triton / TorchServe).
     MAX_BATCH_SIZE = _env_int("MAX_BATCH_SIZE", 32)
     MAX_BATCH_DELAY_MS = _env_int("MAX_BATCH_DELAY_MS", 10)
+    #: Requests waiting per model before the API answers 503 with Retry-After.
+    MAX_QUEUE_SIZE = _env_int("MAX_QUEUE_SIZE", 256)
+    #: CUDA only: ``off``, ``fp16`` or ``bf16`` autocast for the forward pass.
+    MIXED_PRECISION = os.environ.get("MIXED_PRECISION", "off")
     #: Seconds a request waits for its batch before failing with 503.
     INFERENCE_TIMEOUT_S = _env_int("INFERENCE_TIMEOUT_S", 60)
     #: Largest request body in bytes (HTTP 413 above it).

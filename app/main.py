@@ -27,3 +27,10 @@ def history():
         query = query.where(Prediction.task == task)
     pagination = db.paginate(query, page=page, per_page=current_app.config["HISTORY_PER_PAGE"], error_out=False)
     return render_template("history.html", pagination=pagination, task=task)
+
+
+@bp.get("/models")
+def models():
+    state = engine.state
+    return render_template("models.html", models=engine.describe(), status=state.status, errors=state.errors,
+                           device=str(state.device), load_seconds=state.load_seconds)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from .conftest import DATA, half_bright_tile, png_bytes
-from .live import LiveServer
+from bench.server import LiveServer
 from .test_server import model_dir  # noqa: F401  (fixture)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -1,40 +1,50 @@
-import numpy as np
-import pytest
+import io
 
-from train.metrics import iou, tgs_image_score, tgs_metric
+import torch
 
+from app.engine.batcher import DynamicBatcher
 
-def _mask(cells):
-    m = np.zeros((10, 10), bool)
-    for r, c in cells:
-        m[r, c] = True
-    return m
+from .conftest import half_bright_tile, png_bytes
 
 
-def test_empty_mask_rule():
-    empty = np.zeros((10, 10), bool)
-    assert tgs_image_score(empty, empty) == 1.0
-    assert tgs_image_score(empty, _mask([(0, 0)])) == 0.0
-    assert tgs_image_score(_mask([(0, 0)]), empty) == 0.0
+def test_metrics_are_scraped_in_prometheus_format(client):
+    client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(png_bytes(half_bright_tile())), "a.png")]},
+                content_type="multipart/form-data")
+    client.get("/api/v1/health")
+    resp = client.get("/metrics")
+    assert resp.status_code == 200 and resp.mimetype == "text/plain"
+    text = resp.get_data(as_text=True)
+    assert 'geovision_http_requests_total{endpoint="/api/v1/salt/segment",method="POST",status="200"}' in text
+    assert 'geovision_http_request_duration_seconds_bucket{endpoint="/api/v1/health"' in text
+    assert 'geovision_batch_size_count{model="salt"}' in text
+    assert 'geovision_queue_wait_seconds_bucket{le="0.001",model="salt"}' in text
+    assert 'geovision_inference_seconds_sum{model="salt"}' in text
+    assert 'geovision_queue_depth{model="salt"} 0.0' in text
+    assert 'geovision_model_loaded{model="salt"} 1.0' in text
 
 
-def test_thresholds_are_050_to_095():
-    truth = _mask([(0, c) for c in range(10)])          # 10 pixels
-    pred = _mask([(0, c) for c in range(6)])            # iou 0.6
-    assert iou(truth, pred) == pytest.approx(0.6)
-    assert tgs_image_score(truth, pred) == pytest.approx(0.2)   # 0.50 and 0.55 pass
-    assert tgs_image_score(truth, truth) == 1.0
-    pred96 = _mask([(r, c) for r in range(5) for c in range(10)][:48])
-    truth96 = _mask([(r, c) for r in range(5) for c in range(10)])
-    assert tgs_image_score(truth96, pred96) == pytest.approx(1.0)     # iou 0.96 > 0.95
-    truth_exact = _mask([(0, c) for c in range(10)] + [(1, c) for c in range(10)])
-    pred_exact = _mask([(0, c) for c in range(10)] + [(1, c) for c in range(9)])   # iou 0.95
-    assert tgs_image_score(truth_exact, pred_exact) == pytest.approx(0.9)          # 0.95 is not > 0.95
+def test_models_page_and_api_show_live_figures(client):
+    client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(png_bytes(half_bright_tile())), "a.png")]},
+                content_type="multipart/form-data")
+    salt = next(m for m in client.get("/api/v1/models").get_json()["models"] if m["task"] == "salt")
+    assert salt["requests_served"] == 1 and salt["mean_batch_size"] == 1.0
+    page = client.get("/models").get_data(as_text=True)
+    assert "tiny-bright-is-salt" in page and "val_tgs_metric" in page
 
 
-def test_metric_averages_images():
-    empty = np.zeros((10, 10), bool)
-    full = np.ones((10, 10), bool)
-    assert tgs_metric(np.stack([empty, full]), np.stack([empty, empty])) == pytest.approx(0.5)
-    with pytest.raises(ValueError):
-        tgs_metric(empty, empty)
+def test_out_of_memory_splits_the_batch():
+    calls = []
+
+    def model(x):
+        calls.append(x.shape[0])
+        if x.shape[0] > 2:
+            raise torch.OutOfMemoryError("simulated")
+        return x * 3
+
+    batcher = DynamicBatcher(model, max_batch_size=8, max_batch_delay_ms=1)
+    try:
+        out = batcher(torch.arange(8.0).view(8, 1), timeout=5)
+        assert torch.equal(out, torch.arange(8.0).view(8, 1) * 3)
+        assert calls == [8, 4, 2, 2, 4, 2, 2]
+    finally:
+        batcher.close()

@@ -42,3 +42,40 @@ def test_committed_checkpoint_scores_at_least_080_through_the_api(tmp_path):
         assert abs(score - meta["metrics"]["val_tgs_metric"]) < 0.01
     finally:
         app.extensions["engine"].close()
+
+
+ROCKS_DATA = DATA / "geological-similarity"
+
+
+@pytest.mark.skipif(not ROCKS_DATA.is_dir(), reason="../shared/data absent")
+@pytest.mark.skipif(not (ROOT / "models" / "rocks" / "model.pt").exists(), reason="no committed rocks checkpoint")
+def test_committed_rock_models_through_the_api(tmp_path):
+    """Accuracy >= 0.98 and precision@10 >= 0.95 on the validation split, gallery = the rest."""
+    from train.rocks import SPLIT_FILE
+
+    app = make_app(ROOT / "models", tmp_path, MAX_BATCH_SIZE=64)
+    try:
+        runner = app.test_cli_runner()
+        built = runner.invoke(args=["gallery", "build", "similarity", "--data", str(ROCKS_DATA), "--exclude", str(SPLIT_FILE)])
+        assert built.exit_code == 0, built.output
+        client = app.test_client()
+        val = SPLIT_FILE.read_text().split()
+        correct, precisions = 0, []
+        for start in range(0, len(val), 100):
+            chunk = val[start:start + 100]
+            files = lambda: [(io.BytesIO((ROCKS_DATA / p).read_bytes()), p.split("/")[1]) for p in chunk]  # noqa: E731
+            classified = client.post("/api/v1/rocks/classify", data={"image": files()},
+                                     content_type="multipart/form-data").get_json()["results"]
+            searched = client.post("/api/v1/similarity/search", data={"image": files(), "k": "10"},
+                                   content_type="multipart/form-data").get_json()["results"]
+            for path, c, s in zip(chunk, classified, searched):
+                label = path.split("/")[0]
+                correct += c["label"] == label
+                assert len(s["matches"]) == 10
+                precisions.append(np.mean([m["label"] == label for m in s["matches"]]))
+        accuracy, p_at_10 = correct / len(val), float(np.mean(precisions))
+        print(f"rocks through the API: accuracy {accuracy:.4f}, precision@10 {p_at_10:.4f} ({len(val)} queries)")
+        assert accuracy >= 0.98
+        assert p_at_10 >= 0.95
+    finally:
+        app.extensions["engine"].close()

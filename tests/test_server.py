@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from .conftest import DATA, ROOT, half_bright_tile, png_bytes
-from .live import LiveServer
+from bench.server import LiveServer
 
 pytestmark = pytest.mark.slow
 

@@ -14,6 +14,7 @@ import time
 import torch
 from flask import Flask, current_app
 
+from ..metrics import observe_batch
 from .batcher import DynamicBatcher, QueueFullError
 from .loader import Checkpoint, find_checkpoints, load_checkpoint
 
@@ -41,6 +42,11 @@ class EngineState:
         self.max_batch_size = config["MAX_BATCH_SIZE"]
         self.max_batch_delay_ms = config["MAX_BATCH_DELAY_MS"]
         self.timeout = config["INFERENCE_TIMEOUT_S"]
+        self.max_queue_size = config.get("MAX_QUEUE_SIZE", 1024)
+        amp = config.get("MIXED_PRECISION", "off")
+        self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(amp) if self.device.type == "cuda" else None
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
         self.checkpoints: dict[str, Checkpoint] = {}
         self.batchers: dict[str, DynamicBatcher] = {}
         self.status = "loading"
@@ -55,7 +61,8 @@ class EngineState:
             try:
                 ckpt = load_checkpoint(folder, self.device)
                 batcher = DynamicBatcher(ckpt.module, self.max_batch_size, self.max_batch_delay_ms,
-                                         self.device, name=task)
+                                         self.device, self.max_queue_size, name=task,
+                                         amp_dtype=self.amp_dtype, on_batch=observe_batch)
                 shape = ckpt.meta["input_shape"]
                 for n in sorted({1, self.max_batch_size}):  # warm-up: first call and a full batch
                     batcher(torch.zeros(n, *shape), timeout=self.timeout)

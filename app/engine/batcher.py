@@ -43,11 +43,18 @@ class DynamicBatcher:
         device: where the batch is moved before the forward pass.
         max_queue_size: pending requests before :meth:`submit` raises QueueFullError.
         name: used in the thread name and logs.
+        amp_dtype: run the forward pass under ``torch.autocast`` with this dtype (CUDA only).
+        on_batch: called after each forward pass with (name, rows, queue waits in s, seconds).
+    On CUDA the batch is copied from pinned memory without blocking, and a batch that runs
+    out of GPU memory is split in halves and retried instead of failing.
     """
 
     def __init__(self, model, max_batch_size: int = 32, max_batch_delay_ms: float = 10.0,
-                 device: torch.device | str = "cpu", max_queue_size: int = 1024, name: str = "model"):
+                 device: torch.device | str = "cpu", max_queue_size: int = 1024, name: str = "model",
+                 amp_dtype: torch.dtype | None = None, on_batch=None):
         self.model = model
+        self.amp_dtype = amp_dtype
+        self.on_batch = on_batch
         self.max_batch_size = max(1, int(max_batch_size))
         self.max_batch_delay_ms = float(max_batch_delay_ms)
         self.device = torch.device(device)
@@ -123,11 +130,9 @@ class DynamicBatcher:
             if not live:
                 continue
             sizes = [r.inputs.shape[0] for r in live]
+            started = time.perf_counter()
             try:
-                inputs = torch.cat([r.inputs for r in live]).to(self.device, non_blocking=True)
-                with torch.inference_mode():
-                    outputs = self.model(inputs)
-                outputs = outputs.detach().to("cpu")
+                outputs = self._forward(torch.cat([r.inputs for r in live]))
                 if outputs.shape[0] != sum(sizes):
                     raise RuntimeError(f"model returned {outputs.shape[0]} rows for {sum(sizes)} inputs")
             except Exception as exc:  # noqa: BLE001 - handed to this batch's callers only
@@ -140,3 +145,23 @@ class DynamicBatcher:
                 self.requests_served += len(live)
             for r, out in zip(live, torch.split(outputs, sizes)):
                 r.future.set_result(out)
+            if self.on_batch is not None:
+                self.on_batch(self.name, sum(sizes), [started - r.enqueued for r in live],
+                              time.perf_counter() - started)
+
+    def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """One forward pass on the device; halves the batch on CUDA out-of-memory."""
+        try:
+            if self.device.type == "cuda":
+                inputs = inputs.pin_memory().to(self.device, non_blocking=True)
+            with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp_dtype,
+                                                        enabled=self.amp_dtype is not None):
+                outputs = self.model(inputs)
+            return outputs.detach().float().to("cpu")
+        except torch.OutOfMemoryError:
+            if inputs.shape[0] == 1:
+                raise
+            log.warning("%s: out of memory on a batch of %d rows; splitting it", self.name, inputs.shape[0])
+            torch.cuda.empty_cache()
+            half = inputs.shape[0] // 2
+            return torch.cat([self._forward(inputs[:half].cpu()), self._forward(inputs[half:].cpu())])

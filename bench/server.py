@@ -1,4 +1,4 @@
-"""Start the real server (``flask db upgrade`` then gunicorn with gunicorn.conf.py, as ``make run``)."""
+"""Start the real server (``flask db upgrade`` then gunicorn with gunicorn.conf.py, as ``make run``); used by tests and benchmarks."""
 from __future__ import annotations
 
 import os
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # the repository root
 
 
 def free_port() -> int:
