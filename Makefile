@@ -6,7 +6,7 @@ PORT   ?= 8000
 GALLERY_DATA ?= ../shared/data/geological-similarity
 export FLASK_APP := wsgi
 
-.PHONY: setup setup-dev browser run test bench train-salt train-rocks clean
+.PHONY: setup setup-dev browser run test lint bench train-salt train-rocks clean
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
@@ -34,6 +34,9 @@ run: setup   ## apply migrations, build a missing gallery, then serve with gunic
 
 test: setup-dev browser  ## run the test suite
 	$(PY) -m pytest -q -rs
+
+lint: setup-dev  ## ruff
+	$(VENV)/bin/ruff check .
 
 bench: setup-dev  ## serving benchmark: raw vs served throughput, latency; writes docs/PERFORMANCE.md
 	$(PY) bench/serving.py

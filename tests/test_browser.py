@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import DATA, half_bright_tile, png_bytes
 from bench.server import LiveServer
+
+from .conftest import DATA, half_bright_tile, png_bytes
 from .test_server import model_dir  # noqa: F401  (fixture)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

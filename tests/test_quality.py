@@ -63,7 +63,7 @@ def test_committed_rock_models_through_the_api(tmp_path):
         correct, precisions = 0, []
         for start in range(0, len(val), 100):
             chunk = val[start:start + 100]
-            files = lambda: [(io.BytesIO((ROCKS_DATA / p).read_bytes()), p.split("/")[1]) for p in chunk]  # noqa: E731
+            files = lambda chunk=chunk: [(io.BytesIO((ROCKS_DATA / p).read_bytes()), p.split("/")[1]) for p in chunk]
             classified = client.post("/api/v1/rocks/classify", data={"image": files()},
                                      content_type="multipart/form-data").get_json()["results"]
             searched = client.post("/api/v1/similarity/search", data={"image": files(), "k": "10"},

@@ -4,7 +4,6 @@ import os
 import re
 import time
 
-import numpy as np
 import pytest
 
 from app import create_app

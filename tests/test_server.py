@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import requests
 
-from .conftest import DATA, ROOT, half_bright_tile, png_bytes
 from bench.server import LiveServer
+
+from .conftest import DATA, ROOT, half_bright_tile, png_bytes
 
 pytestmark = pytest.mark.slow
 
