@@ -103,3 +103,12 @@ def test_upload_over_max_content_length_is_413(app, client):
 def test_unknown_api_path_is_json_404(client):
     resp = client.get("/api/v1/nope")
     assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "not_found"
+
+
+def test_min_salt_pixels_empties_specks_on_a_tile(app, client):
+    speck = np.full((101, 101), 20, np.uint8)
+    speck[50:54, 50:54] = 230                       # 16 salt pixels for the tiny model
+    app.extensions["engine"].checkpoints["salt"].meta["min_salt_pixels"] = 25
+    assert post(client, [("s.png", png_bytes(speck))]).get_json()["results"][0]["rle_mask"] == ""
+    app.extensions["engine"].checkpoints["salt"].meta["min_salt_pixels"] = 10
+    assert post(client, [("s.png", png_bytes(speck))]).get_json()["results"][0]["coverage"] > 0

@@ -47,3 +47,14 @@ def test_flask_train_model_dry_run_exports_a_loadable_checkpoint(runner, tmp_pat
     assert probs.shape == (3, 1, 128, 128)
     assert float(probs.min()) >= 0.0 and float(probs.max()) <= 1.0
     assert (run / "metrics.csv").exists() and (run / "args.json").exists()
+
+
+def test_retune_re_exports_with_min_salt_pixels(runner, tmp_path):
+    data = make_synthetic_tgs(tmp_path / "tgs")
+    out, run = tmp_path / "out" / "salt", tmp_path / "run"
+    common = ["--data", str(data), "--dry-run", "--output", str(out), "--run-dir", str(run)]
+    assert runner.invoke(args=["train-model", "salt", *common, "--epochs", "1"]).exit_code == 0
+    result = runner.invoke(args=["train-model", "salt", *common, "--retune"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["min_salt_pixels"] in (0, 10, 25, 50, 100) and "--retune" in meta["command"]

@@ -49,6 +49,7 @@ class SaltTrainConfig:
     device: str = "auto"
     dry_run: bool = False          #: a few steps on a few tiles, then export
     resume: bool = False
+    retune: bool = False           #: only re-tune post-processing of RUN_DIR/last.pt and export
     command: str = ""
 
 
@@ -75,15 +76,25 @@ def predict_tiles(model: torch.nn.Module, images: np.ndarray, mean: float, std: 
     return np.concatenate(probs), np.concatenate(salts)
 
 
+def apply_postprocessing(probs: np.ndarray, salts: np.ndarray, threshold: float, empty_threshold: float,
+                         min_salt_pixels: int) -> np.ndarray:
+    """Binary masks (N, H, W): ``probs > threshold``, emptied where the salt/no-salt head is below
+    ``empty_threshold`` or fewer than ``min_salt_pixels`` pixels remain (TGS empty-mask rule)."""
+    masks = (probs > threshold) & (salts >= empty_threshold)[:, None, None]
+    masks[masks.reshape(len(masks), -1).sum(1) < min_salt_pixels] = False
+    return masks
+
+
 def tune_thresholds(probs: np.ndarray, salts: np.ndarray, masks: np.ndarray) -> dict:
-    """Grid-search the mask and empty-tile thresholds for the TGS metric."""
+    """Grid-search the mask threshold, empty-tile threshold and smallest mask for the TGS metric."""
     best = {"tgs_metric": -1.0}
-    for empty_threshold in (0.0, 0.3, 0.4, 0.5, 0.6, 0.7):
-        keep = (salts >= empty_threshold)[:, None, None]
-        for threshold in (0.3, 0.4, 0.5, 0.6):
-            score = tgs_metric(masks, (probs > threshold) & keep)
-            if score > best["tgs_metric"]:
-                best = {"tgs_metric": score, "threshold": threshold, "empty_threshold": empty_threshold}
+    for empty_threshold in (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+        for threshold in (0.3, 0.4, 0.5, 0.6, 0.7):
+            for min_salt_pixels in (0, 10, 25, 50, 100):
+                score = tgs_metric(masks, apply_postprocessing(probs, salts, threshold, empty_threshold, min_salt_pixels))
+                if score > best["tgs_metric"]:
+                    best = {"tgs_metric": score, "threshold": threshold, "empty_threshold": empty_threshold,
+                            "min_salt_pixels": min_salt_pixels}
     return best
 
 
@@ -95,6 +106,8 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
 
 def train_salt(cfg: SaltTrainConfig) -> dict:
     """Train, validate and export the salt segmenter; returns the written ``meta.json`` dict."""
+    if cfg.retune:
+        return retune_and_export(cfg)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -189,7 +202,7 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
                 _export(ema.module, cfg, best, mean, std, len(tr_x), len(va_x), row["minutes"], device)
         with open(metrics_file, "a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=["epoch", "loss", "lr", "minutes", "tgs_metric",
-                                                    "threshold", "empty_threshold"])
+                                                    "threshold", "empty_threshold", "min_salt_pixels"])
             if fh.tell() == 0:
                 writer.writeheader()
             writer.writerow(row)
@@ -197,6 +210,25 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
                     "scheduler": sched.state_dict(), "epoch": epoch, "best": best,
                     "minutes": row["minutes"]}, ckpt_path)
     return json.loads((out_dir / "meta.json").read_text())
+
+
+def retune_and_export(cfg: SaltTrainConfig) -> dict:
+    """Re-tune the post-processing of ``run_dir/last.pt``'s EMA weights on the validation split
+    and export them (used when the grid of a finished run was too narrow)."""
+    device = _device(cfg.device)
+    state = torch.load(Path(cfg.run_dir) / "last.pt", map_location=device)
+    ema = AveragedModel(build_unet(), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    ema.load_state_dict(state["ema"])
+    ids = sd.read_ids(Path(cfg.data))
+    images, masks = sd.load_tiles(Path(cfg.data), ids)
+    is_val = np.isin(ids, sd.read_split())
+    tr_x, va_x, va_y = images[~is_val], images[is_val], masks[is_val]
+    mean, std = float(tr_x.mean() / 255), float(tr_x.std() / 255)
+    probs, salts = predict_tiles(ema.module.to(device), va_x, mean, std, device)
+    best = {**tune_thresholds(probs, salts, va_y), "epoch": state["epoch"] + 1}
+    log.info("re-tuned epoch %d: %s", best["epoch"], best)
+    _export(ema.module, cfg, best, mean, std, len(tr_x), len(va_x), state.get("minutes", 0.0), device)
+    return json.loads((Path(cfg.output) / "meta.json").read_text())
 
 
 def _export(net, cfg: SaltTrainConfig, best: dict, mean: float, std: float,
@@ -220,6 +252,7 @@ def _export(net, cfg: SaltTrainConfig, best: dict, mean: float, std: float,
         "output": "salt probability (N, 1, 128, 128); zero where the salt/no-salt head says empty",
         "threshold": best["threshold"],
         "empty_threshold": best["empty_threshold"],
+        "min_salt_pixels": best.get("min_salt_pixels", 0),
         "metrics": {"val_tgs_metric": round(best["tgs_metric"], 4), "val_tiles": n_val,
                     "epoch": best["epoch"]},
         "data": {"dataset": "TGS Salt Identification (Kaggle 2018), train/",
