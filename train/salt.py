@@ -104,6 +104,27 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def _load_split(cfg: SaltTrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train images, train masks, validation images, validation masks) of the fixed split.
+
+    A dry run uses the first 16 tiles, the last 4 for validation; a first real run writes
+    the split file.
+    """
+    ids = sd.read_ids(Path(cfg.data))
+    if cfg.dry_run:
+        ids = ids[:16]
+    images, masks = sd.load_tiles(Path(cfg.data), ids)
+    if cfg.dry_run:
+        val_ids = set(ids[12:])
+    elif sd.SPLIT_FILE.exists():
+        val_ids = set(sd.read_split())
+    else:
+        val_ids = set(sd.make_split(ids, masks))
+        sd.SPLIT_FILE.write_text("\n".join(sorted(val_ids)) + "\n")
+    is_val = np.array([i in val_ids for i in ids])
+    return images[~is_val], masks[~is_val], images[is_val], masks[is_val]
+
+
 def train_salt(cfg: SaltTrainConfig) -> dict:
     """Train, validate and export the salt segmenter; returns the written ``meta.json`` dict."""
     if cfg.retune:
@@ -117,19 +138,7 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "args.json").write_text(json.dumps(asdict(cfg), indent=2))
 
-    ids = sd.read_ids(Path(cfg.data))
-    if cfg.dry_run:
-        ids = ids[:16]
-    images, masks = sd.load_tiles(Path(cfg.data), ids)
-    if cfg.dry_run:
-        val_ids = set(ids[12:])
-    elif sd.SPLIT_FILE.exists():
-        val_ids = set(sd.read_split())
-    else:
-        val_ids = set(sd.make_split(ids, masks))
-        sd.SPLIT_FILE.write_text("\n".join(sorted(val_ids)) + "\n")
-    is_val = np.array([i in val_ids for i in ids])
-    tr_x, tr_y, va_x, va_y = images[~is_val], masks[~is_val], images[is_val], masks[is_val]
+    tr_x, tr_y, va_x, va_y = _load_split(cfg)
     mean, std = float(tr_x.mean() / 255), float(tr_x.std() / 255)
     log.info("train %d tiles, validate %d, mean %.4f std %.4f, device %s", len(tr_x), len(va_x), mean, std, device)
 
@@ -219,10 +228,7 @@ def retune_and_export(cfg: SaltTrainConfig) -> dict:
     state = torch.load(Path(cfg.run_dir) / "last.pt", map_location=device)
     ema = AveragedModel(build_unet(), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     ema.load_state_dict(state["ema"])
-    ids = sd.read_ids(Path(cfg.data))
-    images, masks = sd.load_tiles(Path(cfg.data), ids)
-    is_val = np.isin(ids, sd.read_split())
-    tr_x, va_x, va_y = images[~is_val], images[is_val], masks[is_val]
+    tr_x, _, va_x, va_y = _load_split(cfg)
     mean, std = float(tr_x.mean() / 255), float(tr_x.std() / 255)
     probs, salts = predict_tiles(ema.module.to(device), va_x, mean, std, device)
     best = {**tune_thresholds(probs, salts, va_y), "epoch": state["epoch"] + 1}
