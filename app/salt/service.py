@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import torch
 from flask import current_app, url_for
+from PIL import Image, ImageOps
 
 from train.rle import rle_encode
 
@@ -17,6 +19,7 @@ from . import processing as proc
 
 TASK = "salt"
 OVERLAP = 26  #: pixels shared by neighbouring tiles of a large section
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def segment(upload: Upload, threshold: float | None = None) -> dict:
@@ -56,10 +59,12 @@ def segment(upload: Upload, threshold: float | None = None) -> dict:
     rle_mask = rle_encode(mask)
     public_id = uuid.uuid4().hex
     folder = storage_dir(public_id)
-    image.convert("RGB").save(folder / "input.png")
-    proc.mask_image(mask).save(folder / "mask.png")
-    proc.overlay(gray, mask).save(folder / "overlay.png")
-    (folder / "rle.txt").write_text(rle_mask + "\n")
+    if upload.data.startswith(PNG_SIGNATURE):   # browsers show PNG as it is: keep the bytes
+        (folder / "input.png").write_bytes(upload.data)
+    else:
+        image.convert("RGB").save(folder / "input.png", compress_level=1)
+    proc.mask_image(mask).save(folder / "mask.png", compress_level=1)
+    (folder / "rle.txt").write_text(rle_mask + "\n")   # overlay.png is drawn on first view
     finished = time.perf_counter()
 
     timings = {"decode_ms": (decoded - started) * 1e3, "inference_ms": (inferred - decoded) * 1e3,
@@ -74,6 +79,18 @@ def segment(upload: Upload, threshold: float | None = None) -> dict:
         "overlay_url": url_for("salt.result_file", public_id=public_id, name="overlay.png", _external=True),
         "prediction_id": public_id,
     }
+
+
+def render_overlay(folder: Path) -> Path:
+    """Draw ``overlay.png`` from the stored input and mask of one prediction (first view only)."""
+    with Image.open(folder / "input.png") as im:
+        gray = to_gray(ImageOps.exif_transpose(im))
+    with Image.open(folder / "mask.png") as m:
+        mask = np.asarray(m) > 0
+    tmp = folder / f".overlay-{uuid.uuid4().hex}.png"
+    proc.overlay(gray, mask).save(tmp, compress_level=1)
+    tmp.replace(folder / "overlay.png")
+    return folder / "overlay.png"
 
 
 def parse_threshold(value: str | None) -> float | None:

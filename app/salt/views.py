@@ -51,6 +51,9 @@ def result(public_id: str):
 @bp.get("/files/<public_id>/<name>")
 def result_file(public_id: str, name: str):
     path = find_stored(public_id, name)
+    if path is None and name == "overlay.png":
+        mask = find_stored(public_id, "mask.png")
+        path = service.render_overlay(mask.parent) if mask else None
     if path is None:
         abort(404)
     download = request.args.get("download") == "1"
