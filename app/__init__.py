@@ -93,8 +93,10 @@ def register_blueprints(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from . import commands, uploads
+    from .salt import commands as salt_commands
     from .similarity import commands as gallery_commands
 
     commands.init_app(app)
     gallery_commands.init_app(app)
+    salt_commands.init_app(app)
     uploads.init_app(app)

@@ -112,3 +112,21 @@ def test_min_salt_pixels_empties_specks_on_a_tile(app, client):
     assert post(client, [("s.png", png_bytes(speck))]).get_json()["results"][0]["rle_mask"] == ""
     app.extensions["engine"].checkpoints["salt"].meta["min_salt_pixels"] = 10
     assert post(client, [("s.png", png_bytes(speck))]).get_json()["results"][0]["coverage"] > 0
+
+
+def test_flask_predict_writes_the_same_rle_as_the_api(client, runner, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    tiles = {"t1": half_bright_tile(), "t2": half_bright_tile((230, 410)), "t3": np.full((101, 101), 20, np.uint8)}
+    for name, img in tiles.items():
+        (folder / f"{name}.png").write_bytes(png_bytes(img))
+    out = tmp_path / "submission.csv"
+    result = runner.invoke(args=["predict", "salt", "--data", str(tmp_path), "--out", str(out), "--batch-size", "4"])
+    assert result.exit_code == 0, result.output
+    rows = out.read_text().splitlines()
+    assert rows[0] == "id,rle_mask" and [r.split(",")[0] for r in rows[1:]] == ["t1", "t2", "t3"]
+    for row in rows[1:]:
+        name, rle = row.split(",")
+        api = post(client, [(f"{name}.png", (folder / f"{name}.png").read_bytes())]).get_json()["results"][0]
+        assert rle == api["rle_mask"]
+    assert rows[3] == "t3,"

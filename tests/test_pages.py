@@ -67,3 +67,13 @@ def test_csrf_is_enforced_on_the_form(tiny_model_dir, tmp_path):
 @pytest.mark.parametrize("path", ["/", "/history", "/salt/result/doesnotexist"])
 def test_pages_answer(client, path):
     assert client.get(path).status_code == (404 if "doesnotexist" in path else 200)
+
+
+def test_results_download_as_kaggle_submission(client):
+    resp = upload(client, [("a1.png", png_bytes(half_bright_tile())), ("b2.png", png_bytes(half_bright_tile()))])
+    page = client.get(resp.headers["Location"]).get_data(as_text=True)
+    link = re.search(r'href="([^"]+submission.csv[^"]*)"', page).group(1).replace("&amp;", "&")
+    csv_text = client.get(link).get_data(as_text=True).splitlines()
+    assert csv_text[0] == "id,rle_mask"
+    assert [line.split(",")[0] for line in csv_text[1:]] == ["a1", "b2"]
+    assert csv_text[1].split(",")[1] == "1 5050"       # column-major: the first 50 columns are salt

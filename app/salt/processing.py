@@ -81,6 +81,30 @@ def crop_from_model(probs: np.ndarray, tile: int) -> np.ndarray:
     return probs[:, 0, before:before + tile, before:before + tile]
 
 
+def model_inputs(gray: np.ndarray, meta: dict, overlap: int) -> tuple[np.ndarray, list[tuple[int, int]], tuple[int, int]]:
+    """Tiles of ``gray`` (H, W) ready for the checkpoint described by ``meta.json``.
+
+    Returns float32 inputs (n, 1, S, S), tile origins and the canvas size (see :func:`make_tiles`).
+    """
+    tiles, origins, canvas = make_tiles(gray, int(meta.get("tile_size", TILE)), overlap)
+    norm = meta["normalization"]
+    return pad_for_model(tiles, int(meta["input_shape"][-1]), norm["mean"][0], norm["std"][0]), origins, canvas
+
+
+def mask_from_outputs(outputs: np.ndarray, origins: list[tuple[int, int]], canvas: tuple[int, int],
+                      shape: tuple[int, int], meta: dict, threshold: float, overlap: int) -> np.ndarray:
+    """Blend model outputs (n, 1, S, S) into a bool mask (H, W) cut at ``threshold``.
+
+    A single-tile image whose mask has fewer than ``meta["min_salt_pixels"]`` pixels is
+    emptied (the TGS empty-mask rule favours no salt over a speck).
+    """
+    tile = int(meta.get("tile_size", TILE))
+    mask = blend_tiles(crop_from_model(outputs, tile), origins, canvas, shape, overlap) > threshold
+    if len(origins) == 1 and mask.sum() < int(meta.get("min_salt_pixels", 0)):
+        mask[:] = False
+    return mask
+
+
 def overlay(gray: np.ndarray, mask: np.ndarray, color: tuple[int, int, int] = (255, 64, 32),
             alpha: float = 0.45) -> Image.Image:
     """RGB picture of ``gray`` (H, W, [0, 1]) with ``mask`` (H, W, bool) tinted and outlined."""

@@ -41,20 +41,12 @@ def segment(upload: Upload, threshold: float | None = None) -> dict:
     decoded = time.perf_counter()
 
     ckpt = engine.checkpoint(TASK)
-    meta = ckpt.meta
-    tile = int(meta.get("tile_size", proc.TILE))
-    size = int(meta["input_shape"][-1])
-    norm = meta["normalization"]
-    threshold = float(meta.get("threshold", 0.5)) if threshold is None else threshold
-    tiles, origins, canvas = proc.make_tiles(gray, tile, OVERLAP)
-    inputs = proc.pad_for_model(tiles, size, norm["mean"][0], norm["std"][0])
-    probs = engine.predict(TASK, torch.from_numpy(inputs)).float().numpy()
+    threshold = float(ckpt.meta.get("threshold", 0.5)) if threshold is None else threshold
+    inputs, origins, canvas = proc.model_inputs(gray, ckpt.meta, OVERLAP)
+    outputs = engine.predict(TASK, torch.from_numpy(inputs)).float().numpy()
     inferred = time.perf_counter()
 
-    prob = proc.blend_tiles(proc.crop_from_model(probs, tile), origins, canvas, gray.shape, OVERLAP)
-    mask = prob > threshold
-    if len(origins) == 1 and mask.sum() < int(meta.get("min_salt_pixels", 0)):
-        mask[:] = False  # the TGS empty-mask rule favours no salt over a speck, tuned per tile
+    mask = proc.mask_from_outputs(outputs, origins, canvas, gray.shape, ckpt.meta, threshold, OVERLAP)
     coverage = float(mask.mean())
     rle_mask = rle_encode(mask)
     public_id = uuid.uuid4().hex

@@ -1,7 +1,10 @@
 """Salt pages: upload form, results, stored result files."""
 from __future__ import annotations
 
-from flask import abort, redirect, render_template, request, send_file, url_for
+import csv
+import io
+
+from flask import Response, abort, redirect, render_template, request, send_file, url_for
 
 from ..extensions import db, engine
 from ..records import Prediction
@@ -41,6 +44,20 @@ def results():
     if not predictions:
         abort(404)
     return render_template("salt/results.html", predictions=predictions)
+
+
+@bp.get("/submission.csv")
+def submission():
+    """Kaggle submission CSV (``id,rle_mask``; id = file name without extension) of the given results."""
+    predictions = _load(request.args.getlist("id"))
+    if not predictions:
+        abort(404)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "rle_mask"])
+    writer.writerows([p.filename.rsplit(".", 1)[0], p.result["rle_mask"]] for p in predictions)
+    return Response(buf.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=submission.csv"})
 
 
 @bp.get("/result/<public_id>")
