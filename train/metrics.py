@@ -33,3 +33,47 @@ def tgs_metric(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     if y_true.shape != y_pred.shape or y_true.ndim != 3:
         raise ValueError(f"expected two (N, H, W) arrays, got {y_true.shape} and {y_pred.shape}")
     return float(np.mean([tgs_image_score(t, p) for t, p in zip(y_true, y_pred)]))
+
+
+#: Kaggle's label for "this individual is not in the gallery" (humpback whale identification).
+NEW_WHALE = "new_whale"
+
+
+def average_precision_at_5(truth: str, predictions: list[str]) -> float:
+    """Kaggle MAP@5 term of one query: 1/rank of the first correct prediction in the top 5, else 0.
+
+    Source: https://www.kaggle.com/c/humpback-whale-identification/overview/evaluation
+    (each image has one true label, so precision at the first hit is 1/rank).
+    """
+    for rank, label in enumerate(predictions[:5], start=1):
+        if label == truth:
+            return 1.0 / rank
+    return 0.0
+
+
+def map_at_5(truths: list[str], predictions: list[list[str]]) -> float:
+    """Mean average precision at 5 over queries (``truths`` aligned with ``predictions``)."""
+    if len(truths) != len(predictions):
+        raise ValueError("truths and predictions must have the same length")
+    return float(np.mean([average_precision_at_5(t, p) for t, p in zip(truths, predictions)])) if truths else 0.0
+
+
+def insert_new_whale(ranked: list[tuple[str, float]], threshold: float, k: int = 5) -> list[tuple[str, float]]:
+    """Top ``k`` predictions with ``new_whale`` inserted where the score first falls below ``threshold``.
+
+    Args:
+        ranked: (individual, similarity score) pairs, best first, without ``new_whale``.
+        threshold: similarity under which a candidate is less likely than "a new individual".
+    Returns:
+        ``k`` (label, score) pairs when at least ``k - 1`` individuals are ranked; ``new_whale``
+        carries ``threshold`` as its score. It is left out only when the top ``k`` candidates all
+        reach the threshold, and appended when fewer than ``k`` individuals are known.
+    """
+    out: list[tuple[str, float]] = []
+    for label, score in ranked:
+        if score < threshold and all(lab != NEW_WHALE for lab, _ in out):
+            out.append((NEW_WHALE, threshold))
+        out.append((label, score))
+    if len(out) < k and all(lab != NEW_WHALE for lab, _ in out):
+        out.append((NEW_WHALE, threshold))
+    return out[:k]

@@ -48,3 +48,4 @@ def test_out_of_memory_splits_the_batch():
         assert calls == [8, 4, 2, 2, 4, 2, 2]
     finally:
         batcher.close()
+
