@@ -24,7 +24,7 @@ def ready():
     body = {"status": state.status, "models": sorted(state.checkpoints), "errors": state.errors}
     if state.status == "ready" and not state.checkpoints:
         body["status"] = "failed"
-        body["errors"] = {"*": f"no model found under {state.model_dir}"}
+        body["errors"] = {"*": "no model is installed (MODEL_DIR holds no <task>/model.pt)"}
     return jsonify(body), 200 if body["status"] == "ready" else 503
 
 
