@@ -49,3 +49,18 @@ def test_out_of_memory_splits_the_batch():
     finally:
         batcher.close()
 
+
+
+def test_full_queue_and_timeout_answer_503_with_retry_after(app, client, monkeypatch):
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    from app.engine import QueueFullError
+
+    for exc, code in ((QueueFullError("salt: request queue is full"), "overloaded"), (FutureTimeout(), "timeout")):
+        def fail(self, inputs, timeout=None, exc=exc):
+            raise exc
+        monkeypatch.setattr(DynamicBatcher, "__call__", fail)
+        resp = client.post("/api/v1/salt/segment", content_type="multipart/form-data",
+                           data={"image": [(io.BytesIO(png_bytes(half_bright_tile())), "a.png")]})
+        assert resp.status_code == 503 and resp.get_json()["error"]["code"] == code
+        assert int(resp.headers["Retry-After"]) >= 1
