@@ -77,7 +77,7 @@ def register_extensions(app: Flask, wait_for_models: bool) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, api, errors, main, rocks, salt, similarity
+    from . import admin, api, errors, main, rocks, salt, similarity, whales
     from .extensions import csrf
 
     app.register_blueprint(errors.bp)
@@ -85,6 +85,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(salt.bp)
     app.register_blueprint(rocks.bp)
     app.register_blueprint(similarity.bp)
+    app.register_blueprint(whales.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     csrf.exempt(api.bp)  # the JSON API is for programs, not browser forms

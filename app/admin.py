@@ -66,6 +66,31 @@ def gallery_add():
     return jsonify(gallery_size=size, results=[{k: v for k, v in r.items() if k != "status"} for r in results])
 
 
+@bp.post("/gallery/whales")
+def gallery_whales_add():
+    """Enrol the uploaded photos (field ``image``) of individual ``whale_id`` in the whale gallery."""
+    from .whales import service as whales_service
+
+    whale_id = (request.form.get("whale_id") or "").strip()
+    if not whale_id or whale_id == "new_whale" or len(whale_id) > 64:
+        raise ApiError("missing_whale_id", "form field 'whale_id' (the individual, not new_whale) is required")
+    engine.checkpoint(whales_service.TASK)
+    uploads = read_uploads(request.files.getlist("image"))
+    if not uploads:
+        raise ApiError("missing_file", "send one or more files in the multipart field 'image'")
+    photos = []
+
+    def prepare(upload):
+        photos.append((upload.filename, decode_image(upload.data, current_app.config["MAX_IMAGE_PIXELS"]), upload.data))
+        return {"filename": upload.filename}
+
+    results, answered = answer_each(uploads, prepare)
+    if not answered:
+        raise ApiError("invalid_image", "no usable image", 400, extra={"results": results})
+    size = whales_service.enrol(whale_id, photos)
+    return jsonify(gallery_size=size, results=[{k: v for k, v in r.items() if k != "status"} for r in results])
+
+
 @bp.post("/gallery/similarity/rebuild")
 def gallery_rebuild():
     """Rebuild the similarity gallery from the server-side folder ``GALLERY_DATA`` (never a client path)."""

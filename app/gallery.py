@@ -1,10 +1,10 @@
-"""Gallery of reference images for similarity search: build, add, load, search.
+"""Galleries of reference images (rock similarity, known whales): build, add, load, search.
 
 A gallery lives in ``<instance>/gallery/<task>``, a symbolic link to a versioned folder
-holding ``index.faiss`` (exact inner product on L2-normalised embeddings), ``items.json``
-(id, label, source path of each row), ``pixels.npy`` (uint8 thumbnails at the model's input
-size, also the vectors of the seed's raw-pixel search) and ``kmeans.npz`` (the seed's
-K-Means clustering). Build writes a new folder and swaps the link atomically
+holding ``index.faiss`` (exact inner product on L2-normalised embeddings) and ``items.json``
+(id, label, source path and task-specific fields of each row); the similarity gallery also
+keeps ``pixels.npy`` (uint8 thumbnails at the model's input size, also the vectors of the
+seed's raw-pixel search) and ``kmeans.npz`` (the seed's K-Means clustering). Build writes a new folder and swaps the link atomically
 (``os.replace``), so a running server never sees half a gallery.
 """
 from __future__ import annotations
@@ -38,10 +38,12 @@ class Gallery:
 
     items: list[dict]
     index: faiss.Index
-    pixels: np.ndarray
-    kmeans: dict
+    pixels: np.ndarray | None
+    kmeans: dict | None
     version: str
     _pixel_index: faiss.Index | None = field(default=None, repr=False)
+    #: per-version derived data of a task (e.g. the whales' hash array), dropped with the version
+    cache: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -57,6 +59,8 @@ class Gallery:
         if method == "embedding":
             scores, ids = retrieval.search(self.index, embedding[None], k)
         else:
+            if self.pixels is None:
+                raise GalleryUnavailable("this gallery keeps no pixels: only the embedding search is available")
             query = retrieval.pixel_vectors(pixels[None])
             if method == "pixels":
                 if self._pixel_index is None:
@@ -71,18 +75,19 @@ class Gallery:
         return [{**self.items[i], "score": round(float(s), 6)} for s, i in zip(scores[0], ids[0]) if i >= 0]
 
 
-def write_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray,
+def write_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None,
                   n_clusters: int = 6) -> Path:
     """Write a complete gallery folder beside ``root`` and point ``root`` at it atomically.
 
     Args:
         root: the gallery link path, e.g. ``instance/gallery/similarity``.
         items: one dict per row with ``label`` and ``path``; ``id`` is set to the row number.
-        embeddings: float32 (N, D), L2-normalised; pixels: uint8 (N, H, W, 3).
+        embeddings: float32 (N, D), L2-normalised; pixels: uint8 (N, H, W, 3), or None for a
+            gallery searched by embedding only (no pixels.npy, no kmeans.npz).
     Returns:
         The new versioned folder.
     """
-    if not (len(items) == len(embeddings) == len(pixels)):
+    if len(items) != len(embeddings) or (pixels is not None and len(pixels) != len(items)):
         raise ValueError("items, embeddings and pixels must have the same length")
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -91,13 +96,9 @@ def write_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels:
     for i, item in enumerate(items):
         item["id"] = i
     faiss.write_index(retrieval.flat_index(embeddings, "ip"), str(folder / "index.faiss"))
-    np.save(folder / "pixels.npy", pixels)
     (folder / "items.json").write_text(json.dumps(items))
-    if len(items) >= n_clusters:
-        centroids, assign, dist = retrieval.fit_kmeans(retrieval.pixel_vectors(pixels), n_clusters)
-    else:
-        centroids, assign, dist = retrieval.pixel_vectors(pixels), np.arange(len(items)), np.zeros(len(items), np.float32)
-    np.savez(folder / "kmeans.npz", centroids=centroids, assign=assign, dist=dist)
+    if pixels is not None:
+        _write_pixels(folder, pixels, n_clusters)
     previous = root.resolve() if root.is_symlink() else None
     tmp_link = root.parent / f".{root.name}.{uuid.uuid4().hex}"
     os.symlink(folder.name, tmp_link)
@@ -107,14 +108,24 @@ def write_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels:
     return folder
 
 
-def append_to_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray) -> int:
+def _write_pixels(folder: Path, pixels: np.ndarray, n_clusters: int) -> None:
+    np.save(folder / "pixels.npy", pixels)
+    if len(pixels) >= n_clusters:
+        centroids, assign, dist = retrieval.fit_kmeans(retrieval.pixel_vectors(pixels), n_clusters)
+    else:
+        centroids, assign, dist = retrieval.pixel_vectors(pixels), np.arange(len(pixels)), np.zeros(len(pixels), np.float32)
+    np.savez(folder / "kmeans.npz", centroids=centroids, assign=assign, dist=dist)
+
+
+def append_to_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None) -> int:
     """Add rows to the gallery at ``root`` (creating it) without re-embedding; returns its new size."""
     root = Path(root)
     if (root / "items.json").exists():
         old = read_gallery(root)
         items = old.items + items
         embeddings = np.concatenate([old.index.reconstruct_n(0, old.index.ntotal), embeddings])
-        pixels = np.concatenate([old.pixels, pixels])
+        if old.pixels is not None and pixels is not None:
+            pixels = np.concatenate([old.pixels, pixels])
     write_gallery(root, items, embeddings, pixels)
     return len(items)
 
@@ -127,11 +138,13 @@ def read_gallery(root: Path) -> Gallery:
     items = json.loads((root / "items.json").read_text())
     if not items:
         raise GalleryUnavailable("the gallery is empty: add images with `flask gallery add`")
-    km = np.load(root / "kmeans.npz")
-    return Gallery(items=items, index=faiss.read_index(str(root / "index.faiss")),
-                   pixels=np.load(root / "pixels.npy"),
-                   kmeans={k: km[k] for k in ("centroids", "assign", "dist")},
-                   version=os.path.basename(os.path.realpath(root)))
+    pixels, kmeans = None, None
+    if (root / "pixels.npy").exists():
+        pixels = np.load(root / "pixels.npy")
+        km = np.load(root / "kmeans.npz")
+        kmeans = {k: km[k] for k in ("centroids", "assign", "dist")}
+    return Gallery(items=items, index=faiss.read_index(str(root / "index.faiss")), pixels=pixels,
+                   kmeans=kmeans, version=os.path.basename(os.path.realpath(root)))
 
 
 class GalleryStore:

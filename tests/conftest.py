@@ -56,14 +56,54 @@ def rock_folder(tmp_path_factory) -> Path:
     return make_rock_folder(tmp_path_factory.mktemp("rocks-data"))
 
 
+def whale_photo(whale: int, encounter: int, photo: int, size: tuple[int, int] = (84, 230)) -> np.ndarray:
+    """uint8 (H, W, 3) synthetic top-down whale: a grey ellipse on dark water with white scars
+    whose places depend on the individual, jittered per encounter and photo."""
+    w, h = size
+    rng = np.random.default_rng(1000 * whale + 10 * encounter + photo)
+    yy, xx = np.mgrid[0:h, 0:w]
+    body = ((xx - w / 2) / (w * 0.42)) ** 2 + ((yy - h / 2) / (h * 0.46)) ** 2 <= 1
+    img = np.full((h, w, 3), 60, np.float64) + rng.normal(0, 6, (h, w, 3))
+    img[body] = 150 + 10 * encounter
+    scars = np.random.default_rng(whale).uniform(0.25, 0.75, (4, 2))
+    for sx, sy in scars:
+        cx, cy = int(sx * w) + rng.integers(-2, 3), int(sy * h) + rng.integers(-2, 3)
+        img[max(0, cy - 12):cy + 12, max(0, cx - 1):cx + 2] = 250
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_whale_folder(root: Path, whales: int = 8, encounters: int = 2, photos: int = 2) -> Path:
+    """Synthetic photo-ID layout: ``train.csv``, ``metadata.csv`` and ``images/*.jpg``."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for wh in range(whales):
+        for enc in range(encounters if wh % 3 else 1):
+            for ph in range(photos):
+                name = f"w{wh:02d}e{enc}p{ph}.jpg"
+                Image.fromarray(whale_photo(wh, enc, ph)).save(root / "images" / name, quality=92)
+                rows.append((name, f"whale{wh:02d}", f"whale{wh:02d}-{enc}"))
+    (root / "train.csv").write_text("Image,Id\n" + "".join(f"{n},{i}\n" for n, i, _ in rows))
+    (root / "metadata.csv").write_text("Image,Id,viewpoint,encounter_id\n"
+                                       + "".join(f"{n},{i},top,{e}\n" for n, i, e in rows))
+    return root
+
+
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, rock_folder) -> Path:
-    """Tiny salt model plus rocks/similarity models from a dry-run training."""
+def whale_folder(tmp_path_factory) -> Path:
+    return make_whale_folder(tmp_path_factory.mktemp("whales-data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, rock_folder, whale_folder) -> Path:
+    """Tiny salt model plus rocks/similarity and whales models from dry-run trainings."""
     from train.rocks import RocksTrainConfig, train_rocks
+    from train.whales import WhalesTrainConfig, train_whales
 
     folder = write_tiny_salt_model(tmp_path_factory.mktemp("models"))
     train_rocks(RocksTrainConfig(data=str(rock_folder), output=str(folder), dry_run=True,
                                  run_dir=str(tmp_path_factory.mktemp("rocks-run"))))
+    train_whales(WhalesTrainConfig(data=str(whale_folder), output=str(folder / "whales"), dry_run=True,
+                                   run_dir=str(tmp_path_factory.mktemp("whales-run"))))
     return folder
 
 

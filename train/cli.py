@@ -1,4 +1,4 @@
-"""Command line for training: ``python -m train salt|rocks --data DIR --epochs N``."""
+"""Command line for training: ``python -m train salt|rocks|whales --data DIR --epochs N``."""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +8,10 @@ from dataclasses import fields
 
 from .rocks import RocksTrainConfig, train_rocks
 from .salt import SaltTrainConfig, train_salt
+from .whales import WhalesTrainConfig, train_whales
 
-TRAINERS = {"salt": (SaltTrainConfig, train_salt), "rocks": (RocksTrainConfig, train_rocks)}
+TRAINERS = {"salt": (SaltTrainConfig, train_salt), "rocks": (RocksTrainConfig, train_rocks),
+            "whales": (WhalesTrainConfig, train_whales)}
 
 
 def build_parser(prog: str = "python -m train") -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ from ..gallery import store
 from ..rocks import service as rocks_service
 from ..salt import service as salt_service
 from ..uploads import answer_each, read_uploads
+from ..whales import service as whales_service
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -85,3 +86,11 @@ def similarity_search():
     engine.checkpoint(rocks_service.SIMILARITY)
     store().get(rocks_service.SIMILARITY)  # 409 before decoding when there is no gallery
     return _respond(*answer_each(uploads, lambda u: rocks_service.search(u, k, method)))
+
+
+@bp.post("/whales/identify")
+def whales_identify():
+    uploads = _uploads_or_400()
+    engine.checkpoint(whales_service.TASK)
+    store().get(whales_service.TASK)  # 409 before decoding when there is no gallery
+    return _respond(*answer_each(uploads, whales_service.identify))

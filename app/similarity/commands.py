@@ -20,12 +20,17 @@ gallery_cli = AppGroup("gallery", help="Build and extend the galleries searched 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
 
-def _embedder(task: str):
+def _wait_for(task: str):
+    """The loaded checkpoint of ``task`` once the engine has finished loading (CLI)."""
     engine.state.ready_event.wait()
     try:
-        ckpt = engine.checkpoint(task)
+        return engine.checkpoint(task)
     except ModelNotReady as exc:
         raise click.ClickException(f"cannot embed images: {exc}") from None
+
+
+def _embedder(task: str):
+    ckpt = _wait_for(task)
     size = int(ckpt.meta["input_shape"][-1])
     norm = ckpt.meta["normalization"]
 
@@ -59,23 +64,47 @@ def build_gallery(task: str, data: Path, exclude: Path | None) -> int:
 
 
 @gallery_cli.command("build")
-@click.argument("task", type=click.Choice(["similarity"]))
+@click.argument("task", type=click.Choice(["similarity", "whales"]))
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="folder of images; the sub-folder name is the label")
+              help="similarity: folder of images, the sub-folder name is the label; "
+                   "whales: folder with train.csv (Image,Id) and the photos (in images/ or beside it)")
 @click.option("--exclude", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="file listing relative paths to leave out (e.g. a validation split)")
+              help="similarity: file listing relative paths to leave out; whales: a split CSV "
+                   "(train/splits/whales_val.csv) whose queries and held-out individuals are left out")
 def build(task: str, data: Path, exclude: Path | None) -> None:
     """Embed every image under --data and replace TASK's gallery atomically."""
-    size = build_gallery(task, data, exclude)
+    if task == "whales":
+        from ..whales.service import build_gallery as build_whales
+
+        _wait_for(task)
+        size = build_whales(data, exclude)
+    else:
+        size = build_gallery(task, data, exclude)
     click.echo(f"gallery {task}: {size} images in {store().folder / task}")
 
 
 @gallery_cli.command("add")
-@click.argument("task", type=click.Choice(["similarity"]))
+@click.argument("task", type=click.Choice(["similarity", "whales"]))
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--label", help="label of the new images (default: each file's folder name)")
+@click.option("--label", "--id", "label",
+              help="similarity: label of the new images (default: each file's folder name); "
+                   "whales: the individual's id (required; a known or a new one)")
 def add(task: str, images: tuple[Path, ...], label: str | None) -> None:
     """Add IMAGES to TASK's gallery without re-embedding the existing ones."""
+    if task == "whales":
+        from ..whales.service import enrol
+
+        if not label:
+            raise click.UsageError("whales: give the individual with --id ID")
+        _wait_for(task)
+        photos = []
+        for p in images:
+            with Image.open(p) as im:
+                im.load()
+                photos.append((str(p), im, None))
+        size = enrol(label, photos)
+        click.echo(f"gallery {task}: {size} photos in {store().folder / task}")
+        return
     thumbs, embs = _embedder(task)(list(images), f"embedding {len(images)} images")
     items = [{"label": label or p.parent.name, "path": str(p.resolve())} for p in images]
     size = append_to_gallery(store().folder / task, items, embs, thumbs)

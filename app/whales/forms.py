@@ -1,0 +1,23 @@
+"""Forms of the whale pages: identification and (admin) enrolment."""
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileAllowed, MultipleFileField
+from wtforms import PasswordField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length, Regexp
+
+from ..salt.forms import IMAGE_EXTENSIONS
+
+
+class WhaleUploadForm(FlaskForm):
+    image = MultipleFileField("Whale photos (PNG, JPEG or TIFF; several at once)",
+                              validators=[FileAllowed(IMAGE_EXTENSIONS, "PNG, JPEG or TIFF images only")])
+    submit = SubmitField("Identify")
+
+
+class WhaleEnrolForm(FlaskForm):
+    admin_token = PasswordField("Admin token", validators=[DataRequired("the admin token is required")])
+    whale_id = StringField("Individual (a known id, or a new one)", validators=[
+        DataRequired("give the individual's id"), Length(max=64),
+        Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", message="letters, digits, '_', '.' and '-' only")])
+    image = MultipleFileField("Photos of this individual",
+                              validators=[FileAllowed(IMAGE_EXTENSIONS, "PNG, JPEG or TIFF images only")])
+    submit = SubmitField("Enrol")

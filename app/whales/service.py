@@ -1,0 +1,245 @@
+"""Whale identification against the gallery of known individuals, duplicates, enrolment.
+
+The gallery (``<GALLERY_FOLDER>/whales``, see :mod:`app.gallery`) holds one row per photo of
+a known individual: ``label`` (the individual's id), ``image`` (file name), ``path`` (where
+the photo is kept) and ``phash`` (64-bit perceptual hash, hex). A query is embedded by the
+``whales`` model, compared with every gallery photo by cosine similarity, each individual
+scores its best photo, and ``new_whale`` is inserted where the score falls below the
+threshold calibrated on validation (``meta.json``'s ``new_whale_threshold``).
+"""
+from __future__ import annotations
+
+import csv
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import imagehash
+import numpy as np
+import torch
+from flask import current_app, url_for
+from PIL import Image
+from tqdm import tqdm
+
+from train import retrieval
+from train.metrics import NEW_WHALE, insert_new_whale
+from train.whales_data import image_folder, prepare_image
+from train.whales_model import rank_individuals
+
+from ..engine import Checkpoint
+from ..extensions import engine
+from ..gallery import Gallery, GalleryUnavailable, append_to_gallery, store, write_gallery
+from ..imaging import decode_image
+from ..rocks.processing import normalise
+from ..uploads import Upload, record
+
+TASK = "whales"
+PHOTOS_PER_CANDIDATE = 3
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".webp"}
+SEARCH_DEPTH = 256  #: gallery photos retrieved per query before aggregating per individual
+
+
+def perceptual_hash(image: Image.Image) -> str:
+    """64-bit DCT perceptual hash (``imagehash.phash``) as 16 hex digits."""
+    return str(imagehash.phash(image.convert("RGB")))
+
+
+def hamming_distances(query: str, hashes: np.ndarray) -> np.ndarray:
+    """Bit differences (N,) int between a hex pHash and gallery hashes uint64 (N,)."""
+    return np.bitwise_count(hashes ^ np.uint64(int(query, 16))).astype(int)
+
+
+def _gallery_hashes(gallery: Gallery) -> np.ndarray:
+    if "phash" not in gallery.cache:
+        gallery.cache["phash"] = np.array([int(it.get("phash") or "0", 16) for it in gallery.items], dtype=np.uint64)
+    return gallery.cache["phash"]
+
+
+def _photos_by_whale(gallery: Gallery) -> dict[str, list[int]]:
+    if "by_whale" not in gallery.cache:
+        by: dict[str, list[int]] = {}
+        for item in gallery.items:
+            by.setdefault(item["label"], []).append(item["id"])
+        gallery.cache["by_whale"] = by
+    return gallery.cache["by_whale"]
+
+
+def model_input(image: Image.Image, ckpt: Checkpoint) -> np.ndarray:
+    """float32 (3, 256, 96) normalised model input of a decoded photo."""
+    norm = ckpt.meta["normalization"]
+    return normalise(prepare_image(image), norm["mean"], norm["std"])
+
+
+def rank_gallery(gallery: Gallery, embedding: np.ndarray, threshold: float) -> tuple[list[tuple[str, float]], dict[str, list[int]]]:
+    """Five (whale_id, score) predictions with ``new_whale`` inserted, and the gallery photo ids
+    of each candidate, most similar first.
+
+    Args:
+        embedding: float32 (D,) L2-normalised query embedding.
+        threshold: ``new_whale`` threshold on the cosine similarity.
+    """
+    n = len(gallery)
+    depth = min(n, SEARCH_DEPTH)
+    while True:
+        scores, ids = retrieval.search(gallery.index, embedding[None].astype(np.float32), depth)
+        keep = ids[0] >= 0
+        scores, ids = scores[0][keep], ids[0][keep]
+        labels = np.array([gallery.items[i]["label"] for i in ids])
+        ranked = rank_individuals(scores, labels, limit=5)
+        if len(ranked) >= 5 or depth >= n:
+            break
+        depth = n
+    photos: dict[str, list[int]] = {}
+    for i, label in zip(ids, labels):
+        photos.setdefault(str(label), []).append(int(i))
+    return insert_new_whale(ranked, threshold), photos
+
+
+def find_duplicate(gallery: Gallery, phash: str, max_distance: int) -> dict | None:
+    """The closest gallery photo within ``max_distance`` bits of pHash, or None."""
+    hashes = _gallery_hashes(gallery)
+    if not len(hashes):
+        return None
+    dist = hamming_distances(phash, hashes)
+    best = int(dist.argmin())
+    if dist[best] > max_distance:
+        return None
+    item = gallery.items[best]
+    return {"image": item["image"], "whale_id": item["label"], "id": item["id"], "distance": int(dist[best])}
+
+
+def identify(upload: Upload, with_photos: bool = False) -> dict:
+    """The 5 most likely individuals of one photo.
+
+    Returns ``{"filename", "predictions": [{"whale_id", "score"}] x 5, "duplicate_of": None |
+    {"image", "whale_id"}, "prediction_id"}``; with ``with_photos`` each prediction also gets
+    ``photo_urls`` (up to 3 gallery photos of that individual, most similar first) and the
+    duplicate its ``distance`` and ``photo_url``.
+    Raises ImageError, GalleryUnavailable and the engine's errors.
+    """
+    started = time.perf_counter()
+    ckpt = engine.checkpoint(TASK)
+    gallery = store().get(TASK)
+    image = decode_image(upload.data, current_app.config["MAX_IMAGE_PIXELS"])
+    x = model_input(image, ckpt)
+    phash = perceptual_hash(image)
+    decode_ms = (time.perf_counter() - started) * 1e3
+    t0 = time.perf_counter()
+    embedding = engine.predict(TASK, torch.from_numpy(x[None]))[0].float().numpy()
+    threshold = float(ckpt.meta["new_whale_threshold"])
+    preds, photos = rank_gallery(gallery, embedding, threshold)
+    duplicate = find_duplicate(gallery, phash, current_app.config["WHALES_DUPLICATE_DISTANCE"])
+    inference_ms = (time.perf_counter() - t0) * 1e3
+    predictions = [{"whale_id": w, "score": round(float(s), 6)} for w, s in preds]
+    public_dup = {"image": duplicate["image"], "whale_id": duplicate["whale_id"]} if duplicate else None
+    timings = {"decode_ms": decode_ms, "inference_ms": inference_ms, "total_ms": (time.perf_counter() - started) * 1e3}
+    summary = {"predictions": predictions, "duplicate_of": public_dup, "new_whale_threshold": threshold,
+               "gallery": gallery.version, "phash": phash}
+    row = record(TASK, upload, image.size, ckpt, summary, timings)
+    result = {"filename": upload.filename, "predictions": predictions, "duplicate_of": public_dup,
+              "prediction_id": row.public_id}
+    if with_photos:
+        by_whale = _photos_by_whale(gallery)
+        for p in result["predictions"]:
+            if p["whale_id"] != NEW_WHALE:
+                ids = (photos.get(p["whale_id"]) or by_whale.get(p["whale_id"], []))[:PHOTOS_PER_CANDIDATE]
+                p["photo_urls"] = [url_for("whales.gallery_image", item_id=i) for i in ids]
+        if duplicate:
+            result["duplicate_of"] = {**public_dup, "distance": duplicate["distance"],
+                                      "photo_url": url_for("whales.gallery_image", item_id=duplicate["id"])}
+    return result
+
+
+# --- building and extending the gallery -------------------------------------------------
+
+def embed_images(images: Iterable[Image.Image], ckpt: Checkpoint, total: int | None = None,
+                 desc: str = "embedding whale photos", batch_size: int = 64) -> tuple[np.ndarray, list[str]]:
+    """(float32 (N, D) L2-normalised embeddings, pHashes) of decoded photos, with a progress bar."""
+    embs, hashes, batch = [], [], []
+
+    def flush():
+        with torch.inference_mode():
+            x = torch.from_numpy(np.stack(batch)).to(ckpt.device)
+            embs.append(ckpt.module(x).float().cpu().numpy())
+        batch.clear()
+
+    for image in tqdm(images, total=total, desc=desc, unit="photo", mininterval=2):
+        batch.append(model_input(image, ckpt))
+        hashes.append(perceptual_hash(image))
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    dim = int(ckpt.meta.get("embedding_dim", 0))
+    return (np.concatenate(embs) if embs else np.zeros((0, dim), np.float32)), hashes
+
+
+def _open(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        im.load()
+        return im
+
+
+def read_train_csv(data: Path, exclude_split: Path | None = None) -> list[dict]:
+    """Gallery rows ``{"Image", "Id", "path"}`` of ``DATA/train.csv`` (Kaggle's ``Image,Id``).
+
+    Rows with ``new_whale`` are skipped (they name no individual). ``exclude_split`` (a
+    ``train/splits/whales_val.csv``) leaves out its query photos and every photo of its
+    held-out (``query_new``) individuals, giving the gallery the validation was scored on.
+    Raises FileNotFoundError without ``train.csv``.
+    """
+    data = Path(data)
+    with open(data / "train.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["Id"] != NEW_WHALE]
+    if exclude_split:
+        with open(exclude_split, newline="") as fh:
+            split = list(csv.DictReader(fh))
+        images = {r["Image"] for r in split}
+        new_ids = {r["Id"] for r in split if r["role"] == "query_new"}
+        rows = [r for r in rows if r["Image"] not in images and r["Id"] not in new_ids]
+    folder = image_folder(data)
+    return [{**r, "path": str((folder / r["Image"]).resolve())} for r in rows]
+
+
+def build_gallery(data: Path, exclude_split: Path | None = None) -> int:
+    """Embed every photo of ``DATA/train.csv`` and swap in the new whale gallery; returns its size."""
+    ckpt = engine.checkpoint(TASK)
+    rows = read_train_csv(data, exclude_split)
+    if not rows:
+        raise GalleryUnavailable(f"no photos of known individuals in {data}/train.csv")
+    embs, hashes = embed_images((_open(Path(r["path"])) for r in rows), ckpt, total=len(rows))
+    items = [{"label": r["Id"], "image": r["Image"], "path": r["path"], "phash": h} for r, h in zip(rows, hashes)]
+    write_gallery(store().folder / TASK, items, embs)
+    return len(items)
+
+
+def enrolled_folder() -> Path:
+    folder = Path(current_app.config.get("WHALES_ENROLLED_FOLDER") or Path(current_app.instance_path) / "whales-enrolled")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def enrol(whale_id: str, photos: list[tuple[str, Image.Image, bytes | None]]) -> int:
+    """Add photos of one individual (known or new) to the gallery without retraining.
+
+    Args:
+        photos: (display name, decoded image, original bytes or None to keep the image where it is).
+            Uploaded bytes are kept under ``WHALES_ENROLLED_FOLDER`` with a generated name.
+    Returns the new gallery size.
+    """
+    whale_id = whale_id.strip()
+    if not whale_id or whale_id == NEW_WHALE:
+        raise ValueError("give the individual's id (not new_whale)")
+    ckpt = engine.checkpoint(TASK)
+    embs, hashes = embed_images((im for _, im, _ in photos), ckpt, total=len(photos))
+    items = []
+    for (name, _, data), h in zip(photos, hashes):
+        if data is not None:
+            suffix = Path(name).suffix.lower()
+            path = enrolled_folder() / f"{uuid.uuid4().hex}{suffix if suffix in IMAGE_SUFFIXES else '.img'}"
+            path.write_bytes(data)
+        else:
+            path = Path(name).resolve()
+        items.append({"label": whale_id, "image": Path(name).name, "path": str(path), "phash": h})
+    return append_to_gallery(store().folder / TASK, items, embs)

@@ -1,0 +1,100 @@
+"""Whale pages: identification, gallery photos and the admin enrolment form."""
+from __future__ import annotations
+
+import base64
+import hmac
+import io
+
+from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from PIL import Image
+
+from ..extensions import engine
+from ..gallery import GalleryUnavailable, store
+from ..imaging import ImageError, decode_image
+from ..uploads import read_uploads
+from . import bp, service
+from .forms import WhaleEnrolForm, WhaleUploadForm
+
+THUMBNAIL_SIZE = (256, 256)
+
+
+def _thumbnail_jpeg(image: Image.Image) -> bytes:
+    image = image.convert("RGB")
+    image.thumbnail(THUMBNAIL_SIZE)
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+@bp.route("/", methods=["GET", "POST"])
+def upload():
+    form = WhaleUploadForm()
+    answers: list[dict] = []
+    errors: list[dict] = []
+    gallery_error = None
+    status = 400 if request.method == "POST" else 200
+    if form.validate_on_submit():
+        uploads = read_uploads(form.image.data or [])
+        if not uploads:
+            form.image.errors.append("choose at least one photo")
+        engine.checkpoint(service.TASK)
+        for up in uploads:
+            try:
+                answer = service.identify(up, with_photos=True)
+                image = decode_image(up.data, current_app.config["MAX_IMAGE_PIXELS"])
+                answer["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(_thumbnail_jpeg(image)).decode()
+                answers.append(answer)
+            except ImageError as exc:
+                errors.append({"filename": up.filename, "message": str(exc)})
+            except GalleryUnavailable as exc:
+                gallery_error = str(exc)
+                break
+        status = 200 if answers else (409 if gallery_error else 400)
+    return render_template("whales/upload.html", form=form, answers=answers, errors=errors,
+                           gallery_error=gallery_error), status
+
+
+@bp.get("/gallery/<int:item_id>.jpg")
+def gallery_image(item_id: int):
+    """JPEG thumbnail (at most 256 px) of the whale gallery photo ``item_id``."""
+    try:
+        gallery = store().get(service.TASK)
+    except GalleryUnavailable:
+        abort(404)
+    if not 0 <= item_id < len(gallery):
+        abort(404)
+    try:
+        with Image.open(gallery.items[item_id]["path"]) as im:
+            data = _thumbnail_jpeg(im)
+    except OSError:
+        abort(404)
+    return send_file(io.BytesIO(data), mimetype="image/jpeg", max_age=3600)
+
+
+@bp.route("/enrol", methods=["GET", "POST"])
+def enrol():
+    """Admin page: add photos of a known or new individual to the gallery (needs ADMIN_TOKEN)."""
+    token = current_app.config.get("ADMIN_TOKEN")
+    if not token:
+        abort(404)
+    form = WhaleEnrolForm()
+    status = 400 if request.method == "POST" else 200
+    if form.validate_on_submit():
+        if not hmac.compare_digest(form.admin_token.data.encode(), token.encode()):
+            form.admin_token.errors.append("wrong admin token")
+            return render_template("whales/enrol.html", form=form), 401
+        photos, bad = [], []
+        for up in read_uploads(form.image.data or []):
+            try:
+                photos.append((up.filename, decode_image(up.data, current_app.config["MAX_IMAGE_PIXELS"]), up.data))
+            except ImageError as exc:
+                bad.append(f"{up.filename}: {exc}")
+        form.image.errors.extend(bad)
+        if not photos and not bad:
+            form.image.errors.append("choose at least one photo")
+        if photos and not bad:
+            size = service.enrol(form.whale_id.data, photos)
+            flash(f"enrolled {len(photos)} photo(s) of {form.whale_id.data.strip()}; the gallery now holds "
+                  f"{size} photos", "ok")
+            return redirect(url_for("whales.enrol"))
+    return render_template("whales/enrol.html", form=form), status

@@ -1,0 +1,101 @@
+"""Whale photo-ID embedding network, its ArcFace training head and the served embedder.
+
+Metric learning after the Kaggle humpback whale identification (2019) top solutions:
+a CNN with generalised-mean pooling and a batch-normalised embedding, trained with an
+additive angular margin (ArcFace, Deng et al., CVPR 2019) over the known individuals;
+identification compares L2-normalised embeddings by cosine similarity.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.models.resnet import BasicBlock, ResNet
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling (Radenović et al., TPAMI 2018): (N, C, H, W) -> (N, C)."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6):
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(p))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
+
+
+class WhaleNet(nn.Module):
+    """ResNet-18 layout at half width (32-256 channels, from scratch), GeM, embedding layer.
+
+    Input float32 (N, 3, 256, 96) normalised RGB; ``forward`` returns the raw embedding
+    (N, embedding_dim) (normalise it for cosine similarity).
+    """
+
+    def __init__(self, embedding_dim: int = 512, width: int = 32):
+        super().__init__()
+        channels = (width, 2 * width, 4 * width, 8 * width)
+        self.backbone = ResNet(BasicBlock, [2, 2, 2, 2], channels=channels, stem_width=width,
+                               num_classes=0, global_pool="")
+        self.pool = GeM()
+        self.neck = nn.Sequential(nn.BatchNorm1d(channels[-1]), nn.Dropout(0.2),
+                                  nn.Linear(channels[-1], embedding_dim, bias=False),
+                                  nn.BatchNorm1d(embedding_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.neck(self.pool(self.backbone(x)))
+
+
+class ArcFace(nn.Module):
+    """Additive angular margin logits: ``s * cos(theta + m)`` for the true class, ``s * cos(theta)``
+    elsewhere (Deng et al., "ArcFace", CVPR 2019, with their easy-margin fallback past pi - m)."""
+
+    def __init__(self, embedding_dim: int, num_classes: int, s: float = 30.0, m: float = 0.4):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
+        nn.init.xavier_uniform_(self.weight)
+        self.s, self.m = s, m
+
+    def forward(self, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cosine = F.linear(F.normalize(embedding), F.normalize(self.weight)).clamp(-1 + 1e-7, 1 - 1e-7)
+        sine = torch.sqrt(1.0 - cosine ** 2)
+        phi = cosine * math.cos(self.m) - sine * math.sin(self.m)
+        phi = torch.where(cosine > math.cos(math.pi - self.m), phi, cosine - math.sin(math.pi - self.m) * self.m)
+        one_hot = F.one_hot(labels, cosine.shape[1]).to(cosine.dtype)
+        return self.s * (one_hot * phi + (1 - one_hot) * cosine)
+
+
+class WhaleEmbedder(nn.Module):
+    """Served model: L2-normalised embeddings float32 (N, embedding_dim) of (N, 3, 256, 96) inputs."""
+
+    def __init__(self, net: WhaleNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(x).float(), dim=1)
+
+
+def rank_individuals(scores: np.ndarray, whale_ids: np.ndarray, limit: int | None = None) -> list[tuple[str, float]]:
+    """Individuals ranked by their best photo's similarity to one query.
+
+    Args:
+        scores: float (G,) cosine similarity of the query to each gallery photo.
+        whale_ids: (G,) individual of each gallery photo.
+        limit: keep the best ``limit`` individuals (all when None).
+    Returns:
+        ``[(whale_id, score)]``, best first; an individual scores its best photo (max
+        aggregation, as in the humpback solutions that compared a query with every photo).
+    """
+    order = np.argsort(-scores, kind="stable")
+    seen: dict[str, float] = {}
+    for i in order:
+        whale = str(whale_ids[i])
+        if whale not in seen:
+            seen[whale] = float(scores[i])
+            if limit is not None and len(seen) >= limit:
+                break
+    return list(seen.items())
