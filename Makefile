@@ -4,9 +4,11 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8000
 # Reference images for similarity search, embedded once by `make run` when present.
 GALLERY_DATA ?= ../shared/data/geological-similarity
+# Known individuals for whale identification (train.csv + images/), embedded once by `make run`.
+WHALES_DATA ?= ../shared/data/whales
 export FLASK_APP := wsgi
 
-.PHONY: setup setup-dev browser run test lint bench train-salt train-rocks clean
+.PHONY: setup setup-dev browser run test lint bench train-salt train-rocks train-whales clean
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
@@ -26,10 +28,12 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium could not be installed: the browser tests will be skipped"
 
-run: setup   ## apply migrations, build a missing gallery, then serve with gunicorn on 127.0.0.1:$(PORT)
+run: setup   ## apply migrations, build missing galleries, then serve with gunicorn on 127.0.0.1:$(PORT)
 	$(VENV)/bin/flask db upgrade
 	@if [ ! -e instance/gallery/similarity ] && [ -d "$(GALLERY_DATA)" ]; then \
 	  $(VENV)/bin/flask gallery build similarity --data "$(GALLERY_DATA)"; fi
+	@if [ ! -e instance/gallery/whales ] && [ -f "$(WHALES_DATA)/train.csv" ] && [ -f models/whales/model.pt ]; then \
+	  $(VENV)/bin/flask gallery build whales --data "$(WHALES_DATA)"; fi
 	PORT=$(PORT) $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
 test: setup-dev browser  ## run the test suite
@@ -46,6 +50,9 @@ train-salt: setup  ## retrain the salt segmenter on ../shared/data (hours on CPU
 
 train-rocks: setup  ## retrain the rock classifier and embedding (about 20 min on CPU)
 	$(VENV)/bin/flask train-model rocks --data ../shared/data/geological-similarity --epochs 15
+
+train-whales: setup  ## retrain the whale embedding (about 80 min on 2 CPU cores)
+	$(VENV)/bin/flask train-model whales --data ../shared/data/whales --epochs 40 --threads 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache

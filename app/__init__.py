@@ -36,6 +36,7 @@ def create_app(config: type[Config] | dict | None = None, wait_for_models: bool 
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'app.db'}"
     check_secret_key(app)
 
+    register_request_limits(app)   # before CSRF, which reads the form
     register_extensions(app, wait_for_models)
     register_blueprints(app)
     security.init_app(app)
@@ -63,6 +64,22 @@ def _instance_secret_key(instance: Path) -> str:
         path.write_text(secrets.token_hex(32))
         logging.getLogger(__name__).warning("SECRET_KEY not set: generated one in %s", path)
     return path.read_text().strip()
+
+
+#: Endpoints that take SEG-Y volumes: their request bodies may reach ``SEGY_MAX_BYTES`` +
+#: ``MAX_CONTENT_LENGTH`` (room for form fields); each file is then held to its own limit
+#: (``segy_too_large`` / ``payload_too_large``, 413) by ``app.salt.service.read_salt_files``.
+SEGY_ENDPOINTS = {"salt.upload", "api.salt_segment"}
+
+
+def register_request_limits(app: Flask) -> None:
+    from flask import request
+
+    @app.before_request
+    def allow_large_segy_uploads():
+        if request.endpoint in SEGY_ENDPOINTS:
+            request.max_content_length = ((app.config.get("MAX_CONTENT_LENGTH") or 0)
+                                          + (app.config.get("SEGY_MAX_BYTES") or 0)) or None
 
 
 def register_extensions(app: Flask, wait_for_models: bool) -> None:

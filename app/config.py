@@ -35,6 +35,8 @@ class Config:
     INFERENCE_TIMEOUT_S = _env_int("INFERENCE_TIMEOUT_S", 60)
     #: Largest request body in bytes (HTTP 413 above it).
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 32 * 1024 * 1024)
+    #: Largest SEG-Y upload in bytes (streamed to disk; the salt form and API only).
+    SEGY_MAX_BYTES = _env_int("SEGY_MAX_BYTES", 2 * 1024 ** 3)
     #: Largest decoded image in pixels (decompression-bomb guard, HTTP 413 above it).
     MAX_IMAGE_PIXELS = _env_int("MAX_IMAGE_PIXELS", 25_000_000)
     #: Where inputs and result pictures are kept (outside ``static/``); ``None`` = instance/uploads.

@@ -21,7 +21,7 @@ def test_health_ready_models(client):
     ready = client.get("/api/v1/ready")
     assert ready.status_code == 200 and ready.get_json()["status"] == "ready"
     models = client.get("/api/v1/models").get_json()["models"]
-    assert sorted(m["task"] for m in models) == ["rocks", "salt", "similarity"]
+    assert sorted(m["task"] for m in models) == ["rocks", "salt", "similarity", "whales"]
     salt = next(m for m in models if m["task"] == "salt")
     assert salt["name"] == "tiny-bright-is-salt" and salt["device"] == "cpu"
     assert salt["max_batch_size"] == 8 and "metrics" in salt

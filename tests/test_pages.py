@@ -41,7 +41,7 @@ def test_bad_file_shows_form_error(client):
 
 
 def test_wrong_extension_and_empty_submit_are_form_errors(client):
-    assert "PNG, JPEG or TIFF images only" in upload(client, [("x.exe", b"MZ")]).get_data(as_text=True)
+    assert "PNG, JPEG, TIFF images or SEG-Y files only" in upload(client, [("x.exe", b"MZ")]).get_data(as_text=True)
     assert upload(client, []).status_code == 400
 
 

@@ -1,9 +1,10 @@
 """Train the whale photo-ID embedding (ArcFace) and export it to ``models/whales``.
 
 Recipe (after the Kaggle humpback whale identification top solutions, scaled to a CPU):
-aspect-preserving letterbox to 256x96, a mirrored photo is a different individual (its
-markings are mirrored: "flip = new id" doubles the classes), mild affine and photometric
-jitter, ArcFace on every known individual (single-photo ones included, as negatives),
+aspect-preserving letterbox to 256x96, horizontal flips (as augmentation, or with
+``flip_new_id`` as another individual, since the markings are mirrored), mild affine and
+photometric jitter, ArcFace on every known individual (single-photo ones included, as
+negatives) with its margin grown over the first epochs (from scratch it stalls otherwise),
 cosine similarity to every gallery photo at test time (max per individual) and a
 ``new_whale`` threshold calibrated on the validation split, which is split by encounter and
 holds out whole individuals to play ``new_whale``.
@@ -46,7 +47,9 @@ class WhalesTrainConfig:
     lr: float = 2e-3
     weight_decay: float = 5e-4
     margin: float = 0.4
+    margin_warmup: int = 8         #: epochs over which the ArcFace margin grows from 0 to ``margin``
     scale: float = 30.0
+    flip_new_id: bool = False      #: a mirrored photo counts as another individual (else plain augmentation)
     embedding_dim: int = 512
     width: int = 32
     eval_every: int = 3
@@ -171,10 +174,11 @@ def train_whales(cfg: WhalesTrainConfig) -> dict:
              len(tr_x), n_classes, len(queries), n_new, device)
 
     net = WhaleNet(cfg.embedding_dim, cfg.width).to(device)
-    head = ArcFace(cfg.embedding_dim, 2 * n_classes, cfg.scale, cfg.margin).to(device)
+    n_heads = 2 * n_classes if cfg.flip_new_id else n_classes
+    head = ArcFace(cfg.embedding_dim, n_heads, cfg.scale, cfg.margin).to(device)
     params = list(net.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    batch = min(cfg.batch_size, len(tr_x))
+    batch = min(cfg.batch_size, max(2, len(tr_x) // 2) if cfg.dry_run else len(tr_x))
     steps = 2 if cfg.dry_run else max(1, len(tr_x) // batch)
     epochs = 1 if cfg.dry_run else cfg.epochs
     total, warmup = epochs * steps, steps
@@ -200,6 +204,7 @@ def train_whales(cfg: WhalesTrainConfig) -> dict:
     for epoch in range(start_epoch, epochs):
         net.train()
         head.train()
+        head.m = cfg.margin * min(1.0, epoch / max(1, cfg.margin_warmup))
         order = torch.randperm(len(tr_x), generator=gen).numpy()
         bar = tqdm(range(steps), desc=f"whales epoch {epoch + 1}/{epochs}", mininterval=10)
         total_loss, correct = 0.0, 0
@@ -209,7 +214,8 @@ def train_whales(cfg: WhalesTrainConfig) -> dict:
             y = torch.from_numpy(tr_y[idx])
             flip = torch.rand(len(idx), generator=gen) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
-            y = torch.where(flip, y + n_classes, y)
+            if cfg.flip_new_id:
+                y = torch.where(flip, y + n_classes, y)
             x = ((augment(x, gen) - mean) / std).to(device)
             logits = head(net(x), y.to(device))
             loss = F.cross_entropy(logits, y.to(device))
@@ -220,7 +226,7 @@ def train_whales(cfg: WhalesTrainConfig) -> dict:
             total_loss += loss.item()
             correct += int((logits.argmax(1).cpu() == y).sum())
             bar.set_postfix(loss=f"{total_loss / (step + 1):.3f}", refresh=False)
-        row = {"epoch": epoch + 1, "loss": round(total_loss / steps, 4),
+        row = {"epoch": epoch + 1, "margin": round(head.m, 3), "loss": round(total_loss / steps, 4),
                "train_accuracy": round(correct / (steps * batch), 4),
                "lr": sched.get_last_lr()[0], "minutes": round((time.time() - started) / 60, 2)}
         if (epoch + 1) % cfg.eval_every == 0 or epoch == epochs - 1:
@@ -261,7 +267,9 @@ def _export(net: WhaleNet, cfg: WhalesTrainConfig, best: dict, mean: torch.Tenso
         "version": time.strftime("%Y%m%d", time.gmtime()) + ("-dryrun" if cfg.dry_run else ""),
         "architecture": f"ResNet-18 layout at half width ({cfg.width}-{8 * cfg.width} channels, timm, from "
                         f"scratch), GeM pooling, {cfg.embedding_dim}-d batch-normalised embedding; trained "
-                        f"with ArcFace (s={cfg.scale}, m={cfg.margin}) over {n_classes} individuals x 2 (mirror = new id)",
+                        f"with ArcFace (s={cfg.scale}, m={cfg.margin}, margin warm-up {cfg.margin_warmup} epochs) over "
+                        f"{n_classes} individuals"
+                        + (" x 2 (mirror = new id)" if cfg.flip_new_id else ", mirrored photos as augmentation"),
         "input_shape": [3, wd.INPUT_HEIGHT, wd.INPUT_WIDTH],
         "resize": "landscape photos turned a quarter; aspect-preserving bilinear resize into 256x96, centred "
                   "on black (train.whales_data.prepare_image)",

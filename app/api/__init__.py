@@ -7,6 +7,7 @@ from ..errors import ApiError
 from ..extensions import engine
 from ..gallery import store
 from ..rocks import service as rocks_service
+from ..salt import segy
 from ..salt import service as salt_service
 from ..uploads import answer_each, read_uploads
 from ..whales import service as whales_service
@@ -55,13 +56,23 @@ def _respond(results: list[dict], answered: int):
 
 @bp.post("/salt/segment")
 def salt_segment():
+    """Images, or SEG-Y volumes with the form field ``slice`` (``inline:N``, ``crossline:N``,
+    ``time:MS``, ``section``; default: the middle inline)."""
     try:
         threshold = salt_service.parse_threshold(request.form.get("threshold"))
     except ValueError:
         raise ApiError("invalid_threshold", "threshold must be a number between 0 and 1") from None
-    uploads = _uploads_or_400()
-    engine.checkpoint(salt_service.TASK)  # 503 before reading pixels when the model is not ready
-    return _respond(*answer_each(uploads, lambda u: salt_service.segment(u, threshold)))
+    try:
+        spec = segy.parse_slice(request.form.get("slice"))
+    except segy.SegyError as exc:
+        raise ApiError("invalid_slice", str(exc)) from None
+    if "image" not in request.files:
+        raise ApiError("missing_file", "send one or more files in the multipart field 'image'")
+    items = salt_service.read_salt_files(request.files.getlist("image"))
+    if not items:
+        raise ApiError("missing_file", "the field 'image' holds no file")
+    engine.checkpoint(salt_service.TASK)  # 503 before decoding when the model is not ready
+    return _respond(*answer_each(items, lambda item: salt_service.answer(item, threshold, spec)))
 
 
 

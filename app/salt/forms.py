@@ -1,15 +1,28 @@
 """Upload form of the salt page."""
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, MultipleFileField
-from wtforms import DecimalField, SubmitField
+from wtforms import DecimalField, IntegerField, SelectField, SubmitField
+from wtforms.fields import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
 IMAGE_EXTENSIONS = ["png", "jpg", "jpeg", "tif", "tiff", "gif", "bmp", "webp"]
+SEGY_EXTENSIONS = ["sgy", "segy"]
 
 
 class SaltUploadForm(FlaskForm):
-    image = MultipleFileField("Seismic images (PNG, JPEG or TIFF; several at once)",
-                              validators=[FileAllowed(IMAGE_EXTENSIONS, "PNG, JPEG or TIFF images only")])
+    image = MultipleFileField("Seismic images (PNG, JPEG or TIFF) or SEG-Y volumes (.sgy, .segy); several at once",
+                              validators=[FileAllowed(IMAGE_EXTENSIONS + SEGY_EXTENSIONS,
+                                                      "PNG, JPEG, TIFF images or SEG-Y files only")])
     threshold = DecimalField("Salt probability threshold (blank = model default)", places=2,
                              validators=[Optional(), NumberRange(0, 1, "between 0 and 1")])
     submit = SubmitField("Segment")
+
+
+class SegySliceForm(FlaskForm):
+    kind = SelectField("Slice", choices=[SelectChoice("inline", "inline"), SelectChoice("crossline", "crossline"),
+                                         SelectChoice("time", "time slice (ms)"),
+                                         SelectChoice("section", "whole 2-D section")])
+    number = IntegerField("Number (inline / crossline number, or time in ms)", validators=[Optional()])
+    threshold = DecimalField("Salt probability threshold (blank = model default)", places=2,
+                             validators=[Optional(), NumberRange(0, 1, "between 0 and 1")])
+    submit = SubmitField("Segment this slice")

@@ -4,13 +4,15 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import Response, abort, redirect, render_template, request, send_file, url_for
+from flask import Response, abort, flash, redirect, render_template, request, send_file, url_for
+from markupsafe import Markup, escape
 
 from ..extensions import db, engine
+from ..imaging import ImageError
 from ..records import Prediction
-from ..uploads import answer_each, find_stored, read_uploads
-from . import bp, service
-from .forms import SaltUploadForm
+from ..uploads import answer_each, find_stored
+from . import bp, segy, service
+from .forms import SaltUploadForm, SegySliceForm
 
 MIMETYPES = {"png": "image/png", "txt": "text/plain"}
 
@@ -20,22 +22,61 @@ def upload():
     form = SaltUploadForm()
     errors: list[dict] = []
     if form.validate_on_submit():
-        uploads = read_uploads(form.image.data or [])
-        if not uploads:
-            form.image.errors.append("choose at least one image")
+        items = service.read_salt_files(form.image.data or [])
+        volumes = [i for i in items if isinstance(i, service.StoredSegy)]
+        images = [i for i in items if not isinstance(i, service.StoredSegy)]
+        for extra in volumes[1:]:
+            flash(Markup("SEG-Y volume <a href=\"{}\">{}</a> is ready: pick a slice there.").format(
+                url_for("salt.segy_page", segy_id=extra.segy_id), escape(extra.filename)), "ok")
+        if volumes and not images:
+            return redirect(url_for("salt.segy_page", segy_id=volumes[0].segy_id))
+        for volume in volumes[:1]:
+            flash(Markup("SEG-Y volume <a href=\"{}\">{}</a> is ready: pick a slice there.").format(
+                url_for("salt.segy_page", segy_id=volume.segy_id), escape(volume.filename)), "ok")
+        if not items:
+            form.image.errors.append("choose at least one image or SEG-Y file")
         else:
             threshold = float(form.threshold.data) if form.threshold.data is not None else None
             engine.checkpoint(service.TASK)
-            results, answered = answer_each(uploads, lambda u: service.segment(u, threshold))
+            results, answered = answer_each(images, lambda item: service.answer(item, threshold, None))
             errors = [r for r in results if "error" in r]
             if answered and not errors:
                 ids = [r["prediction_id"] for r in results]
                 return redirect(url_for("salt.results", id=ids))
             ok = [r["prediction_id"] for r in results if "error" not in r]
+            status = 200 if ok else (413 if all(r.get("status") == 413 for r in errors) else 400)
             return render_template("salt/upload.html", form=form, errors=errors,
-                                   predictions=_load(ok)), 200 if ok else 400
+                                   predictions=_load(ok)), status
     status = 400 if request.method == "POST" else 200
     return render_template("salt/upload.html", form=form, errors=errors, predictions=[]), status
+
+
+@bp.route("/segy/<segy_id>", methods=["GET", "POST"])
+def segy_page(segy_id: str):
+    """Geometry of an uploaded SEG-Y volume and a form to segment one of its slices."""
+    found = service.load_segy(segy_id)
+    if found is None:
+        abort(404)
+    stored, geometry = found
+    form = SegySliceForm()
+    if request.method == "GET":
+        default = segy.parse_slice(geometry["default_slice"])
+        form.kind.data = default.kind
+        form.number.data = int(default.number) if default.number is not None else None
+    error, status = None, 200
+    if form.validate_on_submit():
+        number = "" if form.kind.data == "section" or form.number.data is None else f":{form.number.data}"
+        threshold = float(form.threshold.data) if form.threshold.data is not None else None
+        try:
+            spec = segy.parse_slice(form.kind.data + number)
+            engine.checkpoint(service.TASK)
+            result = service.segment_segy(stored, spec, threshold)
+            return redirect(url_for("salt.result", public_id=result["prediction_id"]))
+        except (segy.SegyError, ImageError) as exc:
+            error, status = str(exc), getattr(exc, "status", 400)
+    elif request.method == "POST":
+        status = 400
+    return render_template("salt/segy.html", form=form, stored=stored, geometry=geometry, error=error), status
 
 
 @bp.get("/results")

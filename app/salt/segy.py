@@ -1,0 +1,126 @@
+"""SEG-Y input for the salt segmenter (pure functions over segyio, no Flask).
+
+A SEG-Y file is opened memory-mapped and only the requested slice is read: an inline or a
+crossline (vertical sections, time/depth downwards) or a time slice (a map view), chosen with
+``inline:123``, ``crossline:45`` or ``time:1200`` (milliseconds, nearest sample). Files without
+inline/crossline geometry (2-D lines, unsorted gathers) are read as one section, ``section``.
+Amplitudes are clipped symmetrically at a percentile of their magnitude and mapped to grey
+levels in [0, 1] with zero amplitude at mid-grey, the way seismic sections are displayed and
+the way the TGS training images look (8-bit greys, mean about 0.47).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import segyio
+
+SUFFIXES = (".sgy", ".segy")
+SLICE_KINDS = ("inline", "crossline", "time", "section")
+_SPEC = re.compile(r"^\s*(inline|crossline|time|section)\s*(?::\s*(-?\d+(?:\.\d+)?))?\s*$", re.IGNORECASE)
+
+
+class SegyError(ValueError):
+    """The file is not a readable SEG-Y file, or the requested slice does not exist."""
+
+
+def is_segy_name(filename: str) -> bool:
+    """True when the client file name ends in ``.sgy`` or ``.segy`` (case-insensitive)."""
+    return filename.lower().endswith(SUFFIXES)
+
+
+@dataclass(frozen=True)
+class SliceSpec:
+    kind: str            #: inline, crossline, time or section
+    number: float | None  #: inline/crossline number, time in ms; None for ``section``
+
+    def __str__(self) -> str:
+        if self.number is None:
+            return self.kind
+        return f"{self.kind}:{int(self.number) if float(self.number).is_integer() else self.number}"
+
+
+def parse_slice(spec: str | None) -> SliceSpec | None:
+    """``"inline:123"`` -> SliceSpec; None for a blank value; raises SegyError when malformed."""
+    if spec is None or not str(spec).strip():
+        return None
+    m = _SPEC.match(str(spec))
+    if not m:
+        raise SegyError("slice must look like inline:123, crossline:45, time:1200 (ms) or section")
+    kind, number = m.group(1).lower(), m.group(2)
+    if kind != "section" and number is None:
+        raise SegyError(f"give the {kind} number, e.g. {kind}:{'1200' if kind == 'time' else '100'}")
+    return SliceSpec(kind, None if kind == "section" else float(number))
+
+
+def _open(path: Path):
+    try:
+        f = segyio.open(str(path), "r", strict=True)
+    except (RuntimeError, ValueError, IndexError, OSError):
+        try:
+            f = segyio.open(str(path), "r", ignore_geometry=True)
+        except (RuntimeError, ValueError, IndexError, OSError) as exc:
+            raise SegyError(f"not a readable SEG-Y file ({exc})") from None
+    f.mmap()
+    return f
+
+
+def geometry(path: Path) -> dict:
+    """Survey geometry: ``{"kind": "3d"|"2d", "traces", "samples", "sample_interval_ms",
+    "time_range_ms": [first, last], "inlines": [first, last, count], "crosslines": [...],
+    "default_slice"}`` (inline/crossline entries only for 3-D files). Raises SegyError."""
+    with _open(path) as f:
+        samples = np.asarray(f.samples, dtype=float)
+        out = {"traces": int(f.tracecount), "samples": len(samples),
+               "sample_interval_ms": float(samples[1] - samples[0]) if len(samples) > 1 else 0.0,
+               "time_range_ms": [float(samples[0]), float(samples[-1])] if len(samples) else [0.0, 0.0],
+               "format": str(f.format)}
+        if f.ilines is not None and f.xlines is not None:
+            il, xl = np.asarray(f.ilines), np.asarray(f.xlines)
+            out.update(kind="3d", inlines=[int(il[0]), int(il[-1]), len(il)],
+                       crosslines=[int(xl[0]), int(xl[-1]), len(xl)],
+                       default_slice=f"inline:{int(il[len(il) // 2])}")
+        else:
+            out.update(kind="2d", default_slice="section")
+    return out
+
+
+def read_slice(path: Path, spec: SliceSpec) -> np.ndarray:
+    """float32 amplitudes (H, W) of one slice: vertical sections are (samples, traces) with
+    time downwards; a time slice is (inlines, crosslines). Only that slice is read (mmap).
+
+    Raises SegyError for a slice kind the file cannot give or a number outside the survey.
+    """
+    with _open(path) as f:
+        three_d = f.ilines is not None and f.xlines is not None
+        if spec.kind == "section":
+            if three_d:
+                raise SegyError("this is a 3-D survey: choose inline:N, crossline:N or time:MS")
+            return np.asarray(f.trace.raw[:], dtype=np.float32).T
+        if not three_d:
+            raise SegyError("this file has no inline/crossline geometry: use slice=section")
+        if spec.kind in ("inline", "crossline"):
+            numbers = np.asarray(f.ilines if spec.kind == "inline" else f.xlines)
+            n = int(spec.number)
+            if n != spec.number or n not in numbers:
+                raise SegyError(f"{spec.kind} {spec.number:g} is not in the survey "
+                                f"({spec.kind}s {numbers[0]}..{numbers[-1]})")
+            data = f.iline[n] if spec.kind == "inline" else f.xline[n]
+            return np.asarray(data, dtype=np.float32).T
+        samples = np.asarray(f.samples, dtype=float)
+        if not samples[0] - 1e-6 <= spec.number <= samples[-1] + 1e-6:
+            raise SegyError(f"time {spec.number:g} ms is outside the record ({samples[0]:g}..{samples[-1]:g} ms)")
+        index = int(np.abs(samples - spec.number).argmin())
+        return np.asarray(f.depth_slice[index], dtype=np.float32)
+
+
+def scale_amplitudes(section: np.ndarray, percentile: float = 99.0) -> np.ndarray:
+    """Grey levels float32 (H, W) in [0, 1]: amplitudes clipped at the ``percentile`` of their
+    magnitude, zero at 0.5. A dead (all-zero or non-finite) slice is uniform mid-grey."""
+    a = np.nan_to_num(section.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    clip = float(np.percentile(np.abs(a), percentile)) if a.size else 0.0
+    if clip <= 0:
+        return np.full(a.shape, 0.5, np.float32)
+    return (np.clip(a / clip, -1.0, 1.0) * 0.5 + 0.5).astype(np.float32)

@@ -1,0 +1,65 @@
+"""Time to segment whole sections of growing size with the committed salt checkpoint.
+
+    python bench/sections.py [--sizes 0.1 0.25 0.5 1 2] [--batch 32] [--device cpu]
+
+A section of N megapixels (a square of smooth random texture) goes through the serving
+pipeline's pure functions and the TorchScript model: tiling (101x101, 26 px overlap),
+reflect-padding, batched forward passes, blending. Prints seconds and seconds per megapixel
+for each size; a constant time per megapixel means the cost grows linearly with the area.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from app.engine.loader import load_checkpoint  # noqa: E402
+from app.salt import processing as proc  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def section(megapixels: float, seed: int = 0) -> np.ndarray:
+    side = int(round((megapixels * 1e6) ** 0.5))
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((side // 16 + 2, side // 16 + 2)).astype(np.float32)
+    return np.kron(coarse, np.ones((16, 16), np.float32))[:side, :side]
+
+
+def segment(gray: np.ndarray, ckpt, batch: int) -> np.ndarray:
+    inputs, origins, canvas = proc.model_inputs(gray, ckpt.meta, 26)
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(inputs), batch):
+            outs.append(ckpt.module(torch.from_numpy(inputs[i:i + batch]).to(ckpt.device)).float().cpu().numpy())
+    return proc.mask_from_outputs(np.concatenate(outs), origins, canvas, gray.shape, ckpt.meta,
+                                  ckpt.meta["threshold"], 26)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0, 2.0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    ckpt = load_checkpoint(ROOT / "models" / "salt", torch.device(args.device))
+    segment(section(0.05), ckpt, args.batch)  # warm-up
+    print(f"salt sections on {args.device} (threads {torch.get_num_threads()}), batch {args.batch}")
+    print("| megapixels | tiles | seconds | seconds per megapixel |")
+    print("|---|---|---|---|")
+    for mp in args.sizes:
+        gray = section(mp)
+        started = time.perf_counter()
+        segment(gray, ckpt, args.batch)
+        seconds = time.perf_counter() - started
+        n_tiles = len(proc.tile_starts(gray.shape[0], 101, 75)) * len(proc.tile_starts(gray.shape[1], 101, 75))
+        print(f"| {gray.size / 1e6:.2f} | {n_tiles} | {seconds:.2f} | {seconds / (gray.size / 1e6):.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

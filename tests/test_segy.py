@@ -1,0 +1,152 @@
+"""SEG-Y input: geometry, slices, amplitude scaling, the API and the page (files built with segyio)."""
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+import segyio
+
+from app.salt import segy
+
+#: (inlines, crosslines, samples) of the test survey; positive amplitudes (salt for the tiny
+#: BrightIsSalt model, whose normalisation puts zero amplitude at its 0.5 cut) in the upper half
+N_IL, N_XL, N_S = 5, 150, 120
+
+
+def survey(path, n_il: int = N_IL, n_xl: int = N_XL, n_s: int = N_S):
+    """Write a small post-stack 3-D SEG-Y (inlines 1..n_il, crosslines 1..n_xl, 4 ms)."""
+    rng = np.random.default_rng(0)
+    data = rng.uniform(0.2, 1.0, (n_il, n_xl, n_s)).astype(np.float32)
+    data[:, :, n_s // 2:] *= -1                      # deeper half negative
+    data[:, :, : n_s // 2] *= np.arange(1, n_il + 1)[:, None, None]  # inline-dependent magnitude
+    segyio.tools.from_array(str(path), data, dt=4000)
+    return data
+
+
+def unstructured(path, traces: int = 30, n_s: int = 80):
+    """Write a SEG-Y with no inline/crossline geometry (a 2-D line)."""
+    spec = segyio.spec()
+    spec.format, spec.samples, spec.tracecount = 5, list(range(n_s)), traces
+    data = np.linspace(-1, 1, traces * n_s, dtype=np.float32).reshape(traces, n_s)
+    with segyio.create(str(path), spec) as f:
+        for i in range(traces):
+            f.header[i] = {segyio.su.cdp: i + 1, segyio.su.offset: 1}
+            f.trace[i] = data[i]
+    return data
+
+
+def test_parse_slice():
+    assert segy.parse_slice("inline:12") == segy.SliceSpec("inline", 12.0)
+    assert str(segy.parse_slice(" Crossline : 7 ")) == "crossline:7"
+    assert str(segy.parse_slice("time:1200")) == "time:1200"
+    assert segy.parse_slice("section") == segy.SliceSpec("section", None)
+    assert segy.parse_slice("") is None and segy.parse_slice(None) is None
+    for bad in ("inline", "depth:3", "inline:abc", "inline:1:2"):
+        with pytest.raises(segy.SegyError):
+            segy.parse_slice(bad)
+
+
+def test_geometry_and_slices(tmp_path):
+    path = tmp_path / "s.sgy"
+    data = survey(path)
+    g = segy.geometry(path)
+    assert g["kind"] == "3d" and g["inlines"] == [1, N_IL, N_IL] and g["crosslines"] == [1, N_XL, N_XL]
+    assert g["samples"] == N_S and g["sample_interval_ms"] == 4.0 and g["default_slice"] == "inline:3"
+    inline = segy.read_slice(path, segy.parse_slice("inline:2"))
+    assert inline.shape == (N_S, N_XL) and np.allclose(inline, data[1].T, atol=1e-5)  # time downwards
+    xline = segy.read_slice(path, segy.parse_slice("crossline:10"))
+    assert xline.shape == (N_S, N_IL) and np.allclose(xline, data[:, 9].T, atol=1e-5)
+    tslice = segy.read_slice(path, segy.parse_slice("time:42"))  # nearest sample: 40 ms = index 10
+    assert tslice.shape == (N_IL, N_XL) and np.allclose(tslice, data[:, :, 10], atol=1e-5)
+    for bad in ("inline:9", "crossline:0", "time:5000", "section"):
+        with pytest.raises(segy.SegyError):
+            segy.read_slice(path, segy.parse_slice(bad))
+
+
+def test_unstructured_file_reads_as_one_section(tmp_path):
+    path = tmp_path / "line.segy"
+    data = unstructured(path)
+    assert segy.geometry(path)["kind"] == "2d"
+    section = segy.read_slice(path, segy.parse_slice("section"))
+    assert section.shape == (80, 30) and np.allclose(section, data.T, atol=1e-5)
+    with pytest.raises(segy.SegyError):
+        segy.read_slice(path, segy.parse_slice("inline:1"))
+
+
+def test_not_segy(tmp_path):
+    path = tmp_path / "x.sgy"
+    path.write_bytes(b"hello" * 100)
+    with pytest.raises(segy.SegyError):
+        segy.geometry(path)
+
+
+def test_scale_amplitudes_clips_symmetrically_with_zero_at_mid_grey():
+    a = np.concatenate([np.linspace(-1, 1, 999), [1000.0]]).astype(np.float32).reshape(10, 100)
+    g = segy.scale_amplitudes(a)
+    assert g.dtype == np.float32 and g.min() >= 0 and g.max() <= 1
+    assert g.reshape(-1)[-1] == 1.0                     # the outlier is clipped
+    assert g.reshape(-1)[499] == pytest.approx(0.5, abs=0.01)
+    assert segy.scale_amplitudes(np.zeros((4, 4))).tolist() == np.full((4, 4), 0.5).tolist()
+
+
+def post(client, files, **form):
+    return client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(b), n) for n, b in files], **form},
+                       content_type="multipart/form-data")
+
+
+def test_api_segments_the_requested_slice(client, tmp_path):
+    path = tmp_path / "survey.sgy"
+    survey(path)
+    raw = path.read_bytes()
+    resp = post(client, [("survey.sgy", raw)], slice="inline:2")
+    assert resp.status_code == 200, resp.get_json()
+    (r,) = resp.get_json()["results"]
+    assert r["slice"] == "inline:2" and (r["width"], r["height"]) == (N_XL, N_S)
+    assert r["coverage"] == pytest.approx(0.5, abs=0.02)   # the positive upper half is salt
+    default = post(client, [("survey.sgy", raw)]).get_json()["results"][0]
+    assert default["slice"] == "inline:3"
+    tslice = post(client, [("survey.sgy", raw)], slice="time:0").get_json()["results"][0]
+    assert (tslice["width"], tslice["height"]) == (N_XL, N_IL) and tslice["coverage"] == 1.0
+
+
+def test_api_segy_errors(app, client, tmp_path):
+    path = tmp_path / "survey.segy"
+    survey(path)
+    raw = path.read_bytes()
+    bad_spec = post(client, [("survey.segy", raw)], slice="inline")
+    assert bad_spec.status_code == 400 and bad_spec.get_json()["error"]["code"] == "invalid_slice"
+    missing = post(client, [("survey.segy", raw)], slice="inline:99")
+    assert missing.status_code == 400 and missing.get_json()["error"]["code"] == "invalid_slice"
+    junk = post(client, [("junk.sgy", b"not a seg-y file" * 300)])
+    assert junk.status_code == 400 and junk.get_json()["error"]["code"] == "invalid_segy"
+    # SEG-Y files have their own size limit, above MAX_CONTENT_LENGTH
+    app.config["MAX_CONTENT_LENGTH"] = 20_000
+    app.config["SEGY_MAX_BYTES"] = len(raw) + 10
+    assert len(raw) > 20_000
+    assert post(client, [("survey.segy", raw)], slice="crossline:3").status_code == 200
+    app.config["SEGY_MAX_BYTES"] = len(raw) - 10
+    too_big = post(client, [("survey.segy", raw)])
+    assert too_big.status_code == 413 and too_big.get_json()["error"]["code"] == "segy_too_large"
+
+
+def test_page_upload_pick_slice_and_download(client, tmp_path):
+    path = tmp_path / "survey.sgy"
+    survey(path)
+    resp = client.post("/salt/", data={"image": [(io.BytesIO(path.read_bytes()), "survey.sgy")]},
+                       content_type="multipart/form-data")
+    assert resp.status_code == 302 and "/salt/segy/" in resp.headers["Location"]
+    page = client.get(resp.headers["Location"])
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "survey.sgy" in html and "1 .. 5 (5)" in html and "1 .. 150 (150)" in html
+    done = client.post(resp.headers["Location"], data={"kind": "crossline", "number": "7"})
+    assert done.status_code == 302
+    result = client.get(done.headers["Location"]).get_data(as_text=True)
+    assert "SEG-Y crossline:7" in result and "5x120 px" in result
+    mask_url = re.search(r'href="([^"]*mask\.png[^"]*)"', result).group(1).replace("&amp;", "&")
+    mask = client.get(mask_url)
+    assert mask.status_code == 200 and mask.mimetype == "image/png"
+    wrong = client.post(resp.headers["Location"], data={"kind": "inline", "number": "42"})
+    assert wrong.status_code == 400 and "not in the survey" in wrong.get_data(as_text=True)
+    assert client.get("/salt/segy/0123").status_code == 404
