@@ -25,7 +25,8 @@ def free_port() -> int:
 class LiveServer:
     """A gunicorn server on a free loopback port with its own database and folders."""
 
-    def __init__(self, workdir: Path, model_dir: Path, graceful_timeout: int = 30, gallery_data: Path | None = None):
+    def __init__(self, workdir: Path, model_dir: Path, graceful_timeout: int = 30, gallery_data: Path | None = None,
+                 whales_data: Path | None = None):
         self.workdir = Path(workdir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -40,6 +41,9 @@ class LiveServer:
         subprocess.run([*self.flask, "db", "upgrade"], cwd=ROOT, env=self.env, check=True, capture_output=True)
         if gallery_data is not None:
             subprocess.run([*self.flask, "gallery", "build", "similarity", "--data", str(gallery_data)],
+                           cwd=ROOT, env=self.env, check=True, capture_output=True)
+        if whales_data is not None:
+            subprocess.run([*self.flask, "gallery", "build", "whales", "--data", str(whales_data)],
                            cwd=ROOT, env=self.env, check=True, capture_output=True)
         self.log = open(self.workdir / "gunicorn.log", "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],

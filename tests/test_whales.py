@@ -141,17 +141,27 @@ def test_identify_a_gallery_photo(whale_app, whale_folder):
 
 
 def test_new_whale_inserted_below_the_threshold(whale_app, whale_folder):
-    data = (whale_folder / "images" / "w02e0p1.jpg").read_bytes()
+    data = jpeg(whale_photo(42, 0, 0))   # an individual the gallery does not know
     ckpt = whale_app.extensions["engine"].checkpoints["whales"]
     for threshold, rank in ((1.01, 0), (-1.0, None)):
         ckpt.meta["new_whale_threshold"] = threshold
         preds = identify(whale_app.test_client(), (data, "q.jpg")).get_json()["results"][0]["predictions"]
         ids = [p["whale_id"] for p in preds]
-        assert len(ids) == 5
+        assert len(ids) == 5 and len(set(ids)) == 5
         if rank is None:
             assert NEW_WHALE not in ids
         else:
             assert ids[rank] == NEW_WHALE and preds[rank]["score"] == threshold
+
+
+def test_a_duplicate_puts_its_individual_first(whale_app, whale_folder):
+    data = (whale_folder / "images" / "w06e0p1.jpg").read_bytes()
+    ckpt = whale_app.extensions["engine"].checkpoints["whales"]
+    ckpt.meta["new_whale_threshold"] = 1.01   # the embedding alone would answer new_whale first
+    result = identify(whale_app.test_client(), (data, "q.jpg")).get_json()["results"][0]
+    ids = [p["whale_id"] for p in result["predictions"]]
+    assert result["duplicate_of"]["whale_id"] == "whale06"
+    assert ids[0] == "whale06" and ids[1] == NEW_WHALE and len(ids) == 5 and len(set(ids)) == 5
 
 
 def test_duplicates_of_reencoded_copies_but_not_of_other_whales(whale_app, whale_folder):

@@ -71,13 +71,17 @@ def model_input(image: Image.Image, ckpt: Checkpoint) -> np.ndarray:
     return normalise(prepare_image(image), norm["mean"], norm["std"])
 
 
-def rank_gallery(gallery: Gallery, embedding: np.ndarray, threshold: float) -> tuple[list[tuple[str, float]], dict[str, list[int]]]:
+def rank_gallery(gallery: Gallery, embedding: np.ndarray, threshold: float,
+                 duplicate: dict | None = None) -> tuple[list[tuple[str, float]], dict[str, list[int]]]:
     """Five (whale_id, score) predictions with ``new_whale`` inserted, and the gallery photo ids
     of each candidate, most similar first.
 
     Args:
         embedding: float32 (D,) L2-normalised query embedding.
         threshold: ``new_whale`` threshold on the cosine similarity.
+        duplicate: a gallery photo the query duplicates (:func:`find_duplicate`): its individual
+            is then ranked first whatever the embedding says (the humpback solutions' use of
+            exact duplicates), the others follow.
     """
     n = len(gallery)
     depth = min(n, SEARCH_DEPTH)
@@ -86,14 +90,19 @@ def rank_gallery(gallery: Gallery, embedding: np.ndarray, threshold: float) -> t
         keep = ids[0] >= 0
         scores, ids = scores[0][keep], ids[0][keep]
         labels = np.array([gallery.items[i]["label"] for i in ids])
-        ranked = rank_individuals(scores, labels, limit=5)
-        if len(ranked) >= 5 or depth >= n:
+        ranked = rank_individuals(scores, labels, limit=6)
+        if len(ranked) >= 6 or depth >= n:
             break
         depth = n
     photos: dict[str, list[int]] = {}
     for i, label in zip(ids, labels):
         photos.setdefault(str(label), []).append(int(i))
-    return insert_new_whale(ranked, threshold), photos
+    if duplicate is None:
+        return insert_new_whale(ranked[:5], threshold), photos
+    whale = duplicate["whale_id"]
+    score = float(gallery.index.reconstruct(int(duplicate["id"])) @ embedding)
+    rest = [(w, s) for w, s in ranked if w != whale]
+    return [(whale, score)] + insert_new_whale(rest, threshold, k=4), photos
 
 
 def find_duplicate(gallery: Gallery, phash: str, max_distance: int) -> dict | None:
@@ -128,8 +137,8 @@ def identify(upload: Upload, with_photos: bool = False) -> dict:
     t0 = time.perf_counter()
     embedding = engine.predict(TASK, torch.from_numpy(x[None]))[0].float().numpy()
     threshold = float(ckpt.meta["new_whale_threshold"])
-    preds, photos = rank_gallery(gallery, embedding, threshold)
     duplicate = find_duplicate(gallery, phash, current_app.config["WHALES_DUPLICATE_DISTANCE"])
+    preds, photos = rank_gallery(gallery, embedding, threshold, duplicate)
     inference_ms = (time.perf_counter() - t0) * 1e3
     predictions = [{"whale_id": w, "score": round(float(s), 6)} for w, s in preds]
     public_dup = {"image": duplicate["image"], "whale_id": duplicate["whale_id"]} if duplicate else None
