@@ -58,3 +58,61 @@ def test_retune_re_exports_with_min_salt_pixels(runner, tmp_path):
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "meta.json").read_text())
     assert meta["min_salt_pixels"] in (0, 10, 25, 50, 100) and "--retune" in meta["command"]
+
+
+def test_pretext_rotation_crop_has_no_empty_pixels_and_jigsaw_permutations_are_far_apart():
+    from train import pretext
+
+    side = pretext.inner_square(101, 8)
+    assert side == 89
+    tiles = torch.ones(6, 1, 101, 101)
+    x, labels = pretext.rotation_batch(tiles, torch.Generator().manual_seed(0))
+    assert x.shape == (6, 1, 128, 128) and labels.max() < len(pretext.ANGLES)
+    assert float(x.min()) > 0.99          # a rotated all-ones tile stays all ones: no empty corners
+    perms = pretext.jigsaw_permutations(30)
+    assert perms.shape == (30, 9) and (perms[0] == np.arange(9)).all()
+    assert all(sorted(p) == list(range(9)) for p in perms.tolist())
+    dist = (perms[:, None, :] != perms[None, :, :]).sum(-1) + 9 * np.eye(30, dtype=int)
+    assert dist.min() >= 6                 # far apart: at least 6 of 9 tiles move between any two
+    grid = torch.arange(101 * 101, dtype=torch.float32).view(1, 1, 101, 101)
+    patches, label = pretext.jigsaw_batch(grid, perms, torch.Generator().manual_seed(1))
+    assert patches.shape == (1, 9, 1, 32, 32)
+    # the patches come back in the permutation's order: their top-left pixels' cells follow it
+    corners = patches[0, :, 0, 0, 0].round()
+    rows = (corners // 101 // 33).long().tolist()
+    cols = ((corners % 101) // 33).long().tolist()
+    order = perms[int(label)]
+    assert [r * 3 + c for r, c in zip(rows, cols)] == [int(o) for o in order]
+
+
+def test_pretrain_and_label_fraction_dry_run(runner, tmp_path):
+    data = make_synthetic_tgs(tmp_path / "tgs", n=16)
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    for i in range(8):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (101, 101), dtype=np.uint8)).save(unlabelled / f"u{i}.png")
+    for method in ("rotation", "jigsaw"):
+        out, run = tmp_path / method / "salt", tmp_path / "runs" / method
+        result = runner.invoke(args=["train-model", "salt", "--data", str(data), "--dry-run", "--epochs", "1",
+                                     "--pretrain", method, "--unlabelled", str(unlabelled), "--label-fraction", "0.5",
+                                     "--output", str(out), "--run-dir", str(run)])
+        assert result.exit_code == 0, result.output
+        meta = json.loads((out / "meta.json").read_text())
+        assert meta["training"]["pretrain"] == method and meta["training"]["label_fraction"] == 0.5
+        assert meta["training"]["pretext"]["steps"] == 2
+        assert (tmp_path / "runs" / f"pretext-{method}-600-dryrun.pt").exists()
+
+
+def test_flask_train_model_whales_dry_run(runner, tmp_path, whale_folder):
+    out = tmp_path / "whales"
+    result = runner.invoke(args=["train-model", "whales", "--data", str(whale_folder), "--dry-run",
+                                 "--output", str(out), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["input_shape"] == [3, 256, 96] and 0 <= meta["new_whale_threshold"] <= 1
+    assert {"val_map_at_5", "val_baseline_map_at_5"} <= set(meta["metrics"])
+    ckpt = load_checkpoint(out, torch.device("cpu"))
+    with torch.inference_mode():
+        emb = ckpt.module(torch.randn(2, 3, 256, 96))
+    assert emb.shape == (2, meta["embedding_dim"])
+    assert torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-4)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from . import salt_data as sd
 from .losses import lovasz_hinge
 from .metrics import tgs_metric
+from .pretext import pretrain_encoder, subset_fraction
 from .provenance import git_commit
 from .salt_model import SaltPredictor, build_unet, export_torchscript
 
@@ -50,6 +51,11 @@ class SaltTrainConfig:
     dry_run: bool = False          #: a few steps on a few tiles, then export
     resume: bool = False
     retune: bool = False           #: only re-tune post-processing of RUN_DIR/last.pt and export
+    pretrain: str = "none"         #: self-supervised encoder pretraining: none, rotation or jigsaw
+    pretrain_steps: int = 600      #: pretext-task steps (batch 32) on the unlabelled tiles
+    unlabelled: str = ""           #: folder of unlabelled tiles (default DATA/test/images)
+    label_fraction: float = 1.0    #: train on this fraction of the labelled tiles (stratified, seeded)
+    max_steps: int = 0             #: stop after this many optimiser steps (0 = epochs x steps per epoch)
     command: str = ""
 
 
@@ -140,15 +146,25 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
 
     tr_x, tr_y, va_x, va_y = _load_split(cfg)
     mean, std = float(tr_x.mean() / 255), float(tr_x.std() / 255)
+    if cfg.label_fraction < 1:
+        keep = subset_fraction(len(tr_x), tr_y.reshape(len(tr_y), -1).any(1), cfg.label_fraction, cfg.seed)
+        tr_x, tr_y = tr_x[keep], tr_y[keep]
     log.info("train %d tiles, validate %d, mean %.4f std %.4f, device %s", len(tr_x), len(va_x), mean, std, device)
 
-    model = build_unet().to(device).to(memory_format=torch.channels_last)
+    model = build_unet()
+    pretext_info = None
+    if cfg.pretrain != "none":
+        encoder_state, pretext_info = pretrained_encoder(cfg, run_dir)
+        model.encoder.load_state_dict(encoder_state)
+    model = model.to(device).to(memory_format=torch.channels_last)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.dry_run:
         cfg.batch_size = min(cfg.batch_size, max(1, len(tr_x) // 2))
     steps_per_epoch = max(1, len(tr_x) // cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        cfg.epochs = math.ceil(cfg.max_steps / steps_per_epoch)
+    total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: _lr_factor(s, total_steps, steps_per_epoch))
     start_epoch, best, minutes_before = 0, {"tgs_metric": -1.0}, 0.0
@@ -171,6 +187,8 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
         use_lovasz = epoch >= cfg.lovasz_from
         order = torch.randperm(len(tr_x), generator=gen).numpy()
         n_steps = 2 if cfg.dry_run else steps_per_epoch
+        if cfg.max_steps:
+            n_steps = min(n_steps, cfg.max_steps - epoch * steps_per_epoch)
         bar = tqdm(range(n_steps), desc=f"salt epoch {epoch + 1}/{cfg.epochs}", mininterval=10)
         total_loss = 0.0
         for step in bar:
@@ -208,7 +226,11 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
             log.info("epoch %d: %s", epoch + 1, row)
             if tuned["tgs_metric"] > best["tgs_metric"]:
                 best = {**tuned, "epoch": epoch + 1}
-                _export(ema.module, cfg, best, mean, std, len(tr_x), len(va_x), row["minutes"], device)
+                meta = _export(ema.module, cfg, best, mean, std, len(tr_x), len(va_x), row["minutes"], device)
+                if pretext_info is not None or cfg.label_fraction < 1 or cfg.max_steps:
+                    meta["training"].update(pretrain=cfg.pretrain, pretext=pretext_info,
+                                            label_fraction=cfg.label_fraction, max_steps=cfg.max_steps)
+                    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         with open(metrics_file, "a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=["epoch", "loss", "lr", "minutes", "tgs_metric",
                                                     "threshold", "empty_threshold", "min_salt_pixels"])
@@ -219,6 +241,21 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
                     "scheduler": sched.state_dict(), "epoch": epoch, "best": best,
                     "minutes": row["minutes"]}, ckpt_path)
     return json.loads((out_dir / "meta.json").read_text())
+
+
+def pretrained_encoder(cfg: SaltTrainConfig, run_dir: Path) -> tuple[dict, dict]:
+    """Encoder weights from the ``cfg.pretrain`` pretext task, cached in ``run_dir``'s parent as
+    ``pretext-<method>-<steps>.pt`` so that several fine-tuning runs share one pretraining."""
+    cache = run_dir.parent / f"pretext-{cfg.pretrain}-{cfg.pretrain_steps}{'-dryrun' if cfg.dry_run else ''}.pt"
+    if cache.exists():
+        saved = torch.load(cache, map_location="cpu")
+        return saved["encoder"], saved["info"]
+    unlabelled = Path(cfg.unlabelled) if cfg.unlabelled else Path(cfg.data) / "test" / "images"
+    state, info = pretrain_encoder(cfg.pretrain, unlabelled, 2 if cfg.dry_run else cfg.pretrain_steps,
+                                   seed=cfg.seed, limit=16 if cfg.dry_run else None)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"encoder": state, "info": info}, cache)
+    return state, info
 
 
 def retune_and_export(cfg: SaltTrainConfig) -> dict:
