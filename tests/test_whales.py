@@ -122,7 +122,7 @@ def test_gallery_build_skips_new_whale_rows(tiny_model_dir, tmp_path, whale_fold
     assert result.exit_code == 0, result.output
     items = json.loads((tmp_path / "gallery" / "whales" / "items.json").read_text())
     assert len(items) == len(lines) - 1 and NEW_WHALE not in {it["label"] for it in items}
-    assert all(len(it["phash"]) == 16 for it in items)
+    assert all(len(it["phash"]) == 64 for it in items)
     app.extensions["engine"].close()
 
 
