@@ -8,7 +8,7 @@ GALLERY_DATA ?= ../shared/data/geological-similarity
 WHALES_DATA ?= ../shared/data/whales
 export FLASK_APP := wsgi
 
-.PHONY: setup setup-dev browser run test lint bench train-salt train-rocks train-whales clean
+.PHONY: setup setup-dev browser run test lint bench bench-sections train-salt train-rocks train-whales pretrain-study clean
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
@@ -45,6 +45,9 @@ lint: setup-dev  ## ruff
 bench: setup-dev  ## serving benchmark: raw vs served throughput, latency; writes docs/PERFORMANCE.md
 	$(PY) bench/serving.py
 
+bench-sections: setup  ## time whole salt sections of 0.1-2 megapixels (time per megapixel)
+	$(PY) bench/sections.py
+
 train-salt: setup  ## retrain the salt segmenter on ../shared/data (hours on CPU)
 	$(VENV)/bin/flask train-model salt --data ../shared/data/tgs-salt --epochs 40 --lovasz-from 18
 
@@ -53,6 +56,10 @@ train-rocks: setup  ## retrain the rock classifier and embedding (about 20 min o
 
 train-whales: setup  ## retrain the whale embedding (about 80 min on 2 CPU cores)
 	$(VENV)/bin/flask train-model whales --data ../shared/data/whales --epochs 40 --threads 2
+
+pretrain-study: setup  ## self-supervised pretraining table (rotation/jigsaw vs scratch; about 1 h on 2 cores)
+	$(PY) -m train.ssl_study run --data ../shared/data/tgs-salt --threads 2
+	$(PY) -m train.ssl_study report
 
 clean:
 	rm -rf $(VENV) .pytest_cache

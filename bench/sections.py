@@ -10,6 +10,8 @@ for each size; a constant time per megapixel means the cost grows linearly with 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -46,19 +48,28 @@ def main() -> None:
     parser.add_argument("--sizes", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0, 2.0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "SECTIONS.md",
+                        help="markdown file for the table (empty string: print only)")
     args = parser.parse_args()
     ckpt = load_checkpoint(ROOT / "models" / "salt", torch.device(args.device))
     segment(section(0.05), ckpt, args.batch)  # warm-up
-    print(f"salt sections on {args.device} (threads {torch.get_num_threads()}), batch {args.batch}")
-    print("| megapixels | tiles | seconds | seconds per megapixel |")
-    print("|---|---|---|---|")
+    lines = [f"salt sections on {args.device} (threads {torch.get_num_threads()}), batch {args.batch}", "",
+             "| megapixels | tiles | seconds | seconds per megapixel |", "|---|---|---|---|"]
+    print("\n".join(lines))
     for mp in args.sizes:
         gray = section(mp)
         started = time.perf_counter()
         segment(gray, ckpt, args.batch)
         seconds = time.perf_counter() - started
         n_tiles = len(proc.tile_starts(gray.shape[0], 101, 75)) * len(proc.tile_starts(gray.shape[1], 101, 75))
-        print(f"| {gray.size / 1e6:.2f} | {n_tiles} | {seconds:.2f} | {seconds / (gray.size / 1e6):.2f} |", flush=True)
+        lines.append(f"| {gray.size / 1e6:.2f} | {n_tiles} | {seconds:.2f} | {seconds / (gray.size / 1e6):.2f} |")
+        print(lines[-1], flush=True)
+    if str(args.out):
+        args.out.write_text("# Whole sections: time per megapixel\n\n`python bench/sections.py` (model "
+                            f"{ckpt.name} {ckpt.version}, {platform.processor() or platform.machine()}, "
+                            f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).\n"
+                            "Tiles of 101x101 overlapping by 26 px; a constant time per megapixel means "
+                            "the cost grows linearly with the area.\n\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,25 @@ def test_salt_and_rocks_flows_in_chromium(tmp_path, model_dir, rock_folder, whal
         assert "Salt coverage" in page.content()
         page.screenshot(path=str(SHOTS / "salt_result.png"), full_page=True)
 
+        # SEG-Y: upload a small survey, read its geometry, segment a crossline, see the overlay
+        from .test_segy import survey
+
+        volume = tmp_path / "survey.sgy"
+        survey(volume)
+        page.goto(f"{server.url}/salt/")
+        page.set_input_files("input[name=image]", str(volume))
+        page.click("input[type=submit]")
+        page.wait_for_url("**/salt/segy/**")
+        assert "1 .. 150 (150)" in page.content()
+        page.select_option("select[name=kind]", "crossline")
+        page.fill("input[name=number]", "42")
+        page.click("input[type=submit]")
+        page.wait_for_url("**/salt/result/**")
+        assert "SEG-Y crossline:42" in page.content()
+        overlay = page.locator("img.overlay").first
+        assert page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=overlay.element_handle())
+        page.screenshot(path=str(SHOTS / "segy_result.png"), full_page=True)
+
         page.goto(f"{server.url}/history")
         assert tile.name in page.content()
         page.screenshot(path=str(SHOTS / "history.png"), full_page=True)
