@@ -26,6 +26,7 @@ from .losses import lovasz_hinge
 from .metrics import tgs_metric
 from .pretext import pretrain_encoder, subset_fraction
 from .provenance import git_commit
+from .runtime import select_device, warmup_cosine
 from .salt_model import SaltPredictor, build_unet, export_torchscript
 
 log = logging.getLogger(__name__)
@@ -58,11 +59,6 @@ class SaltTrainConfig:
     max_steps: int = 0             #: stop after this many optimiser steps (0 = epochs x steps per epoch)
     command: str = ""
 
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def predict_tiles(model: torch.nn.Module, images: np.ndarray, mean: float, std: float,
@@ -104,11 +100,6 @@ def tune_thresholds(probs: np.ndarray, salts: np.ndarray, masks: np.ndarray) -> 
     return best
 
 
-def _lr_factor(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
 
 def _load_split(cfg: SaltTrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(train images, train masks, validation images, validation masks) of the fixed split.
@@ -138,7 +129,7 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _device(cfg.device)
+    device = select_device(cfg.device)
     run_dir, out_dir = Path(cfg.run_dir), Path(cfg.output)
     run_dir.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -166,7 +157,7 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
         cfg.epochs = math.ceil(cfg.max_steps / steps_per_epoch)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: _lr_factor(s, total_steps, steps_per_epoch))
+        opt, lambda s: warmup_cosine(s, total_steps, steps_per_epoch))
     start_epoch, best, minutes_before = 0, {"tgs_metric": -1.0}, 0.0
     ckpt_path = run_dir / "last.pt"
     if cfg.resume and ckpt_path.exists():
@@ -261,7 +252,7 @@ def pretrained_encoder(cfg: SaltTrainConfig, run_dir: Path) -> tuple[dict, dict]
 def retune_and_export(cfg: SaltTrainConfig) -> dict:
     """Re-tune the post-processing of ``run_dir/last.pt``'s EMA weights on the validation split
     and export them (used when the grid of a finished run was too narrow)."""
-    device = _device(cfg.device)
+    device = select_device(cfg.device)
     state = torch.load(Path(cfg.run_dir) / "last.pt", map_location=device)
     ema = AveragedModel(build_unet(), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     ema.load_state_dict(state["ema"])

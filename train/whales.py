@@ -15,7 +15,6 @@ import copy
 import csv
 import json
 import logging
-import math
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from tqdm import tqdm
 from . import whales_data as wd
 from .metrics import NEW_WHALE, insert_new_whale, map_at_5
 from .provenance import git_commit
+from .runtime import select_device, warmup_cosine
 from .whales_model import ArcFace, WhaleEmbedder, WhaleNet, rank_individuals
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,6 @@ class WhalesTrainConfig:
     resume: bool = False
     command: str = ""
 
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -156,7 +151,7 @@ def train_whales(cfg: WhalesTrainConfig) -> dict:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _device(cfg.device)
+    device = select_device(cfg.device)
     run_dir, out_dir = Path(cfg.run_dir), Path(cfg.output)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "args.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -181,14 +176,7 @@ def train_whales(cfg: WhalesTrainConfig) -> dict:
     batch = min(cfg.batch_size, max(2, len(tr_x) // 2) if cfg.dry_run else len(tr_x))
     steps = 2 if cfg.dry_run else max(1, len(tr_x) // batch)
     epochs = 1 if cfg.dry_run else cfg.epochs
-    total, warmup = epochs * steps, steps
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, epochs * steps, steps))
     start_epoch, best, minutes_before = 0, {"map_at_5": -1.0}, 0.0
     ckpt_path = run_dir / "last.pt"
     if cfg.resume and ckpt_path.exists():
