@@ -48,7 +48,9 @@ def read_uploads(files: list[FileStorage]) -> list[Upload]:
 def answer_each(uploads: list[Upload], handle: Callable[[Upload], dict]) -> tuple[list[dict], int]:
     """Run ``handle`` on each upload; a bad image gets its own error entry.
 
-    Returns the results in upload order and the number of answered files.
+    Returns the results in upload order and the number of answered files. Any other error
+    (model not ready, queue full, timeout, ...) fails the whole request: the rows recorded for
+    its earlier files are deleted first, so the database holds only answers a client received.
     """
     results, answered = [], 0
     for upload in uploads:
@@ -58,7 +60,19 @@ def answer_each(uploads: list[Upload], handle: Callable[[Upload], dict]) -> tupl
         except ImageError as exc:
             results.append({"filename": upload.filename,
                             "error": {"code": exc.code, "message": str(exc)}, "status": exc.status})
+        except Exception:
+            forget([r["prediction_id"] for r in results if r.get("prediction_id")])
+            raise
     return results, answered
+
+
+def forget(public_ids: list[str]) -> None:
+    """Delete the prediction rows ``public_ids`` (answers that never reached the client)."""
+    if not public_ids:
+        return
+    db.session.rollback()
+    db.session.execute(db.delete(Prediction).where(Prediction.public_id.in_(public_ids)))
+    db.session.commit()
 
 
 def upload_root(app: Flask | None = None) -> Path:

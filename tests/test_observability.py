@@ -64,3 +64,30 @@ def test_full_queue_and_timeout_answer_503_with_retry_after(app, client, monkeyp
                            data={"image": [(io.BytesIO(png_bytes(half_bright_tile())), "a.png")]})
         assert resp.status_code == 503 and resp.get_json()["error"]["code"] == code
         assert int(resp.headers["Retry-After"]) >= 1
+
+
+def test_a_request_failing_midway_keeps_no_rows(app, client, monkeypatch):
+    """The 2nd of 3 files meets a full queue: 503, and the 1st file's row is deleted."""
+    from app.engine import QueueFullError
+    from app.records import Prediction
+
+    real = DynamicBatcher.__call__
+    calls = {"n": 0}
+
+    def second_fails(self, inputs, timeout=None):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise QueueFullError("salt: request queue is full")
+        return real(self, inputs, timeout=timeout)
+
+    monkeypatch.setattr(DynamicBatcher, "__call__", second_fails)
+    files = [(io.BytesIO(png_bytes(half_bright_tile())), f"{i}.png") for i in range(3)]
+    resp = client.post("/api/v1/salt/segment", content_type="multipart/form-data", data={"image": files})
+    assert resp.status_code == 503 and calls["n"] == 2
+    with app.app_context():
+        assert Prediction.query.count() == 0
+    ok = client.post("/api/v1/salt/segment", content_type="multipart/form-data",
+                     data={"image": [(io.BytesIO(png_bytes(half_bright_tile())), "again.png")]})
+    assert ok.status_code == 200
+    with app.app_context():
+        assert Prediction.query.count() == 1
