@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from flask import Blueprint, current_app, jsonify, request
+from PIL import Image
 
 from .errors import ApiError
 from .extensions import engine
 from .gallery import append_to_gallery, store
 from .imaging import decode_image
 from .rocks.processing import normalise, rgb_thumbnail
-from .uploads import answer_each, read_uploads
+from .uploads import Upload, answer_each, read_uploads
 
 bp = Blueprint("admin", __name__, url_prefix="/api/v1/admin")
 
@@ -31,6 +32,24 @@ def require_token():
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     if not hmac.compare_digest(given.encode(), token.encode()):
         raise ApiError("unauthorized", "a valid admin token is required", 401)
+
+
+def _decoded_uploads() -> tuple[list[dict], list[tuple[Upload, Image.Image]]]:
+    """The files of field ``image``, decoded: (public per-file results, [(upload, image)] of the
+    usable ones). Raises ApiError 400 without a file or without a usable image."""
+    uploads = read_uploads(request.files.getlist("image"))
+    if not uploads:
+        raise ApiError("missing_file", "send one or more files in the multipart field 'image'")
+    decoded: list[tuple[Upload, Image.Image]] = []
+
+    def decode(upload: Upload) -> dict:
+        decoded.append((upload, decode_image(upload.data, current_app.config["MAX_IMAGE_PIXELS"])))
+        return {"filename": upload.filename}
+
+    results, answered = answer_each(uploads, decode)
+    if not answered:
+        raise ApiError("invalid_image", "no usable image", 400, extra={"results": results})
+    return [{k: v for k, v in r.items() if k != "status"} for r in results], decoded
 
 
 @bp.post("/reload")
@@ -47,23 +66,13 @@ def gallery_add():
         raise ApiError("missing_label", "form field 'label' is required")
     ckpt = engine.checkpoint("similarity")
     size, norm = int(ckpt.meta["input_shape"][-1]), ckpt.meta["normalization"]
-    uploads = read_uploads(request.files.getlist("image"))
-    if not uploads:
-        raise ApiError("missing_file", "send one or more files in the multipart field 'image'")
-    thumbs: list[np.ndarray] = []
-
-    def prepare(upload):
-        thumbs.append(rgb_thumbnail(decode_image(upload.data, current_app.config["MAX_IMAGE_PIXELS"]), size))
-        return {"filename": upload.filename}
-
-    results, answered = answer_each(uploads, prepare)
-    if not answered:
-        raise ApiError("invalid_image", "no usable image", 400, extra={"results": results})
+    results, decoded = _decoded_uploads()
+    thumbs = [rgb_thumbnail(image, size) for _, image in decoded]
     x = torch.from_numpy(np.stack([normalise(t, norm["mean"], norm["std"]) for t in thumbs]))
     embs = engine.predict("similarity", x).float().numpy()
-    items = [{"label": label, "path": f"upload:{r['filename']}"} for r in results if "error" not in r]
+    items = [{"label": label, "path": f"upload:{upload.filename}"} for upload, _ in decoded]
     size = append_to_gallery(store().folder / "similarity", items, embs, np.stack(thumbs))
-    return jsonify(gallery_size=size, results=[{k: v for k, v in r.items() if k != "status"} for r in results])
+    return jsonify(gallery_size=size, results=results)
 
 
 @bp.post("/gallery/whales")
@@ -75,20 +84,9 @@ def gallery_whales_add():
     if not whale_id or whale_id == "new_whale" or len(whale_id) > 64:
         raise ApiError("missing_whale_id", "form field 'whale_id' (the individual, not new_whale) is required")
     engine.checkpoint(whales_service.TASK)
-    uploads = read_uploads(request.files.getlist("image"))
-    if not uploads:
-        raise ApiError("missing_file", "send one or more files in the multipart field 'image'")
-    photos = []
-
-    def prepare(upload):
-        photos.append((upload.filename, decode_image(upload.data, current_app.config["MAX_IMAGE_PIXELS"]), upload.data))
-        return {"filename": upload.filename}
-
-    results, answered = answer_each(uploads, prepare)
-    if not answered:
-        raise ApiError("invalid_image", "no usable image", 400, extra={"results": results})
-    size = whales_service.enrol(whale_id, photos)
-    return jsonify(gallery_size=size, results=[{k: v for k, v in r.items() if k != "status"} for r in results])
+    results, decoded = _decoded_uploads()
+    size = whales_service.enrol(whale_id, [(upload.filename, image, upload.data) for upload, image in decoded])
+    return jsonify(gallery_size=size, results=results)
 
 
 @bp.post("/gallery/similarity/rebuild")

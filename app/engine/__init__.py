@@ -14,6 +14,8 @@ import time
 import torch
 from flask import Flask, current_app
 
+from train.runtime import select_device as resolve_device
+
 from ..metrics import observe_batch
 from .batcher import DynamicBatcher, QueueFullError
 from .loader import Checkpoint, find_checkpoints, load_checkpoint
@@ -24,13 +26,6 @@ log = logging.getLogger(__name__)
 
 class ModelNotReady(RuntimeError):
     """The requested model is not loaded (still loading, failed, or not shipped)."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; other names as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class EngineState:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from train import retrieval
 from train.metrics import NEW_WHALE, insert_new_whale
-from train.whales_data import image_folder, prepare_image
+from train.whales_data import image_folder, partition, prepare_image, read_split
 from train.whales_model import rank_individuals
 
 from ..engine import Checkpoint
@@ -131,19 +131,20 @@ def find_duplicate(gallery: Gallery, phash: str, max_distance: int) -> dict | No
     return {"image": item["image"], "whale_id": item["label"], "id": item["id"], "distance": int(dist[best])}
 
 
-def identify(upload: Upload, with_photos: bool = False) -> dict:
+def identify(upload: Upload, with_photos: bool = False, image: Image.Image | None = None) -> dict:
     """The 5 most likely individuals of one photo.
 
     Returns ``{"filename", "predictions": [{"whale_id", "score"}] x 5, "duplicate_of": None |
     {"image", "whale_id"}, "prediction_id"}``; with ``with_photos`` each prediction also gets
     ``photo_urls`` (up to 3 gallery photos of that individual, most similar first) and the
-    duplicate its ``distance`` and ``photo_url``.
+    duplicate its ``distance`` and ``photo_url``. ``image``: the upload already decoded (else decoded here).
     Raises ImageError, GalleryUnavailable and the engine's errors.
     """
     started = time.perf_counter()
     ckpt = engine.checkpoint(TASK)
     gallery = store().get(TASK)
-    image = decode_image(upload.data, current_app.config["MAX_IMAGE_PIXELS"])
+    if image is None:
+        image = decode_image(upload.data, current_app.config["MAX_IMAGE_PIXELS"])
     x = model_input(image, ckpt)
     phash = perceptual_hash(image)
     decode_ms = (time.perf_counter() - started) * 1e3
@@ -215,11 +216,7 @@ def read_train_csv(data: Path, exclude_split: Path | None = None) -> list[dict]:
     with open(data / "train.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["Id"] != NEW_WHALE]
     if exclude_split:
-        with open(exclude_split, newline="") as fh:
-            split = list(csv.DictReader(fh))
-        images = {r["Image"] for r in split}
-        new_ids = {r["Id"] for r in split if r["role"] == "query_new"}
-        rows = [r for r in rows if r["Image"] not in images and r["Id"] not in new_ids]
+        rows, _, _ = partition(rows, read_split(exclude_split))
     folder = image_folder(data)
     return [{**r, "path": str((folder / r["Image"]).resolve())} for r in rows]
 

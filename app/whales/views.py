@@ -40,8 +40,8 @@ def upload():
         engine.checkpoint(service.TASK)
         for up in uploads:
             try:
-                answer = service.identify(up, with_photos=True)
                 image = decode_image(up.data, current_app.config["MAX_IMAGE_PIXELS"])
+                answer = service.identify(up, with_photos=True, image=image)
                 answer["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(_thumbnail_jpeg(image)).decode()
                 answers.append(answer)
             except ImageError as exc:
