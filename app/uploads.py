@@ -61,9 +61,19 @@ def answer_each(uploads: list[Upload], handle: Callable[[Upload], dict]) -> tupl
             results.append({"filename": upload.filename,
                             "error": {"code": exc.code, "message": str(exc)}, "status": exc.status})
         except Exception:
-            forget([r["prediction_id"] for r in results if r.get("prediction_id")])
+            forget([pid for r in results for pid in prediction_ids(r)])
             raise
     return results, answered
+
+
+def prediction_ids(answer: dict) -> list[str]:
+    """Every ``prediction_id`` in an answer, its nested answers included (a rocks page answer
+    holds the classification's and the similarity search's)."""
+    ids = [answer["prediction_id"]] if answer.get("prediction_id") else []
+    for value in answer.values():
+        if isinstance(value, dict):
+            ids += prediction_ids(value)
+    return ids
 
 
 def forget(public_ids: list[str]) -> None:

@@ -106,3 +106,29 @@ def test_precision_and_kmeans_helpers():
     centroids, assign, dist = retrieval.fit_kmeans(pts, 2)
     _, ids = retrieval.kmeans_search(centroids, assign, dist, np.array([[10.0, 10.0]], np.float32), 3)
     assert set(ids[0]) == {3, 4, 5}
+
+
+def test_rocks_page_failing_midway_keeps_no_rows(app, client, gallery, monkeypatch):
+    """File 1 is classified and searched (2 rows), file 2's classification meets a full queue:
+    the page answers 503 and neither of file 1's rows stays in the database."""
+    from app.engine import QueueFullError
+    from app.engine.batcher import DynamicBatcher
+    from app.records import Prediction
+
+    real = DynamicBatcher.__call__
+    calls = {"n": 0}
+
+    def third_fails(self, inputs, timeout=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise QueueFullError("rocks: request queue is full")
+        return real(self, inputs, timeout=timeout)
+
+    monkeypatch.setattr(DynamicBatcher, "__call__", third_fails)
+    resp = post(client, "/rocks/", [("a.png", rock_png("gneiss")), ("b.png", rock_png("marble"))])
+    assert resp.status_code == 503 and calls["n"] == 3
+    with app.app_context():
+        assert Prediction.query.count() == 0
+    assert post(client, "/rocks/", [("c.png", rock_png("schist"))]).status_code == 200
+    with app.app_context():
+        assert Prediction.query.count() == 2

@@ -116,3 +116,43 @@ def test_flask_train_model_whales_dry_run(runner, tmp_path, whale_folder):
         emb = ckpt.module(torch.randn(2, 3, 256, 96))
     assert emb.shape == (2, meta["embedding_dim"])
     assert torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-4)
+
+
+def test_pseudo_label_fine_tuning_dry_run(runner, tmp_path):
+    """A dry run exports a model, a second one starts from it (both weight formats load to the
+    same U-Net), pseudo-labels the unlabelled tiles and records that in meta.json."""
+    from train.salt_model import build_unet
+    from train.salt_pseudo import load_weights
+
+    data = make_synthetic_tgs(tmp_path / "tgs", n=16)
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    for i in range(10):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (101, 101), dtype=np.uint8)).save(unlabelled / f"u{i}.png")
+    first, run1 = tmp_path / "first", tmp_path / "run1"
+    assert runner.invoke(args=["train-model", "salt", "--data", str(data), "--dry-run", "--epochs", "1",
+                               "--output", str(first), "--run-dir", str(run1)]).exit_code == 0
+    scripted, checkpoint = load_weights(first / "model.pt"), load_weights(run1 / "last.pt")
+    assert scripted.keys() == checkpoint.keys() == build_unet().state_dict().keys()
+    out, run2 = tmp_path / "tuned", tmp_path / "run2"
+    result = runner.invoke(args=["train-model", "salt", "--data", str(data), "--dry-run", "--epochs", "1",
+                                 "--init-from", str(first / "model.pt"), "--pseudo-keep", "0.5",
+                                 "--unlabelled", str(unlabelled), "--output", str(out), "--run-dir", str(run2)])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["training"]["pseudo_tiles"] == 5 and meta["training"]["init_from"].endswith("model.pt")
+    saved = np.load(run2 / "pseudo.npz")
+    assert saved["images"].shape == saved["masks"].shape == (5, 101, 101) and saved["masks"].dtype == bool
+
+
+def test_pseudo_label_confidence_ranks_tiles():
+    from train.salt_pseudo import select_confident, tile_uncertainty
+
+    probs = np.stack([np.full((4, 4), 0.99), np.full((4, 4), 0.6), np.full((4, 4), 0.01), np.full((4, 4), 0.01)])
+    salts = np.array([0.99, 0.9, 0.02, 0.45])
+    masks = probs > 0.5
+    doubt = tile_uncertainty(probs, salts, masks)
+    # confident salt, doubtful pixels, confident empty, doubtful empty
+    np.testing.assert_allclose(doubt, [0.02, 0.8, 0.04, 0.9], atol=1e-9)
+    assert list(select_confident(doubt, 0.5)) == [0, 2]
+    assert list(select_confident(doubt, 0.01)) == [0]

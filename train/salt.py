@@ -28,6 +28,7 @@ from .pretext import pretrain_encoder, subset_fraction
 from .provenance import git_commit
 from .runtime import select_device, warmup_cosine
 from .salt_model import SaltPredictor, build_unet, export_torchscript
+from .salt_pseudo import load_weights, make_pseudo_labels
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ class SaltTrainConfig:
     unlabelled: str = ""           #: folder of unlabelled tiles (default DATA/test/images)
     label_fraction: float = 1.0    #: train on this fraction of the labelled tiles (stratified, seeded)
     max_steps: int = 0             #: stop after this many optimiser steps (0 = epochs x steps per epoch)
+    init_from: str = ""            #: start from these weights (run last.pt or exported model.pt), fresh schedule
+    pseudo_keep: float = 0.0       #: pseudo-label the unlabelled tiles, keep this most confident fraction
+    pseudo_fraction: float = 0.5   #: pseudo-labelled tiles per epoch, as a fraction of the labelled ones
     command: str = ""
 
 
@@ -147,12 +151,16 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
     if cfg.pretrain != "none":
         encoder_state, pretext_info = pretrained_encoder(cfg, run_dir)
         model.encoder.load_state_dict(encoder_state)
+    if cfg.init_from:
+        model.load_state_dict(load_weights(Path(cfg.init_from)))
     model = model.to(device).to(memory_format=torch.channels_last)
+    ps_x, ps_y = _pseudo_labels(cfg, model, va_x, va_y, mean, std, device, run_dir)
+    n_pseudo = int(round(cfg.pseudo_fraction * len(tr_x))) if len(ps_x) else 0
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.dry_run:
         cfg.batch_size = min(cfg.batch_size, max(1, len(tr_x) // 2))
-    steps_per_epoch = max(1, len(tr_x) // cfg.batch_size)
+    steps_per_epoch = max(1, (len(tr_x) + n_pseudo) // cfg.batch_size)
     if cfg.max_steps:
         cfg.epochs = math.ceil(cfg.max_steps / steps_per_epoch)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
@@ -177,6 +185,10 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
         model.train()
         use_lovasz = epoch >= cfg.lovasz_from
         order = torch.randperm(len(tr_x), generator=gen).numpy()
+        if n_pseudo:
+            # Indices >= len(tr_x) address the pseudo-labelled tiles; a fresh sample each epoch.
+            sample = torch.randperm(len(ps_x), generator=gen)[:n_pseudo].numpy() + len(tr_x)
+            order = np.concatenate([order, sample])[torch.randperm(len(order) + len(sample), generator=gen).numpy()]
         n_steps = 2 if cfg.dry_run else steps_per_epoch
         if cfg.max_steps:
             n_steps = min(n_steps, cfg.max_steps - epoch * steps_per_epoch)
@@ -184,8 +196,8 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
         total_loss = 0.0
         for step in bar:
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            x = torch.from_numpy(tr_x[idx]).float().div(255).unsqueeze(1)
-            y = torch.from_numpy(tr_y[idx]).float().unsqueeze(1)
+            x = torch.from_numpy(_take(tr_x, ps_x, idx)).float().div(255).unsqueeze(1)
+            y = torch.from_numpy(_take(tr_y, ps_y, idx)).float().unsqueeze(1)
             x, y = sd.augment(x, y, gen)
             x = sd.pad_tiles((x - mean) / std).to(device).contiguous(memory_format=torch.channels_last)
             y = y.to(device)
@@ -218,6 +230,10 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
             if tuned["tgs_metric"] > best["tgs_metric"]:
                 best = {**tuned, "epoch": epoch + 1}
                 meta = _export(ema.module, cfg, best, mean, std, len(tr_x), len(va_x), row["minutes"], device)
+                if cfg.init_from or cfg.pseudo_keep > 0:
+                    meta["training"].update(init_from=cfg.init_from, pseudo_keep=cfg.pseudo_keep,
+                                            pseudo_fraction=cfg.pseudo_fraction, pseudo_tiles=int(len(ps_x)))
+                    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
                 if pretext_info is not None or cfg.label_fraction < 1 or cfg.max_steps:
                     meta["training"].update(pretrain=cfg.pretrain, pretext=pretext_info,
                                             label_fraction=cfg.label_fraction, max_steps=cfg.max_steps)
@@ -232,6 +248,41 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
                     "scheduler": sched.state_dict(), "epoch": epoch, "best": best,
                     "minutes": row["minutes"]}, ckpt_path)
     return json.loads((out_dir / "meta.json").read_text())
+
+
+def _take(labelled: np.ndarray, pseudo: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` of ``labelled`` followed (indices >= len(labelled)) by rows of ``pseudo``."""
+    if len(pseudo) == 0:
+        return labelled[idx]
+    own = idx < len(labelled)
+    out = np.empty((len(idx),) + labelled.shape[1:], labelled.dtype)
+    out[own] = labelled[idx[own]]
+    out[~own] = pseudo[idx[~own] - len(labelled)]
+    return out
+
+
+def _pseudo_labels(cfg: SaltTrainConfig, model: torch.nn.Module, va_x: np.ndarray, va_y: np.ndarray,
+                   mean: float, std: float, device: torch.device, run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Pseudo-labelled tiles (uint8 images, bool masks) when ``cfg.pseudo_keep`` > 0, else empty arrays.
+
+    The starting model is first scored on the validation split (logged, and its tuned thresholds
+    post-process the pseudo-labels); the result is cached as ``run_dir/pseudo.npz`` for a resume.
+    """
+    empty = np.zeros((0, sd.TILE, sd.TILE), np.uint8), np.zeros((0, sd.TILE, sd.TILE), bool)
+    if cfg.pseudo_keep <= 0:
+        return empty
+    cache = run_dir / "pseudo.npz"
+    if cache.exists():
+        saved = np.load(cache)
+        return saved["images"], saved["masks"]
+    probs, salts = predict_tiles(model, va_x, mean, std, device)
+    post = tune_thresholds(probs, salts, va_y)
+    log.info("starting model on the validation split: %s", post)
+    unlabelled = Path(cfg.unlabelled) if cfg.unlabelled else Path(cfg.data) / "test" / "images"
+    images, masks = make_pseudo_labels(model, unlabelled, mean, std, device, post, cfg.pseudo_keep,
+                                       limit=16 if cfg.dry_run else None)
+    np.savez_compressed(cache, images=images, masks=masks)
+    return images, masks
 
 
 def pretrained_encoder(cfg: SaltTrainConfig, run_dir: Path) -> tuple[dict, dict]:

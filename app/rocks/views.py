@@ -7,8 +7,7 @@ from flask import render_template, request
 
 from ..extensions import engine
 from ..gallery import GalleryUnavailable
-from ..imaging import ImageError
-from ..uploads import read_uploads
+from ..uploads import Upload, answer_each, read_uploads
 from . import bp, service
 from .forms import RocksUploadForm
 
@@ -25,18 +24,20 @@ def upload():
         if not uploads:
             form.image.errors.append("choose at least one image")
         engine.checkpoint(service.ROCKS)
-        for up in uploads:
-            try:
-                answer = {"filename": up.filename, "classification": service.classify(up),
-                          "thumbnail": "data:image;base64," + base64.b64encode(up.data).decode()}
-            except ImageError as exc:
-                errors.append({"filename": up.filename, "message": str(exc)})
-                continue
+
+        def handle(up: Upload) -> dict:
+            nonlocal gallery_error
+            answer = {"filename": up.filename, "classification": service.classify(up),
+                      "thumbnail": "data:image;base64," + base64.b64encode(up.data).decode()}
             try:
                 answer["similar"] = service.search(up, form.k.data or 10, form.method.data)
             except GalleryUnavailable as exc:
                 gallery_error = str(exc)
-            answers.append(answer)
+            return answer
+
+        results, _ = answer_each(uploads, handle)
+        answers = [r for r in results if "error" not in r]
+        errors = [r for r in results if "error" in r]
         status = 200 if answers else 400
     return render_template("rocks/upload.html", form=form, answers=answers, errors=errors,
                            gallery_error=gallery_error), status

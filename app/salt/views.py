@@ -25,14 +25,13 @@ def upload():
         items = service.read_salt_files(form.image.data or [])
         volumes = [i for i in items if isinstance(i, service.StoredSegy)]
         images = [i for i in items if not isinstance(i, service.StoredSegy)]
-        for extra in volumes[1:]:
-            flash(Markup("SEG-Y volume <a href=\"{}\">{}</a> is ready: pick a slice there.").format(
-                url_for("salt.segy_page", segy_id=extra.segy_id), escape(extra.filename)), "ok")
-        if volumes and not images:
-            return redirect(url_for("salt.segy_page", segy_id=volumes[0].segy_id))
-        for volume in volumes[:1]:
+        # Only SEG-Y: go to the first volume's page and link the others; with images, link them all.
+        only_volumes = bool(volumes) and not images
+        for volume in volumes[1:] if only_volumes else volumes:
             flash(Markup("SEG-Y volume <a href=\"{}\">{}</a> is ready: pick a slice there.").format(
                 url_for("salt.segy_page", segy_id=volume.segy_id), escape(volume.filename)), "ok")
+        if only_volumes:
+            return redirect(url_for("salt.segy_page", segy_id=volumes[0].segy_id))
         if not items:
             form.image.errors.append("choose at least one image or SEG-Y file")
         else:

@@ -11,7 +11,7 @@ from PIL import Image
 from ..extensions import engine
 from ..gallery import GalleryUnavailable, store
 from ..imaging import ImageError, decode_image
-from ..uploads import read_uploads
+from ..uploads import Upload, answer_each, read_uploads
 from . import bp, service
 from .forms import WhaleEnrolForm, WhaleUploadForm
 
@@ -38,17 +38,19 @@ def upload():
         if not uploads:
             form.image.errors.append("choose at least one photo")
         engine.checkpoint(service.TASK)
-        for up in uploads:
-            try:
-                image = decode_image(up.data, current_app.config["MAX_IMAGE_PIXELS"])
-                answer = service.identify(up, with_photos=True, image=image)
-                answer["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(_thumbnail_jpeg(image)).decode()
-                answers.append(answer)
-            except ImageError as exc:
-                errors.append({"filename": up.filename, "message": str(exc)})
-            except GalleryUnavailable as exc:
-                gallery_error = str(exc)
-                break
+
+        def handle(up: Upload) -> dict:
+            image = decode_image(up.data, current_app.config["MAX_IMAGE_PIXELS"])
+            answer = service.identify(up, with_photos=True, image=image)
+            answer["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(_thumbnail_jpeg(image)).decode()
+            return answer
+
+        try:
+            results, _ = answer_each(uploads, handle)
+        except GalleryUnavailable as exc:
+            results, gallery_error = [], str(exc)
+        answers = [r for r in results if "error" not in r]
+        errors = [r for r in results if "error" in r]
         status = 200 if answers else (409 if gallery_error else 400)
     return render_template("whales/upload.html", form=form, answers=answers, errors=errors,
                            gallery_error=gallery_error), status
