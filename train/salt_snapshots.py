@@ -3,8 +3,8 @@
     python -m train.salt_snapshots --data ../shared/data/tgs-salt --members runs/salt/snap_*.pt \
         [--mode average|ensemble] [--export models/salt]
 
-Each member is a checkpoint written by :func:`train.salt.train_salt` (``last.pt`` or a copy);
-its EMA weights are used. ``average`` averages the weights of the members (stochastic weight
+Each member is a checkpoint written by :func:`train.salt.train_salt` (``last.pt`` or a copy;
+its EMA weights are used) or an exported ``model.pt``. ``average`` averages the weights of the members (stochastic weight
 averaging over the snapshots of a cosine cycle, Izmailov et al., UAI 2018: one model, the
 same cost); ``ensemble`` averages the members' flip-TTA probabilities (snapshot ensembles,
 Huang et al., ICLR 2017: cost grows with the members). Thresholds are tuned on the fixed
@@ -19,24 +19,30 @@ import json
 import logging
 import shlex
 import sys
+import zipfile
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .salt import SaltTrainConfig, _export, _load_split, tune_thresholds
 from .salt_model import build_unet
+from .salt_pseudo import load_weights
 
 log = logging.getLogger(__name__)
 
 
 def load_ema(path: Path) -> tuple[nn.Module, int]:
-    """(EMA network in eval mode, 1-based epoch) of a training checkpoint."""
-    state = torch.load(path, map_location="cpu")
-    ema = AveragedModel(build_unet(), multi_avg_fn=get_ema_multi_avg_fn(0.995), use_buffers=True)
-    ema.load_state_dict(state["ema"])
-    return ema.module.eval(), int(state["epoch"]) + 1
+    """(network in eval mode, 1-based epoch) of a training checkpoint (its EMA weights) or of an
+    exported ``model.pt`` (epoch from the ``meta.json`` beside it, 0 when there is none)."""
+    net = build_unet()
+    net.load_state_dict(load_weights(path))
+    meta = path.parent / "meta.json"
+    if zipfile.is_zipfile(path) and any("/code/" in n for n in zipfile.ZipFile(path).namelist()):  # TorchScript
+        epoch = json.loads(meta.read_text())["metrics"].get("epoch", 0) if meta.exists() else 0
+    else:
+        epoch = int(torch.load(path, map_location="cpu")["epoch"]) + 1
+    return net.eval(), epoch
 
 
 def average_weights(nets: list[nn.Module]) -> nn.Module:
