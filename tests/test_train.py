@@ -156,3 +156,35 @@ def test_pseudo_label_confidence_ranks_tiles():
     np.testing.assert_allclose(doubt, [0.02, 0.8, 0.04, 0.9], atol=1e-9)
     assert list(select_confident(doubt, 0.5)) == [0, 2]
     assert list(select_confident(doubt, 0.01)) == [0]
+
+
+def test_snapshot_members_from_exports_and_checkpoints(runner, tmp_path):
+    """``salt_snapshots`` takes a run checkpoint or an exported model as a member; the ensemble
+    averages probabilities, and an exported ensemble is refused as a fine-tuning start."""
+    import pytest
+
+    from train.salt import SaltTrainConfig, _export
+    from train.salt_pseudo import load_weights
+    from train.salt_snapshots import SnapshotEnsemble, _member_meta, load_ema
+
+    data = make_synthetic_tgs(tmp_path / "tgs")
+    first, run1 = tmp_path / "first", tmp_path / "run1"
+    assert runner.invoke(args=["train-model", "salt", "--data", str(data), "--dry-run", "--epochs", "1",
+                               "--output", str(first), "--run-dir", str(run1)]).exit_code == 0
+    (net_a, epoch_a), (net_b, epoch_b) = load_ema(first / "model.pt"), load_ema(run1 / "last.pt")
+    assert epoch_a == epoch_b == 1
+    assert _member_meta(first / "model.pt")["metrics"]["epoch"] == 1 and _member_meta(run1 / "last.pt") is None
+    with torch.no_grad():
+        net_b.decoder.blocks[0].conv1[0].weight.mul_(0.5)  # make the two members differ
+        x = torch.randn(2, 1, 128, 128)
+        mask, salt = SnapshotEnsemble([net_a, net_b])(x)
+        expected = (torch.sigmoid(net_a(x)[0]) + torch.sigmoid(net_b(x)[0])) / 2
+    assert torch.allclose(torch.sigmoid(mask), expected, atol=1e-5)
+    assert not torch.allclose(torch.sigmoid(net_a(x)[0]), expected, atol=1e-3)
+    out = tmp_path / "ensemble"
+    out.mkdir()
+    best = {"tgs_metric": 0.5, "threshold": 0.5, "empty_threshold": 0.5, "epoch": 1}
+    _export(SnapshotEnsemble([net_a, net_b]).eval(), SaltTrainConfig(data=str(data), output=str(out)), best,
+            0.4, 0.2, 12, 4, 0.0, torch.device("cpu"))
+    with pytest.raises(ValueError, match="ensemble"):
+        load_weights(out / "model.pt")

@@ -26,14 +26,18 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         path: ``RUN_DIR/last.pt`` (a dict with ``"ema"``, as written by :func:`train.salt.train_salt`)
             or ``models/salt/model.pt`` (TorchScript of :class:`train.salt_model.SaltPredictor`).
     Raises:
-        ValueError: if the file is neither.
+        ValueError: if the file is neither, or is an exported ensemble (several U-Nets).
     """
     try:
         scripted = torch.jit.load(str(path), map_location="cpu")
     except RuntimeError:
         scripted = None
     if scripted is not None:
-        return {k.removeprefix("net."): v for k, v in scripted.state_dict().items() if k.startswith("net.")}
+        state = {k.removeprefix("net."): v for k, v in scripted.state_dict().items() if k.startswith("net.")}
+        if any(k.startswith("nets.") for k in state):
+            raise ValueError(f"{path}: an ensemble export holds several U-Nets; start from one of its members "
+                             "(a run's last.pt or a single-model export)")
+        return state
     state = torch.load(path, map_location="cpu")
     if not isinstance(state, dict) or "ema" not in state:
         raise ValueError(f"{path}: neither a TorchScript salt model nor a run checkpoint with 'ema'")

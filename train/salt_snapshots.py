@@ -32,17 +32,32 @@ from .salt_pseudo import load_weights
 log = logging.getLogger(__name__)
 
 
+def _is_torchscript(path: Path) -> bool:
+    """True for a TorchScript archive (a zip with a ``code/`` folder), False for a pickled checkpoint."""
+    return zipfile.is_zipfile(path) and any("/code/" in n for n in zipfile.ZipFile(path).namelist())
+
+
 def load_ema(path: Path) -> tuple[nn.Module, int]:
     """(network in eval mode, 1-based epoch) of a training checkpoint (its EMA weights) or of an
     exported ``model.pt`` (epoch from the ``meta.json`` beside it, 0 when there is none)."""
     net = build_unet()
     net.load_state_dict(load_weights(path))
     meta = path.parent / "meta.json"
-    if zipfile.is_zipfile(path) and any("/code/" in n for n in zipfile.ZipFile(path).namelist()):  # TorchScript
+    if _is_torchscript(path):
         epoch = json.loads(meta.read_text())["metrics"].get("epoch", 0) if meta.exists() else 0
     else:
         epoch = int(torch.load(path, map_location="cpu")["epoch"]) + 1
     return net.eval(), epoch
+
+
+def _member_meta(path: Path) -> dict | None:
+    """Validation metric and training record of an exported member (its ``meta.json``), else None."""
+    meta = path.parent / "meta.json"
+    if not _is_torchscript(path) or not meta.exists():
+        return None
+    saved = json.loads(meta.read_text())
+    return {"metrics": saved.get("metrics"), "training": saved.get("training"), "command": saved.get("command"),
+            "git_commit": saved.get("git_commit")}
 
 
 def average_weights(nets: list[nn.Module]) -> nn.Module:
@@ -98,6 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = [load_ema(p) for p in args.members]
+    member_meta = [_member_meta(p) for p in args.members]  # before --export may overwrite them
     nets, epochs = [n for n, _ in loaded], [e for _, e in loaded]
     net = average_weights(nets) if args.mode == "average" else SnapshotEnsemble(nets).eval()
     result = evaluate(net, args.data)
@@ -113,10 +129,11 @@ def main(argv: list[str] | None = None) -> dict:
         training = json.loads(previous.read_text()).get("training", {}) if previous.exists() else {}
         meta = _export(net, cfg, best, result["mean"], result["std"], result["n_train"], result["n_val"], 0.0,
                        torch.device("cpu"))
-        meta["snapshots"] = {"mode": args.mode, "epochs": epochs, "members": [str(p) for p in args.members]}
-        meta["training"] = {**training, "snapshots": f"{args.mode} of the EMA weights of epochs {epochs}"}
+        meta["snapshots"] = {"mode": args.mode, "epochs": epochs, "members": [str(p) for p in args.members],
+                             "member_meta": member_meta}
+        meta["training"] = {**training, "snapshots": f"{args.mode} of the weights of epochs {epochs}"}
         if args.mode == "ensemble":
-            meta["architecture"] += f"; prediction ensemble of {len(nets)} snapshots of the run"
+            meta["architecture"] += f"; prediction ensemble of {len(nets)} members (mean probabilities)"
         else:
             meta["architecture"] += f"; weights averaged over {len(nets)} snapshots of the run (SWA)"
         (Path(args.export) / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
