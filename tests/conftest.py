@@ -148,3 +148,22 @@ def half_bright_tile(size: tuple[int, int] = (101, 101)) -> np.ndarray:
     img = np.full(size, 20, np.uint8)
     img[:, : size[1] // 2] = 230
     return img
+
+
+def fail_nth_batch(monkeypatch, n: int, task: str) -> dict:
+    """Make the ``n``-th call of any dynamic batcher raise ``QueueFullError`` (a full queue, 503);
+    the other calls run the model. Returns the call counter ``{"n": calls so far}``."""
+    from app.engine import QueueFullError
+    from app.engine.batcher import DynamicBatcher
+
+    real = DynamicBatcher.__call__
+    calls = {"n": 0}
+
+    def nth_fails(self, inputs, timeout=None):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise QueueFullError(f"{task}: request queue is full")
+        return real(self, inputs, timeout=timeout)
+
+    monkeypatch.setattr(DynamicBatcher, "__call__", nth_fails)
+    return calls

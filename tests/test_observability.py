@@ -4,7 +4,7 @@ import torch
 
 from app.engine.batcher import DynamicBatcher
 
-from .conftest import half_bright_tile, png_bytes
+from .conftest import fail_nth_batch, half_bright_tile, png_bytes
 
 
 def test_metrics_are_scraped_in_prometheus_format(client):
@@ -68,19 +68,9 @@ def test_full_queue_and_timeout_answer_503_with_retry_after(app, client, monkeyp
 
 def test_a_request_failing_midway_keeps_no_rows(app, client, monkeypatch):
     """The 2nd of 3 files meets a full queue: 503, and the 1st file's row is deleted."""
-    from app.engine import QueueFullError
     from app.records import Prediction
 
-    real = DynamicBatcher.__call__
-    calls = {"n": 0}
-
-    def second_fails(self, inputs, timeout=None):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise QueueFullError("salt: request queue is full")
-        return real(self, inputs, timeout=timeout)
-
-    monkeypatch.setattr(DynamicBatcher, "__call__", second_fails)
+    calls = fail_nth_batch(monkeypatch, 2, "salt")
     files = [(io.BytesIO(png_bytes(half_bright_tile())), f"{i}.png") for i in range(3)]
     resp = client.post("/api/v1/salt/segment", content_type="multipart/form-data", data={"image": files})
     assert resp.status_code == 503 and calls["n"] == 2

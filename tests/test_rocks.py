@@ -9,7 +9,7 @@ from app.records import Prediction
 from train import retrieval
 from train.rocks_model import LABELS
 
-from .conftest import ROCK_COLOURS, png_bytes
+from .conftest import ROCK_COLOURS, fail_nth_batch, png_bytes
 
 
 def rock_png(label: str, seed: int = 1) -> bytes:
@@ -111,20 +111,9 @@ def test_precision_and_kmeans_helpers():
 def test_rocks_page_failing_midway_keeps_no_rows(app, client, gallery, monkeypatch):
     """File 1 is classified and searched (2 rows), file 2's classification meets a full queue:
     the page answers 503 and neither of file 1's rows stays in the database."""
-    from app.engine import QueueFullError
-    from app.engine.batcher import DynamicBatcher
     from app.records import Prediction
 
-    real = DynamicBatcher.__call__
-    calls = {"n": 0}
-
-    def third_fails(self, inputs, timeout=None):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise QueueFullError("rocks: request queue is full")
-        return real(self, inputs, timeout=timeout)
-
-    monkeypatch.setattr(DynamicBatcher, "__call__", third_fails)
+    calls = fail_nth_batch(monkeypatch, 3, "rocks")
     resp = post(client, "/rocks/", [("a.png", rock_png("gneiss")), ("b.png", rock_png("marble"))])
     assert resp.status_code == 503 and calls["n"] == 3
     with app.app_context():

@@ -156,6 +156,8 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
     model = model.to(device).to(memory_format=torch.channels_last)
     ps_x, ps_y = _pseudo_labels(cfg, model, va_x, va_y, mean, std, device, run_dir)
     n_pseudo = int(round(cfg.pseudo_fraction * len(tr_x))) if len(ps_x) else 0
+    # Rows >= len(tr_x) of the pools are the pseudo-labelled tiles.
+    pool_x, pool_y = np.concatenate([tr_x, ps_x]), np.concatenate([tr_y, ps_y.astype(tr_y.dtype)])
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.dry_run:
@@ -185,8 +187,7 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
         model.train()
         use_lovasz = epoch >= cfg.lovasz_from
         order = torch.randperm(len(tr_x), generator=gen).numpy()
-        if n_pseudo:
-            # Indices >= len(tr_x) address the pseudo-labelled tiles; a fresh sample each epoch.
+        if n_pseudo:  # a fresh sample of the pseudo-labelled tiles each epoch
             sample = torch.randperm(len(ps_x), generator=gen)[:n_pseudo].numpy() + len(tr_x)
             order = np.concatenate([order, sample])[torch.randperm(len(order) + len(sample), generator=gen).numpy()]
         n_steps = 2 if cfg.dry_run else steps_per_epoch
@@ -196,8 +197,8 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
         total_loss = 0.0
         for step in bar:
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            x = torch.from_numpy(_take(tr_x, ps_x, idx)).float().div(255).unsqueeze(1)
-            y = torch.from_numpy(_take(tr_y, ps_y, idx)).float().unsqueeze(1)
+            x = torch.from_numpy(pool_x[idx]).float().div(255).unsqueeze(1)
+            y = torch.from_numpy(pool_y[idx]).float().unsqueeze(1)
             x, y = sd.augment(x, y, gen)
             x = sd.pad_tiles((x - mean) / std).to(device).contiguous(memory_format=torch.channels_last)
             y = y.to(device)
@@ -230,13 +231,15 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
             if tuned["tgs_metric"] > best["tgs_metric"]:
                 best = {**tuned, "epoch": epoch + 1}
                 meta = _export(ema.module, cfg, best, mean, std, len(tr_x), len(va_x), row["minutes"], device)
+                extra = {}
                 if cfg.init_from or cfg.pseudo_keep > 0:
-                    meta["training"].update(init_from=cfg.init_from, pseudo_keep=cfg.pseudo_keep,
-                                            pseudo_fraction=cfg.pseudo_fraction, pseudo_tiles=int(len(ps_x)))
-                    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+                    extra.update(init_from=cfg.init_from, pseudo_keep=cfg.pseudo_keep,
+                                 pseudo_fraction=cfg.pseudo_fraction, pseudo_tiles=int(len(ps_x)))
                 if pretext_info is not None or cfg.label_fraction < 1 or cfg.max_steps:
-                    meta["training"].update(pretrain=cfg.pretrain, pretext=pretext_info,
-                                            label_fraction=cfg.label_fraction, max_steps=cfg.max_steps)
+                    extra.update(pretrain=cfg.pretrain, pretext=pretext_info,
+                                 label_fraction=cfg.label_fraction, max_steps=cfg.max_steps)
+                if extra:
+                    meta["training"].update(extra)
                     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         with open(metrics_file, "a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=["epoch", "loss", "lr", "minutes", "tgs_metric",
@@ -248,17 +251,6 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
                     "scheduler": sched.state_dict(), "epoch": epoch, "best": best,
                     "minutes": row["minutes"]}, ckpt_path)
     return json.loads((out_dir / "meta.json").read_text())
-
-
-def _take(labelled: np.ndarray, pseudo: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Rows ``idx`` of ``labelled`` followed (indices >= len(labelled)) by rows of ``pseudo``."""
-    if len(pseudo) == 0:
-        return labelled[idx]
-    own = idx < len(labelled)
-    out = np.empty((len(idx),) + labelled.shape[1:], labelled.dtype)
-    out[own] = labelled[idx[own]]
-    out[~own] = pseudo[idx[~own] - len(labelled)]
-    return out
 
 
 def _pseudo_labels(cfg: SaltTrainConfig, model: torch.nn.Module, va_x: np.ndarray, va_y: np.ndarray,

@@ -9,6 +9,7 @@ trained checkpoint (``--init-from``) and never touches the validation split, whi
 from __future__ import annotations
 
 import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,14 @@ import torch
 from .pretext import load_unlabelled
 
 log = logging.getLogger(__name__)
+
+
+def is_torchscript(path: Path) -> bool:
+    """True for a TorchScript archive (a zip with a ``code/`` folder), False for a pickled checkpoint."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -28,11 +37,8 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     Raises:
         ValueError: if the file is neither, or is an exported ensemble (several U-Nets).
     """
-    try:
+    if is_torchscript(path):
         scripted = torch.jit.load(str(path), map_location="cpu")
-    except RuntimeError:
-        scripted = None
-    if scripted is not None:
         state = {k.removeprefix("net."): v for k, v in scripted.state_dict().items() if k.startswith("net.")}
         if any(k.startswith("nets.") for k in state):
             raise ValueError(f"{path}: an ensemble export holds several U-Nets; start from one of its members "

@@ -19,7 +19,6 @@ import json
 import logging
 import shlex
 import sys
-import zipfile
 from pathlib import Path
 
 import torch
@@ -27,14 +26,9 @@ import torch.nn as nn
 
 from .salt import SaltTrainConfig, _export, _load_split, tune_thresholds
 from .salt_model import build_unet
-from .salt_pseudo import load_weights
+from .salt_pseudo import is_torchscript, load_weights
 
 log = logging.getLogger(__name__)
-
-
-def _is_torchscript(path: Path) -> bool:
-    """True for a TorchScript archive (a zip with a ``code/`` folder), False for a pickled checkpoint."""
-    return zipfile.is_zipfile(path) and any("/code/" in n for n in zipfile.ZipFile(path).namelist())
 
 
 def load_ema(path: Path) -> tuple[nn.Module, int]:
@@ -43,7 +37,7 @@ def load_ema(path: Path) -> tuple[nn.Module, int]:
     net = build_unet()
     net.load_state_dict(load_weights(path))
     meta = path.parent / "meta.json"
-    if _is_torchscript(path):
+    if is_torchscript(path):
         epoch = json.loads(meta.read_text())["metrics"].get("epoch", 0) if meta.exists() else 0
     else:
         epoch = int(torch.load(path, map_location="cpu")["epoch"]) + 1
@@ -53,7 +47,7 @@ def load_ema(path: Path) -> tuple[nn.Module, int]:
 def _member_meta(path: Path) -> dict | None:
     """Validation metric and training record of an exported member (its ``meta.json``), else None."""
     meta = path.parent / "meta.json"
-    if not _is_torchscript(path) or not meta.exists():
+    if not is_torchscript(path) or not meta.exists():
         return None
     saved = json.loads(meta.read_text())
     return {"metrics": saved.get("metrics"), "training": saved.get("training"), "command": saved.get("command"),
