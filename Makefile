@@ -58,8 +58,8 @@ train-whales: setup  ## retrain the whale embedding (about 80 min on 2 CPU cores
 	$(VENV)/bin/flask train-model whales --data ../shared/data/whales --epochs 40 --threads 2
 
 pretrain-study: setup  ## self-supervised pretraining table (rotation/jigsaw vs scratch; about 1 h on 2 cores)
-	$(PY) -m train.ssl_study run --data ../shared/data/tgs-salt --threads 2
-	$(PY) -m train.ssl_study report
+	$(PY) -m train.salt.ssl_study run --data ../shared/data/tgs-salt --threads 2
+	$(PY) -m train.salt.ssl_study report
 
 clean:
 	rm -rf $(VENV) .pytest_cache

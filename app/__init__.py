@@ -8,24 +8,29 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import metrics, security
+from . import metrics, security, tasks
 from .config import DEFAULT_SECRET_KEY, ROOT, WEAK_SECRET_KEYS, Config, config_from_env
+from .tasks import TaskHandler
 
 
-def create_app(config: type[Config] | dict | None = None, wait_for_models: bool = False) -> Flask:
-    """Build the app: config, extensions, blueprints, error handlers, CLI commands.
+def create_app(config: type[Config] | dict | None = None, wait_for_models: bool = False,
+               task_handlers: list[TaskHandler] | None = None) -> Flask:
+    """Build the app: config, extensions, tasks, blueprints, error handlers, CLI commands.
 
     Args:
-        config: a config class, or a dict of overrides on top of the environment's class.
+        config: a config class, or a dict of overrides on top of the environment's class; a
+            dict may name the instance folder as ``INSTANCE_PATH`` (default: ``instance/``).
         wait_for_models: block until every model is loaded (tests, CLI); otherwise the
             models load in a background thread and ``/api/v1/ready`` says when.
+        task_handlers: the served tasks (default :func:`app.tasks.default_tasks`).
     Without ``SECRET_KEY`` in the environment a random key is generated once and
     kept in the instance folder.
     Raises:
         RuntimeError: outside testing/debug, when SECRET_KEY is a default or weak value.
     """
+    instance_path = config.get("INSTANCE_PATH") if isinstance(config, dict) else None
     app = Flask(__name__, instance_relative_config=True, template_folder=str(ROOT / "templates"),
-                static_folder=str(ROOT / "static"))
+                static_folder=str(ROOT / "static"), instance_path=instance_path)
     if isinstance(config, dict):
         app.config.from_object(config_from_env())
         app.config.update(config)
@@ -36,8 +41,8 @@ def create_app(config: type[Config] | dict | None = None, wait_for_models: bool 
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'app.db'}"
     check_secret_key(app)
 
-    register_request_limits(app)   # before CSRF, which reads the form
-    register_extensions(app, wait_for_models)
+    tasks.init_app(app, task_handlers if task_handlers is not None else tasks.default_tasks())
+    register_extensions(app, wait_for_models)   # after tasks: their request limits precede CSRF
     register_blueprints(app)
     security.init_app(app)
     metrics.init_app(app)
@@ -66,22 +71,6 @@ def _instance_secret_key(instance: Path) -> str:
     return path.read_text().strip()
 
 
-#: Endpoints that take SEG-Y volumes: their request bodies may reach ``SEGY_MAX_BYTES`` +
-#: ``MAX_CONTENT_LENGTH`` (room for form fields); each file is then held to its own limit
-#: (``segy_too_large`` / ``payload_too_large``, 413) by ``app.salt.service.read_salt_files``.
-SEGY_ENDPOINTS = {"salt.upload", "api.salt_segment"}
-
-
-def register_request_limits(app: Flask) -> None:
-    from flask import request
-
-    @app.before_request
-    def allow_large_segy_uploads():
-        if request.endpoint in SEGY_ENDPOINTS:
-            request.max_content_length = ((app.config.get("MAX_CONTENT_LENGTH") or 0)
-                                          + (app.config.get("SEGY_MAX_BYTES") or 0)) or None
-
-
 def register_extensions(app: Flask, wait_for_models: bool) -> None:
     from . import gallery
     from .extensions import csrf, db, engine, migrate
@@ -89,20 +78,16 @@ def register_extensions(app: Flask, wait_for_models: bool) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
-    engine.init_app(app, wait=wait_for_models)
+    engine.init_app(app, wait=wait_for_models, on_batch=metrics.observe_batch)
     gallery.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, api, errors, main, rocks, salt, similarity, whales
+    from . import admin, api, errors, main
     from .extensions import csrf
 
     app.register_blueprint(errors.bp)
     app.register_blueprint(main.bp)
-    app.register_blueprint(salt.bp)
-    app.register_blueprint(rocks.bp)
-    app.register_blueprint(similarity.bp)
-    app.register_blueprint(whales.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     csrf.exempt(api.bp)  # the JSON API is for programs, not browser forms
@@ -111,10 +96,6 @@ def register_blueprints(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from . import commands, uploads
-    from .salt import commands as salt_commands
-    from .similarity import commands as gallery_commands
 
     commands.init_app(app)
-    gallery_commands.init_app(app)
-    salt_commands.init_app(app)
     uploads.init_app(app)

@@ -9,16 +9,15 @@ import hmac
 import os
 from pathlib import Path
 
-import numpy as np
-import torch
 from flask import Blueprint, current_app, jsonify, request
 from PIL import Image
 
+from geovision.imaging import decode_image
+from geovision.metrics import NEW_WHALE
+
 from .errors import ApiError
 from .extensions import engine
-from .gallery import append_to_gallery, store
-from .imaging import decode_image
-from .rocks.processing import normalise, rgb_thumbnail
+from .tasks.registry import registered
 from .uploads import Upload, answer_each, read_uploads
 
 bp = Blueprint("admin", __name__, url_prefix="/api/v1/admin")
@@ -58,45 +57,41 @@ def reload_models():
     return jsonify(status=state.status, models=sorted(state.checkpoints), errors=state.errors)
 
 
-@bp.post("/gallery/similarity")
-def gallery_add():
-    """Add the uploaded images (field ``image``) with form field ``label`` to the similarity gallery."""
-    label = (request.form.get("label") or "").strip()
-    if not label:
-        raise ApiError("missing_label", "form field 'label' is required")
-    ckpt = engine.checkpoint("similarity")
-    size, norm = int(ckpt.meta["input_shape"][-1]), ckpt.meta["normalization"]
+@bp.post("/gallery/<task>")
+def gallery_add(task: str):
+    """Add the uploaded images (field ``image``) to TASK's gallery under the label in the handler's
+    ``gallery_label_field`` (``label`` for similarity, ``whale_id`` for whales)."""
+    handler = _gallery_handler(task)
+    field = handler.gallery_label_field
+    label = (request.form.get(field) or "").strip()
+    if not label or label == NEW_WHALE or len(label) > 64:
+        raise ApiError(f"missing_{field}", f"form field '{field}' is required (at most 64 characters, not new_whale)")
+    handler.check_model()
     results, decoded = _decoded_uploads()
-    thumbs = [rgb_thumbnail(image, size) for _, image in decoded]
-    x = torch.from_numpy(np.stack([normalise(t, norm["mean"], norm["std"]) for t in thumbs]))
-    embs = engine.predict("similarity", x).float().numpy()
-    items = [{"label": label, "path": f"upload:{upload.filename}"} for upload, _ in decoded]
-    size = append_to_gallery(store().folder / "similarity", items, embs, np.stack(thumbs))
+    try:
+        size = handler.add_to_gallery(label, [(upload.filename, image, upload.data) for upload, image in decoded])
+    except ValueError as exc:
+        raise ApiError(f"invalid_{field}", str(exc)) from None
     return jsonify(gallery_size=size, results=results)
 
 
-@bp.post("/gallery/whales")
-def gallery_whales_add():
-    """Enrol the uploaded photos (field ``image``) of individual ``whale_id`` in the whale gallery."""
-    from .whales import service as whales_service
-
-    whale_id = (request.form.get("whale_id") or "").strip()
-    if not whale_id or whale_id == "new_whale" or len(whale_id) > 64:
-        raise ApiError("missing_whale_id", "form field 'whale_id' (the individual, not new_whale) is required")
-    engine.checkpoint(whales_service.TASK)
-    results, decoded = _decoded_uploads()
-    size = whales_service.enrol(whale_id, [(upload.filename, image, upload.data) for upload, image in decoded])
-    return jsonify(gallery_size=size, results=results)
-
-
-@bp.post("/gallery/similarity/rebuild")
-def gallery_rebuild():
-    """Rebuild the similarity gallery from the server-side folder ``GALLERY_DATA`` (never a client path)."""
-    data = os.environ.get("GALLERY_DATA") or current_app.config.get("GALLERY_DATA")
+@bp.post("/gallery/<task>/rebuild")
+def gallery_rebuild(task: str):
+    """Rebuild TASK's gallery from its server-side folder (config ``gallery_data_key``, e.g.
+    ``GALLERY_DATA``; never a client path)."""
+    handler = _gallery_handler(task)
+    key = handler.gallery_data_key
+    if key is None:
+        raise ApiError("not_found", f"the {task} gallery has no server-side rebuild", 404)
+    data = os.environ.get(key) or current_app.config.get(key)
     if not data or not Path(data).is_dir():
-        raise ApiError("not_configured", "set GALLERY_DATA to the reference image folder", 409)
-    from .similarity.commands import build_gallery
+        raise ApiError("not_configured", f"set {key} to the reference image folder", 409)
+    handler.check_model()
+    return jsonify(gallery_size=handler.build_gallery(Path(data), None))
 
-    size = build_gallery("similarity", Path(data), None)
-    return jsonify(gallery_size=size)
 
+def _gallery_handler(task: str):
+    handler = registered().get(task)
+    if handler is None or not handler.has_gallery:
+        raise ApiError("not_found", f"no gallery for task {task!r}", 404)
+    return handler

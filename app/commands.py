@@ -10,10 +10,10 @@ from flask import Flask
 @click.argument("task")
 @click.pass_context
 def train_model(ctx: click.Context, task: str) -> None:
-    """Train TASK (salt, rocks) and export it to models/; `flask train-model TASK --help` lists options.
+    """Train TASK (salt, rocks, whales) and export it to models/; `flask train-model TASK --help` lists options.
 
     The arguments are those of `python -m train TASK`: the same function runs, with a
-    progress bar on stderr.
+    progress bar on stderr. The training package is imported only here, when the command runs.
     """
     from train.cli import run
 

@@ -49,12 +49,7 @@ class Config:
     ADMIN_TOKEN = os.environ.get("ADMIN_TOKEN") or None
     #: Where galleries live; ``None`` = instance/gallery.
     GALLERY_FOLDER = os.environ.get("GALLERY_FOLDER")
-    #: Largest perceptual-hash (pHash, 256 bits) Hamming distance at which an uploaded whale
-    #: photo is reported as a duplicate of a gallery photo.
-    WHALES_DUPLICATE_DISTANCE = _env_int("WHALES_DUPLICATE_DISTANCE", 16)
-    #: Where photos enrolled into the whale gallery through the admin page/API are kept;
-    #: ``None`` = instance/whales-enrolled.
-    WHALES_ENROLLED_FOLDER = os.environ.get("WHALES_ENROLLED_FOLDER")
+    # Task-specific keys (WHALES_DUPLICATE_DISTANCE, ...) are the handlers' ``config_defaults``.
     HISTORY_PER_PAGE = 25
     WTF_CSRF_TIME_LIMIT = None
 

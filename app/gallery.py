@@ -16,20 +16,27 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
 import numpy as np
+from filelock import FileLock
 
-from train import retrieval
+from geovision import retrieval
 
 log = logging.getLogger(__name__)
 
 
 class GalleryUnavailable(RuntimeError):
-    """No gallery has been built for the task, or it is empty."""
+    """No gallery has been built for the task, it is empty, or there is nothing to build it from."""
+
+
+def gallery_lock(root: Path) -> FileLock:
+    """The inter-process lock serialising changes of the gallery at ``root``."""
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(root.parent / f".{root.name}.lock"))
 
 
 @dataclass
@@ -75,9 +82,18 @@ class Gallery:
         return [{**self.items[i], "score": round(float(s), 6)} for s, i in zip(scores[0], ids[0]) if i >= 0]
 
 
+def replace_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None) -> int:
+    """:func:`write_gallery` under :func:`gallery_lock` (a rebuild never interleaves with an append);
+    returns the gallery size."""
+    with gallery_lock(root):
+        write_gallery(root, items, embeddings, pixels)
+    return len(items)
+
+
 def write_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None,
                   n_clusters: int = 6) -> Path:
-    """Write a complete gallery folder beside ``root`` and point ``root`` at it atomically.
+    """Write a complete gallery folder beside ``root`` and point ``root`` at it atomically (callers
+    hold :func:`gallery_lock`).
 
     Args:
         root: the gallery link path, e.g. ``instance/gallery/similarity``.
@@ -99,13 +115,19 @@ def write_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels:
     (folder / "items.json").write_text(json.dumps(items))
     if pixels is not None:
         _write_pixels(folder, pixels, n_clusters)
-    previous = root.resolve() if root.is_symlink() else None
     tmp_link = root.parent / f".{root.name}.{uuid.uuid4().hex}"
     os.symlink(folder.name, tmp_link)
     os.replace(tmp_link, root)
-    if previous is not None and previous != folder and previous.is_dir():
-        shutil.rmtree(previous, ignore_errors=True)
+    _prune_versions(root, keep={folder.name})
     return folder
+
+
+def _prune_versions(root: Path, keep: set[str], previous: int = 1) -> None:
+    """Delete old version folders of ``root`` but the ``previous`` newest ones before ``keep``."""
+    versions = sorted((p for p in root.parent.glob(f"{root.name}-*") if p.is_dir() and p.name not in keep),
+                      key=lambda p: p.name, reverse=True)
+    for old in versions[previous:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_pixels(folder: Path, pixels: np.ndarray, n_clusters: int) -> None:
@@ -118,33 +140,39 @@ def _write_pixels(folder: Path, pixels: np.ndarray, n_clusters: int) -> None:
 
 
 def append_to_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None) -> int:
-    """Add rows to the gallery at ``root`` (creating it) without re-embedding; returns its new size."""
+    """Add rows to the gallery at ``root`` (creating it) without re-embedding; returns its new size.
+
+    The read-modify-swap holds :func:`gallery_lock`, so concurrent appends never lose rows.
+    """
     root = Path(root)
-    if (root / "items.json").exists():
-        old = read_gallery(root)
-        items = old.items + items
-        embeddings = np.concatenate([old.index.reconstruct_n(0, old.index.ntotal), embeddings])
-        if old.pixels is not None and pixels is not None:
-            pixels = np.concatenate([old.pixels, pixels])
-    write_gallery(root, items, embeddings, pixels)
+    with gallery_lock(root):
+        if (root / "items.json").exists():
+            old = read_gallery(root)
+            items = old.items + items
+            embeddings = np.concatenate([old.index.reconstruct_n(0, old.index.ntotal), embeddings])
+            if old.pixels is not None and pixels is not None:
+                pixels = np.concatenate([old.pixels, pixels])
+        write_gallery(root, items, embeddings, pixels)
     return len(items)
 
 
 def read_gallery(root: Path) -> Gallery:
-    """Load the gallery that ``root`` points to; raises GalleryUnavailable when absent or empty."""
+    """Load the gallery version that ``root`` points to now (the link is resolved once, so every
+    file comes from that version); raises GalleryUnavailable when absent or empty."""
     root = Path(root)
-    if not (root / "items.json").exists():
+    folder = root.resolve()
+    if not (folder / "items.json").exists():
         raise GalleryUnavailable("no gallery has been built: run `flask gallery build`")
-    items = json.loads((root / "items.json").read_text())
+    items = json.loads((folder / "items.json").read_text())
     if not items:
         raise GalleryUnavailable("the gallery is empty: add images with `flask gallery add`")
     pixels, kmeans = None, None
-    if (root / "pixels.npy").exists():
-        pixels = np.load(root / "pixels.npy")
-        km = np.load(root / "kmeans.npz")
+    if (folder / "pixels.npy").exists():
+        pixels = np.load(folder / "pixels.npy")
+        km = np.load(folder / "kmeans.npz")
         kmeans = {k: km[k] for k in ("centroids", "assign", "dist")}
-    return Gallery(items=items, index=faiss.read_index(str(root / "index.faiss")), pixels=pixels,
-                   kmeans=kmeans, version=os.path.basename(os.path.realpath(root)))
+    return Gallery(items=items, index=faiss.read_index(str(folder / "index.faiss")), pixels=pixels,
+                   kmeans=kmeans, version=folder.name)
 
 
 class GalleryStore:
@@ -157,27 +185,12 @@ class GalleryStore:
 
     def get(self, task: str) -> Gallery:
         """The current gallery of ``task``; raises GalleryUnavailable."""
-        link = self.folder / task
-        version = os.path.basename(os.path.realpath(link)) if link.exists() else None
+        folder = (self.folder / task).resolve()   # one version for the whole read
         with self._lock:
             cached = self._cache.get(task)
-            if cached is None or cached.version != version:
-                self._cache[task] = read_gallery(link)
+            if cached is None or cached.version != folder.name:
+                self._cache[task] = read_gallery(folder)
             return self._cache[task]
-
-
-def embed_in_batches(embed: Callable[[np.ndarray], np.ndarray], arrays: Iterable[np.ndarray],
-                     batch_size: int = 256) -> np.ndarray:
-    """Concatenate ``embed`` over batches of preprocessed arrays (each (C, H, W) float32)."""
-    out, batch = [], []
-    for a in arrays:
-        batch.append(a)
-        if len(batch) == batch_size:
-            out.append(embed(np.stack(batch)))
-            batch = []
-    if batch:
-        out.append(embed(np.stack(batch)))
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
 def store() -> GalleryStore:

@@ -1,4 +1,4 @@
-"""Home and history pages."""
+"""Home, history and models pages; the menu and the home cards list the registered tasks."""
 from flask import Blueprint, current_app, render_template, request
 
 from .extensions import db, engine
@@ -6,16 +6,11 @@ from .records import Prediction
 
 bp = Blueprint("main", __name__)
 
-TASK_PAGES = {
-    "salt": ("salt.upload", "Salt segmentation", "Seismic tiles or whole sections: salt mask, coverage, Kaggle RLE"),
-    "rocks": ("rocks.upload", "Rock classification", "Rock type with probabilities, and the most similar gallery images"),
-}
-
 
 @bp.get("/")
 def index():
     state = engine.state
-    return render_template("index.html", pages=TASK_PAGES, status=state.status, loaded=state.checkpoints)
+    return render_template("index.html", status=state.status, loaded=state.checkpoints)
 
 
 @bp.get("/history")

@@ -55,6 +55,9 @@ def _start_timer() -> None:
 
 def _record(response):
     endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+    if request.endpoint == "api.task_api" and response.status_code != 404:
+        # one label per task route (/api/v1/salt/segment), not per arbitrary path
+        endpoint = "/api/v1/{task}/{action}".format(**request.view_args)
     if endpoint != "/metrics":
         HTTP_REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
         if "request_started" in g:

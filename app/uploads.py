@@ -14,12 +14,15 @@ import click
 from flask import Flask, current_app
 from werkzeug.datastructures import FileStorage
 
-from .engine import Checkpoint
+from geovision.checkpoint import Checkpoint
+from geovision.imaging import ImageError
+
 from .extensions import db
-from .imaging import ImageError
 from .records import Prediction
 
 log = logging.getLogger(__name__)
+#: File name extensions the upload forms accept for images.
+IMAGE_EXTENSIONS = ["png", "jpg", "jpeg", "tif", "tiff", "gif", "bmp", "webp"]
 
 
 @dataclass
@@ -106,9 +109,10 @@ def find_stored(public_id: str, name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def record(task: str, upload: Upload, size: tuple[int, int], ckpt: Checkpoint, result: dict,
+def record(task: str, upload, size: tuple[int, int], ckpt: Checkpoint, result: dict,
            timings: dict, public_id: str | None = None) -> Prediction:
-    """Write one database row for an answered file and commit it."""
+    """Write one database row for an answered file and commit it (``upload`` has ``filename`` and
+    ``sha256``: an :class:`Upload` or a stored SEG-Y volume)."""
     row = Prediction(task=task, filename=upload.filename, input_sha256=upload.sha256,
                      width=size[0], height=size[1], model_name=ckpt.name, model_version=ckpt.version,
                      result=result, decode_ms=timings["decode_ms"], inference_ms=timings["inference_ms"],

@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.engine.loader import load_checkpoint  # noqa: E402
+
 from app.salt import processing as proc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,12 +1,16 @@
-"""Fixtures: a tiny TorchScript salt model, the app bound to it, client and runner."""
+"""Fixtures and shared helpers: tiny TorchScript models, the app bound to them, client, runner,
+synthetic rocks, whales, SEG-Y surveys and image files."""
 from __future__ import annotations
 
 import io
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import segyio
 import torch
 from flask_migrate import upgrade
 from PIL import Image
@@ -93,27 +97,70 @@ def whale_folder(tmp_path_factory) -> Path:
     return make_whale_folder(tmp_path_factory.mktemp("whales-data"))
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, rock_folder, whale_folder) -> Path:
-    """Tiny salt model plus rocks/similarity and whales models from dry-run trainings."""
-    from train.rocks import RocksTrainConfig, train_rocks
-    from train.whales import WhalesTrainConfig, train_whales
+class NearestRockColour(torch.nn.Module):
+    """Tiny stand-in rock classifier: softmax over the negative distances between the image's mean
+    colour and each class colour of :data:`ROCK_COLOURS` (both normalised as in meta.json)."""
 
-    folder = write_tiny_salt_model(tmp_path_factory.mktemp("models"))
-    train_rocks(RocksTrainConfig(data=str(rock_folder), output=str(folder), dry_run=True,
-                                 run_dir=str(tmp_path_factory.mktemp("rocks-run"))))
-    train_whales(WhalesTrainConfig(data=str(whale_folder), output=str(folder / "whales"), dry_run=True,
-                                   run_dir=str(tmp_path_factory.mktemp("whales-run"))))
+    def __init__(self, colours: torch.Tensor):
+        super().__init__()
+        self.colours = colours   # (6, 3), normalised
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(2, 3))                                   # (N, 3)
+        return torch.softmax(-torch.cdist(mean, self.colours) * 4.0, dim=1)
+
+
+class PooledPixels(torch.nn.Module):
+    """Tiny stand-in embedder: average-pool the input to ``grid`` cells, flatten, L2-normalise."""
+
+    def __init__(self, grid: tuple[int, int], grey: bool):
+        super().__init__()
+        self.grid, self.grey = grid, grey
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grey:
+            x = x.mean(dim=1, keepdim=True)
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x, self.grid).flatten(1)
+        return torch.nn.functional.normalize(pooled + 3.0, dim=1)   # shifted: all cosines high, as untrained
+
+
+def _write_model(folder: Path, task: str, module: torch.nn.Module, **meta) -> None:
+    target = folder / task
+    target.mkdir(parents=True, exist_ok=True)
+    torch.jit.script(module).save(str(target / "model.pt"))
+    (target / "meta.json").write_text(json.dumps({"task": task, "name": f"tiny-{task}", "version": "test",
+                                                  "metrics": {}, **meta}))
+
+
+def write_tiny_models(folder: Path) -> Path:
+    """Tiny TorchScript models of every released task, built directly (no trainer runs)."""
+    write_tiny_salt_model(folder)
+    norm = {"scale": 1 / 255, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    labels = ["andesite", "gneiss", "marble", "quartzite", "rhyolite", "schist"]
+    colours = (torch.tensor([ROCK_COLOURS[label] for label in labels], dtype=torch.float32) / 255 - 0.5) / 0.25
+    _write_model(folder, "rocks", NearestRockColour(colours), labels=labels, input_shape=[3, 28, 28],
+                 normalization=norm)
+    _write_model(folder, "similarity", PooledPixels((4, 4), grey=False), input_shape=[3, 28, 28],
+                 normalization=norm, embedding_dim=48)
+    _write_model(folder, "whales", PooledPixels((16, 6), grey=True), input_shape=[3, 256, 96],
+                 normalization=norm, embedding_dim=96, new_whale_threshold=0.5)
     return folder
 
 
-def make_app(model_dir: Path, tmp_path: Path, **overrides):
-    config = {"TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "test",
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """Tiny salt, rocks, similarity and whales models (see :func:`write_tiny_models`)."""
+    return write_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+def make_app(model_dir: Path, tmp_path: Path, task_handlers=None, **overrides):
+    """An app on ``model_dir`` whose database, uploads, galleries and instance folder are under ``tmp_path``."""
+    config = {"TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "test", "INSTANCE_PATH": str(tmp_path / "instance"),
               "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.db'}",
               "MODEL_DIR": str(model_dir), "UPLOAD_FOLDER": str(tmp_path / "uploads"),
               "GALLERY_FOLDER": str(tmp_path / "gallery"),
               "MAX_BATCH_SIZE": 8, "MAX_BATCH_DELAY_MS": 5, **overrides}
-    app = create_app(config, wait_for_models=True)
+    app = create_app(config, wait_for_models=True, task_handlers=task_handlers)
     with app.app_context():
         upgrade()
     return app
@@ -167,3 +214,49 @@ def fail_nth_batch(monkeypatch, n: int, task: str) -> dict:
 
     monkeypatch.setattr(DynamicBatcher, "__call__", nth_fails)
     return calls
+
+
+def header_bomb_png(width: int = 60000, height: int = 60000) -> bytes:
+    """A tiny PNG whose IHDR claims ``width`` x ``height`` pixels."""
+    data = bytearray(png_bytes(np.zeros((1, 1), np.uint8)))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def rock_png(label: str, seed: int = 1) -> bytes:
+    rng = np.random.default_rng(seed)
+    return png_bytes(np.clip(np.array(ROCK_COLOURS[label]) + rng.normal(0, 25, (28, 28, 3)), 0, 255).astype(np.uint8))
+
+
+N_IL, N_XL, N_S = 5, 150, 120
+
+
+def survey(path, n_il: int = N_IL, n_xl: int = N_XL, n_s: int = N_S):
+    """Write a small post-stack 3-D SEG-Y (inlines 1..n_il, crosslines 1..n_xl, 4 ms)."""
+    rng = np.random.default_rng(0)
+    data = rng.uniform(0.2, 1.0, (n_il, n_xl, n_s)).astype(np.float32)
+    data[:, :, n_s // 2:] *= -1                      # deeper half negative
+    data[:, :, : n_s // 2] *= np.arange(1, n_il + 1)[:, None, None]  # inline-dependent magnitude
+    segyio.tools.from_array(str(path), data, dt=4000)
+    return data
+
+
+def unstructured(path, traces: int = 30, n_s: int = 80):
+    """Write a SEG-Y with no inline/crossline geometry (a 2-D line)."""
+    spec = segyio.spec()
+    spec.format, spec.samples, spec.tracecount = 5, list(range(n_s)), traces
+    data = np.linspace(-1, 1, traces * n_s, dtype=np.float32).reshape(traces, n_s)
+    with segyio.create(str(path), spec) as f:
+        for i in range(traces):
+            f.header[i] = {segyio.su.cdp: i + 1, segyio.su.offset: 1}
+            f.trace[i] = data[i]
+    return data
+
+
+@pytest.fixture(scope="session")
+def model_dir(tiny_model_dir):
+    """The committed checkpoints when present (the real serving path), else the tiny test models."""
+    shipped = all((ROOT / "models" / task / "model.pt").exists() for task in ("salt", "rocks", "similarity"))
+    return ROOT / "models" if shipped else tiny_model_dir

@@ -5,10 +5,9 @@ from PIL import Image
 
 from app.extensions import db
 from app.records import Prediction
-from train.rle import rle_decode
+from geovision.rle import rle_decode
 
-from .conftest import half_bright_tile, png_bytes
-from .test_imaging import header_bomb_png
+from .conftest import half_bright_tile, header_bomb_png, png_bytes
 
 
 def post(client, files, **form):

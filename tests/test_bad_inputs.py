@@ -9,8 +9,7 @@ from PIL import Image
 from app.extensions import db
 from app.records import Prediction
 
-from .conftest import half_bright_tile, png_bytes
-from .test_imaging import header_bomb_png
+from .conftest import half_bright_tile, header_bomb_png, png_bytes
 
 ENDPOINTS = ["/api/v1/salt/segment", "/api/v1/rocks/classify", "/api/v1/similarity/search"]
 

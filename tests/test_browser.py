@@ -14,7 +14,6 @@ from PIL import Image
 from bench.server import LiveServer
 
 from .conftest import DATA, half_bright_tile, png_bytes
-from .test_server import model_dir  # noqa: F401  (fixture)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.slow,
@@ -55,7 +54,7 @@ def _pixels(page, src: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(page.request.get(url).body())).convert("RGB")).astype(int)
 
 
-def test_salt_and_rocks_flows_in_chromium(tmp_path, model_dir, rock_folder, whale_folder, browser):  # noqa: F811
+def test_salt_and_rocks_flows_in_chromium(tmp_path, model_dir, rock_folder, whale_folder, browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
     print(f"\nscreenshots: {SHOTS}")
     whales = (model_dir / "whales" / "model.pt").exists()
@@ -80,7 +79,7 @@ def test_salt_and_rocks_flows_in_chromium(tmp_path, model_dir, rock_folder, whal
         page.screenshot(path=str(SHOTS / "salt_result.png"), full_page=True)
 
         # SEG-Y: upload a small survey, read its geometry, segment a crossline, see the overlay
-        from .test_segy import survey
+        from .conftest import survey
 
         volume = tmp_path / "survey.sgy"
         survey(volume)

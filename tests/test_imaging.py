@@ -1,25 +1,14 @@
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from app.imaging import ImageError, decode_image, to_gray
+from geovision.imaging import ImageError, decode_image, to_gray
 
-from .conftest import png_bytes
+from .conftest import header_bomb_png, png_bytes
 
 LIMIT = 25_000_000
-
-
-def header_bomb_png(width: int = 60000, height: int = 60000) -> bytes:
-    """A tiny PNG whose IHDR claims ``width`` x ``height`` pixels."""
-    data = bytearray(png_bytes(np.zeros((1, 1), np.uint8)))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    data[16:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
-    return bytes(data)
 
 
 def test_bad_inputs_raise_image_error():

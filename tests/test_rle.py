@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from train.rle import rle_decode, rle_encode
+from geovision.rle import rle_decode, rle_encode
 
 from .conftest import DATA
 

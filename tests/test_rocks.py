@@ -6,15 +6,10 @@ import pytest
 
 from app.extensions import db
 from app.records import Prediction
-from train import retrieval
-from train.rocks_model import LABELS
+from geovision import retrieval
+from train.rocks.model import LABELS
 
-from .conftest import ROCK_COLOURS, fail_nth_batch, png_bytes
-
-
-def rock_png(label: str, seed: int = 1) -> bytes:
-    rng = np.random.default_rng(seed)
-    return png_bytes(np.clip(np.array(ROCK_COLOURS[label]) + rng.normal(0, 25, (28, 28, 3)), 0, 255).astype(np.uint8))
+from .conftest import fail_nth_batch, png_bytes, rock_png
 
 
 def post(client, url, files, **form):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from train.metrics import iou, tgs_image_score, tgs_metric
+from geovision.metrics import iou, tgs_image_score, tgs_metric
 
 
 def _mask(cells):
@@ -41,7 +41,7 @@ def test_metric_averages_images():
 
 
 def test_map_at_5_hand_made_cases():
-    from train.metrics import map_at_5
+    from geovision.metrics import map_at_5
 
     truths = ["a", "b", "c", "d"]
     preds = [["a", "x", "y", "z", "w"],          # rank 1 -> 1
@@ -53,7 +53,7 @@ def test_map_at_5_hand_made_cases():
 
 
 def test_new_whale_inserted_where_the_score_falls_below_the_threshold():
-    from train.metrics import NEW_WHALE, insert_new_whale
+    from geovision.metrics import NEW_WHALE, insert_new_whale
 
     ranked = [("w1", 0.9), ("w2", 0.8), ("w3", 0.5), ("w4", 0.4), ("w5", 0.3), ("w6", 0.2)]
     labels = lambda out: [label for label, _ in out]  # noqa: E731

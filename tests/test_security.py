@@ -9,8 +9,7 @@ import pytest
 from app import create_app
 from app.uploads import prune_uploads
 
-from .conftest import half_bright_tile, make_app, png_bytes
-from .test_rocks import rock_png
+from .conftest import half_bright_tile, make_app, png_bytes, rock_png
 
 HEADERS = ["Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"]
 

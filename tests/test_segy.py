@@ -6,35 +6,13 @@ import re
 
 import numpy as np
 import pytest
-import segyio
 
 from app.salt import segy
 
+from .conftest import N_IL, N_S, N_XL, survey, unstructured
+
 #: (inlines, crosslines, samples) of the test survey; positive amplitudes (salt for the tiny
 #: BrightIsSalt model, whose normalisation puts zero amplitude at its 0.5 cut) in the upper half
-N_IL, N_XL, N_S = 5, 150, 120
-
-
-def survey(path, n_il: int = N_IL, n_xl: int = N_XL, n_s: int = N_S):
-    """Write a small post-stack 3-D SEG-Y (inlines 1..n_il, crosslines 1..n_xl, 4 ms)."""
-    rng = np.random.default_rng(0)
-    data = rng.uniform(0.2, 1.0, (n_il, n_xl, n_s)).astype(np.float32)
-    data[:, :, n_s // 2:] *= -1                      # deeper half negative
-    data[:, :, : n_s // 2] *= np.arange(1, n_il + 1)[:, None, None]  # inline-dependent magnitude
-    segyio.tools.from_array(str(path), data, dt=4000)
-    return data
-
-
-def unstructured(path, traces: int = 30, n_s: int = 80):
-    """Write a SEG-Y with no inline/crossline geometry (a 2-D line)."""
-    spec = segyio.spec()
-    spec.format, spec.samples, spec.tracecount = 5, list(range(n_s)), traces
-    data = np.linspace(-1, 1, traces * n_s, dtype=np.float32).reshape(traces, n_s)
-    with segyio.create(str(path), spec) as f:
-        for i in range(traces):
-            f.header[i] = {segyio.su.cdp: i + 1, segyio.su.offset: 1}
-            f.trace[i] = data[i]
-    return data
 
 
 def test_parse_slice():

@@ -14,16 +14,9 @@ import requests
 
 from bench.server import LiveServer
 
-from .conftest import DATA, ROOT, half_bright_tile, png_bytes
+from .conftest import DATA, half_bright_tile, png_bytes
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_model_dir):
-    """The committed checkpoints when present (the real serving path), else the tiny test models."""
-    shipped = all((ROOT / "models" / task / "model.pt").exists() for task in ("salt", "rocks", "similarity"))
-    return ROOT / "models" if shipped else tiny_model_dir
 
 
 def _tiles(n: int) -> list[bytes]:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app.salt import processing as proc
+from geovision import tiling as proc
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (40, 300), (101, 101), (250, 433), (102, 101)])
@@ -54,7 +54,7 @@ def test_no_seams_a_tile_inside_a_section_is_predicted_as_alone():
     """3x3 real TGS tiles stitched into a 303x303 section: the top-left tile's probabilities inside
     the section equal those of the tile alone where no other tile overlaps it, and its masks agree
     up to the blending of the overlap band."""
-    from app.engine.loader import load_checkpoint
+    from geovision.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(SALT_MODEL, torch.device("cpu"))
     names = sorted(p.name for p in TGS_TRAIN.glob("*.png"))[:9]

@@ -5,8 +5,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app.engine.loader import load_checkpoint
-from train.rle import rle_encode
+from geovision.checkpoint import load_checkpoint
+from geovision.rle import rle_encode
 
 
 def make_synthetic_tgs(folder, n=16, seed=0):
@@ -61,7 +61,7 @@ def test_retune_re_exports_with_min_salt_pixels(runner, tmp_path):
 
 
 def test_pretext_rotation_crop_has_no_empty_pixels_and_jigsaw_permutations_are_far_apart():
-    from train import pretext
+    from train.salt import pretext
 
     side = pretext.inner_square(101, 8)
     assert side == 89
@@ -121,8 +121,8 @@ def test_flask_train_model_whales_dry_run(runner, tmp_path, whale_folder):
 def test_pseudo_label_fine_tuning_dry_run(runner, tmp_path):
     """A dry run exports a model, a second one starts from it (both weight formats load to the
     same U-Net), pseudo-labels the unlabelled tiles and records that in meta.json."""
-    from train.salt_model import build_unet
-    from train.salt_pseudo import load_weights
+    from train.salt.model import build_unet
+    from train.salt.pseudo import load_weights
 
     data = make_synthetic_tgs(tmp_path / "tgs", n=16)
     unlabelled = tmp_path / "unlabelled"
@@ -146,7 +146,7 @@ def test_pseudo_label_fine_tuning_dry_run(runner, tmp_path):
 
 
 def test_pseudo_label_confidence_ranks_tiles():
-    from train.salt_pseudo import select_confident, tile_uncertainty
+    from train.salt.pseudo import select_confident, tile_uncertainty
 
     probs = np.stack([np.full((4, 4), 0.99), np.full((4, 4), 0.6), np.full((4, 4), 0.01), np.full((4, 4), 0.01)])
     salts = np.array([0.99, 0.9, 0.02, 0.45])
@@ -159,13 +159,14 @@ def test_pseudo_label_confidence_ranks_tiles():
 
 
 def test_snapshot_members_from_exports_and_checkpoints(runner, tmp_path):
-    """``salt_snapshots`` takes a run checkpoint or an exported model as a member; the ensemble
+    """``train.salt.snapshots`` takes a run checkpoint or an exported model as a member; the ensemble
     averages probabilities, and an exported ensemble is refused as a fine-tuning start."""
     import pytest
 
-    from train.salt import SaltTrainConfig, _export
-    from train.salt_pseudo import load_weights
-    from train.salt_snapshots import SnapshotEnsemble, _member_meta, load_ema
+    from train.salt.config import SaltTrainConfig
+    from train.salt.export import export_salt
+    from train.salt.pseudo import load_weights
+    from train.salt.snapshots import SnapshotEnsemble, _member_meta, load_ema
 
     data = make_synthetic_tgs(tmp_path / "tgs")
     first, run1 = tmp_path / "first", tmp_path / "run1"
@@ -184,7 +185,7 @@ def test_snapshot_members_from_exports_and_checkpoints(runner, tmp_path):
     out = tmp_path / "ensemble"
     out.mkdir()
     best = {"tgs_metric": 0.5, "threshold": 0.5, "empty_threshold": 0.5, "epoch": 1}
-    _export(SnapshotEnsemble([net_a, net_b]).eval(), SaltTrainConfig(data=str(data), output=str(out)), best,
+    export_salt(SnapshotEnsemble([net_a, net_b]).eval(), SaltTrainConfig(data=str(data), output=str(out)), best,
             0.4, 0.2, 12, 4, 0.0, torch.device("cpu"))
     with pytest.raises(ValueError, match="ensemble"):
         load_weights(out / "model.pt")

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from train import whales_data as wd
-from train.metrics import NEW_WHALE
-from train.whales import calibrate_threshold
-from train.whales_model import rank_individuals
+from geovision import whales
+from geovision.metrics import NEW_WHALE
+from geovision.whales import rank_individuals
+from train.whales import data as wd
+from train.whales.loop import calibrate_threshold
 
 from .conftest import make_app, png_bytes, whale_photo
 
@@ -37,7 +38,7 @@ def synthetic_rows(n_whales: int = 60, seed: int = 0) -> list[dict]:
 def test_split_holds_out_encounters_and_whole_individuals():
     rows = synthetic_rows()
     split = wd.make_split(rows)
-    train, queries, held_out = wd.partition(rows, split)
+    train, queries, held_out = whales.partition(rows, split)
     roles = Counter(r["role"] for r in split)
     assert roles["query_known"] and roles["query_new"]
     assert abs(roles["query_new"] / len(split) - 1 / 3) < 0.1
@@ -55,20 +56,20 @@ def test_split_holds_out_encounters_and_whole_individuals():
 
 def test_committed_split_file_matches_metadata():
     split = wd.read_split()
-    assert len(split) > 300 and set(r["role"] for r in split) == set(wd.ROLES)
+    assert len(split) > 300 and set(r["role"] for r in split) == set(whales.ROLES)
     share = sum(r["role"] == "query_new" for r in split) / len(split)
     assert 0.3 < share < 0.37
 
 
 def test_prepare_image_letterboxes_and_turns_landscape_photos():
     tall = Image.fromarray(np.full((200, 50, 3), 200, np.uint8))
-    out = wd.prepare_image(tall)
-    assert out.shape == (wd.INPUT_HEIGHT, wd.INPUT_WIDTH, 3) and out.dtype == np.uint8
+    out = whales.prepare_image(tall)
+    assert out.shape == (whales.INPUT_HEIGHT, whales.INPUT_WIDTH, 3) and out.dtype == np.uint8
     # 200x50 scales to 256x64: centred, black bands of 16 columns on each side
     assert out[:, :15].max() == 0 and out[:, -15:].max() == 0 and out[:, 20:76].min() == 200
     wide = np.zeros((40, 160, 3), np.uint8)
     wide[:, :80] = 255  # left half white -> after a quarter turn (counter-clockwise) the bottom half
-    turned = wd.prepare_image(Image.fromarray(wide))
+    turned = whales.prepare_image(Image.fromarray(wide))
     body = turned[:, 32:64, 0]
     assert body[:128].mean() < 50 and body[128:].mean() > 200
 

@@ -3,6 +3,8 @@
 Models are loaded in ``init_app`` (called by ``create_app``), in a background thread
 so that ``/api/v1/health`` answers at once and ``/api/v1/ready`` answers 503 until
 every model is loaded and warmed up. Never at import time, never in a gunicorn master.
+The engine knows checkpoints and batchers only: it reports each forward pass through the
+``on_batch`` callback it is given (the app passes :func:`app.metrics.observe_batch`).
 """
 from __future__ import annotations
 
@@ -14,11 +16,10 @@ import time
 import torch
 from flask import Flask, current_app
 
-from train.runtime import select_device as resolve_device
+from geovision.checkpoint import Checkpoint, find_checkpoints, load_checkpoint
+from geovision.device import select_device
 
-from ..metrics import observe_batch
-from .batcher import DynamicBatcher, QueueFullError
-from .loader import Checkpoint, find_checkpoints, load_checkpoint
+from .batcher import BatchCallback, DynamicBatcher, QueueFullError
 
 __all__ = ["InferenceEngine", "ModelNotReady", "QueueFullError", "Checkpoint"]
 log = logging.getLogger(__name__)
@@ -31,8 +32,9 @@ class ModelNotReady(RuntimeError):
 class EngineState:
     """Per-app engine state: checkpoints, their batchers and the load status."""
 
-    def __init__(self, config: dict):
-        self.device = resolve_device(config["DEVICE"])
+    def __init__(self, config: dict, on_batch: BatchCallback | None = None):
+        self.on_batch = on_batch
+        self.device = select_device(config["DEVICE"])
         self.model_dir = config["MODEL_DIR"]
         self.max_batch_size = config["MAX_BATCH_SIZE"]
         self.max_batch_delay_ms = config["MAX_BATCH_DELAY_MS"]
@@ -57,7 +59,7 @@ class EngineState:
                 ckpt = load_checkpoint(folder, self.device)
                 batcher = DynamicBatcher(ckpt.module, self.max_batch_size, self.max_batch_delay_ms,
                                          self.device, self.max_queue_size, name=task,
-                                         amp_dtype=self.amp_dtype, on_batch=observe_batch)
+                                         amp_dtype=self.amp_dtype, on_batch=self.on_batch)
                 shape = ckpt.meta["input_shape"]
                 for n in sorted({1, self.max_batch_size}):  # warm-up: first call and a full batch
                     batcher(torch.zeros(n, *shape), timeout=self.timeout)
@@ -80,11 +82,13 @@ class EngineState:
 class InferenceEngine:
     """Flask extension giving views access to the loaded models of the current app."""
 
-    def init_app(self, app: Flask, wait: bool = False) -> None:
-        """Start loading the models of ``app.config['MODEL_DIR']``; block when ``wait``."""
+    def init_app(self, app: Flask, wait: bool = False, on_batch: BatchCallback | None = None) -> None:
+        """Start loading the models of ``app.config['MODEL_DIR']``; block when ``wait``.
+
+        ``on_batch(model, rows, queue_waits_s, seconds)`` is called after every forward pass."""
         if app.config.get("TORCH_THREADS"):
             torch.set_num_threads(app.config["TORCH_THREADS"])
-        state = EngineState(app.config)
+        state = EngineState(app.config, on_batch)
         app.extensions["engine"] = state
         thread = threading.Thread(target=state.load_all, name="model-loader", daemon=True)
         thread.start()
@@ -96,7 +100,7 @@ class InferenceEngine:
 
     def reload(self, app: Flask) -> EngineState:
         """Load every checkpoint again (blocking), then swap it in and close the old batchers."""
-        new = EngineState(app.config)
+        new = EngineState(app.config, app.extensions["engine"].on_batch)
         new.load_all()
         old, app.extensions["engine"] = app.extensions["engine"], new
         old.close()

@@ -13,12 +13,15 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
 import torch
 
 log = logging.getLogger(__name__)
+#: ``on_batch(model name, rows, queue waits in s, forward-pass seconds)``, called after each pass.
+BatchCallback = Callable[[str, int, list[float], float], None]
 
 
 class QueueFullError(RuntimeError):
@@ -51,7 +54,7 @@ class DynamicBatcher:
 
     def __init__(self, model, max_batch_size: int = 32, max_batch_delay_ms: float = 10.0,
                  device: torch.device | str = "cpu", max_queue_size: int = 1024, name: str = "model",
-                 amp_dtype: torch.dtype | None = None, on_batch=None):
+                 amp_dtype: torch.dtype | None = None, on_batch: BatchCallback | None = None):
         self.model = model
         self.amp_dtype = amp_dtype
         self.on_batch = on_batch

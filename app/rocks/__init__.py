@@ -1,6 +1,1 @@
-"""Rock classification feature: page (with the similarity panel) and service."""
-from flask import Blueprint
-
-bp = Blueprint("rocks", __name__, url_prefix="/rocks")
-
-from . import views  # noqa: E402,F401
+"""Rock classification: handler (:mod:`.handler`) and the page that also shows similar images."""

@@ -5,7 +5,7 @@ from wtforms import IntegerField, SelectField, SubmitField
 from wtforms.fields import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
-from ..salt.forms import IMAGE_EXTENSIONS
+from ..uploads import IMAGE_EXTENSIONS
 
 
 class RocksUploadForm(FlaskForm):

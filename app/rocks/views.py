@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import base64
 
-from flask import render_template, request
+from flask import Blueprint, render_template, request
 
-from ..extensions import engine
 from ..gallery import GalleryUnavailable
+from ..tasks import registry as tasks
 from ..uploads import Upload, answer_each, read_uploads
-from . import bp, service
 from .forms import RocksUploadForm
+
+bp = Blueprint("rocks", __name__, url_prefix="/rocks")
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -23,14 +24,15 @@ def upload():
         uploads = read_uploads(form.image.data or [])
         if not uploads:
             form.image.errors.append("choose at least one image")
-        engine.checkpoint(service.ROCKS)
+        rocks, similarity = tasks.get("rocks"), tasks.get("similarity")
+        rocks.check_ready()
 
         def handle(up: Upload) -> dict:
             nonlocal gallery_error
-            answer = {"filename": up.filename, "classification": service.classify(up),
+            answer = {"filename": up.filename, "classification": rocks.answer(up),
                       "thumbnail": "data:image;base64," + base64.b64encode(up.data).decode()}
             try:
-                answer["similar"] = service.search(up, form.k.data or 10, form.method.data)
+                answer["similar"] = similarity.answer(up, k=form.k.data or 10, method=form.method.data)
             except GalleryUnavailable as exc:
                 gallery_error = str(exc)
             return answer

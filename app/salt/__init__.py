@@ -1,6 +1,2 @@
-"""Salt segmentation feature: pages, service and pre/post-processing."""
-from flask import Blueprint
-
-bp = Blueprint("salt", __name__, url_prefix="/salt")
-
-from . import views  # noqa: E402,F401  (registers the routes on bp)
+"""Salt segmentation: handler (:mod:`.handler`), pages (:mod:`.views`), SEG-Y reading
+(:mod:`.segy`) and storage (:mod:`.volumes`), ``flask predict salt`` (:mod:`.commands`)."""

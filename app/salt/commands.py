@@ -7,18 +7,19 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-from flask import Flask
 from flask.cli import with_appcontext
 from PIL import Image
 from tqdm import tqdm
 
-from train.rle import rle_encode
+from geovision import tiling as proc
+from geovision.imaging import to_gray
+from geovision.rle import rle_encode
+from geovision.tiling import OVERLAP
 
 from ..engine import ModelNotReady
 from ..extensions import engine
-from ..imaging import to_gray
-from . import processing as proc
-from .service import OVERLAP, TASK
+
+TASK = "salt"
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 
@@ -61,7 +62,3 @@ def predict(task: str, data: Path, out: Path, batch_size: int) -> None:
                                               ckpt.meta, threshold, OVERLAP)
                 writer.writerow([p.stem, rle_encode(mask)])
     click.echo(f"wrote {len(paths)} rows to {out}")
-
-
-def init_app(app: Flask) -> None:
-    app.cli.add_command(predict)

@@ -5,7 +5,8 @@ from wtforms import DecimalField, IntegerField, SelectField, SubmitField
 from wtforms.fields import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
-IMAGE_EXTENSIONS = ["png", "jpg", "jpeg", "tif", "tiff", "gif", "bmp", "webp"]
+from ..uploads import IMAGE_EXTENSIONS
+
 SEGY_EXTENSIONS = ["sgy", "segy"]
 
 

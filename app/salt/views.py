@@ -3,17 +3,26 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
+from pathlib import Path
 
-from flask import Response, abort, flash, redirect, render_template, request, send_file, url_for
+import numpy as np
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, send_file, url_for
 from markupsafe import Markup, escape
+from PIL import Image, ImageOps
 
-from ..extensions import db, engine
-from ..imaging import ImageError
+from geovision import tiling
+from geovision.imaging import ImageError, to_gray
+
+from ..extensions import db
 from ..records import Prediction
+from ..tasks import registry as tasks
 from ..uploads import answer_each, find_stored
-from . import bp, segy, service
+from . import segy
 from .forms import SaltUploadForm, SegySliceForm
+from .volumes import StoredSegy, load_segy, read_salt_files
 
+bp = Blueprint("salt", __name__, url_prefix="/salt")
 MIMETYPES = {"png": "image/png", "txt": "text/plain"}
 
 
@@ -22,9 +31,9 @@ def upload():
     form = SaltUploadForm()
     errors: list[dict] = []
     if form.validate_on_submit():
-        items = service.read_salt_files(form.image.data or [])
-        volumes = [i for i in items if isinstance(i, service.StoredSegy)]
-        images = [i for i in items if not isinstance(i, service.StoredSegy)]
+        items = read_salt_files(form.image.data or [])
+        volumes = [i for i in items if isinstance(i, StoredSegy)]
+        images = [i for i in items if not isinstance(i, StoredSegy)]
         # Only SEG-Y: go to the first volume's page and link the others; with images, link them all.
         only_volumes = bool(volumes) and not images
         for volume in volumes[1:] if only_volumes else volumes:
@@ -36,8 +45,9 @@ def upload():
             form.image.errors.append("choose at least one image or SEG-Y file")
         else:
             threshold = float(form.threshold.data) if form.threshold.data is not None else None
-            engine.checkpoint(service.TASK)
-            results, answered = answer_each(images, lambda item: service.answer(item, threshold, None))
+            handler = tasks.get("salt")
+            handler.check_ready()
+            results, answered = answer_each(images, lambda item: handler.answer(item, threshold=threshold))
             errors = [r for r in results if "error" in r]
             if answered and not errors:
                 ids = [r["prediction_id"] for r in results]
@@ -53,7 +63,7 @@ def upload():
 @bp.route("/segy/<segy_id>", methods=["GET", "POST"])
 def segy_page(segy_id: str):
     """Geometry of an uploaded SEG-Y volume and a form to segment one of its slices."""
-    found = service.load_segy(segy_id)
+    found = load_segy(segy_id)
     if found is None:
         abort(404)
     stored, geometry = found
@@ -68,8 +78,9 @@ def segy_page(segy_id: str):
         threshold = float(form.threshold.data) if form.threshold.data is not None else None
         try:
             spec = segy.parse_slice(form.kind.data + number)
-            engine.checkpoint(service.TASK)
-            result = service.segment_segy(stored, spec, threshold)
+            handler = tasks.get("salt")
+            handler.check_ready()
+            result = handler.answer(stored, threshold=threshold, spec=spec)
             return redirect(url_for("salt.result", public_id=result["prediction_id"]))
         except (segy.SegyError, ImageError) as exc:
             error, status = str(exc), getattr(exc, "status", 400)
@@ -110,7 +121,7 @@ def result_file(public_id: str, name: str):
     path = find_stored(public_id, name)
     if path is None and name == "overlay.png":
         mask = find_stored(public_id, "mask.png")
-        path = service.render_overlay(mask.parent) if mask else None
+        path = render_overlay(mask.parent) if mask else None
     if path is None:
         abort(404)
     download = request.args.get("download") == "1"
@@ -123,6 +134,18 @@ def _load(public_ids: list[str]) -> list[Prediction]:
     if not public_ids:
         return []
     rows = db.session.scalars(db.select(Prediction).where(
-        Prediction.public_id.in_(public_ids), Prediction.task == service.TASK)).all()
+        Prediction.public_id.in_(public_ids), Prediction.task == "salt")).all()
     order = {pid: i for i, pid in enumerate(public_ids)}
     return sorted(rows, key=lambda r: order[r.public_id])
+
+
+def render_overlay(folder: Path) -> Path:
+    """Draw ``overlay.png`` from the stored input and mask of one prediction (first view only)."""
+    with Image.open(folder / "input.png") as im:
+        gray = to_gray(ImageOps.exif_transpose(im))
+    with Image.open(folder / "mask.png") as m:
+        mask = np.asarray(m) > 0
+    tmp = folder / f".overlay-{uuid.uuid4().hex}.png"
+    tiling.overlay(gray, mask).save(tmp, compress_level=1)
+    tmp.replace(folder / "overlay.png")
+    return folder / "overlay.png"

@@ -1,11 +1,12 @@
 """Gallery thumbnails and a redirect to the rocks page, where similarity search lives."""
 import io
 
-from flask import abort, redirect, send_file, url_for
+from flask import Blueprint, abort, redirect, send_file, url_for
 from PIL import Image
 
 from ..gallery import GalleryUnavailable, store
-from . import bp
+
+bp = Blueprint("similarity", __name__, url_prefix="/similarity")
 
 
 @bp.get("/")

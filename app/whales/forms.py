@@ -4,7 +4,7 @@ from flask_wtf.file import FileAllowed, MultipleFileField
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length, Regexp
 
-from ..salt.forms import IMAGE_EXTENSIONS
+from ..uploads import IMAGE_EXTENSIONS
 
 
 class WhaleUploadForm(FlaskForm):

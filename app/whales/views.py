@@ -5,15 +5,17 @@ import base64
 import hmac
 import io
 
-from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from PIL import Image
 
-from ..extensions import engine
+from geovision.imaging import ImageError, decode_image
+
 from ..gallery import GalleryUnavailable, store
-from ..imaging import ImageError, decode_image
+from ..tasks import registry as tasks
 from ..uploads import Upload, answer_each, read_uploads
-from . import bp, service
 from .forms import WhaleEnrolForm, WhaleUploadForm
+
+bp = Blueprint("whales", __name__, url_prefix="/whales")
 
 THUMBNAIL_SIZE = (256, 256)
 
@@ -37,11 +39,12 @@ def upload():
         uploads = read_uploads(form.image.data or [])
         if not uploads:
             form.image.errors.append("choose at least one photo")
-        engine.checkpoint(service.TASK)
+        handler = tasks.get("whales")
+        handler.check_model()   # the gallery error is shown on the page
 
         def handle(up: Upload) -> dict:
             image = decode_image(up.data, current_app.config["MAX_IMAGE_PIXELS"])
-            answer = service.identify(up, with_photos=True, image=image)
+            answer = handler.answer(up, with_photos=True, image=image)
             answer["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(_thumbnail_jpeg(image)).decode()
             return answer
 
@@ -60,7 +63,7 @@ def upload():
 def gallery_image(item_id: int):
     """JPEG thumbnail (at most 256 px) of the whale gallery photo ``item_id``."""
     try:
-        gallery = store().get(service.TASK)
+        gallery = store().get("whales")
     except GalleryUnavailable:
         abort(404)
     if not 0 <= item_id < len(gallery):
@@ -95,7 +98,7 @@ def enrol():
         if not photos and not bad:
             form.image.errors.append("choose at least one photo")
         if photos and not bad:
-            size = service.enrol(form.whale_id.data, photos)
+            size = tasks.get("whales").add_to_gallery(form.whale_id.data, photos)
             flash(f"enrolled {len(photos)} photo(s) of {form.whale_id.data.strip()}; the gallery now holds "
                   f"{size} photos", "ok")
             return redirect(url_for("whales.enrol"))

@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from tqdm import tqdm
 
-from . import retrieval
-from .provenance import git_commit
-from .rocks_model import LABELS, RockClassifier, RockEmbedder, RockNet
+from geovision import retrieval
+from geovision.checkpoint import write_meta
+
+from ..common.provenance import git_commit
+from .data import SIZE, SPLIT_FILE, list_images, load_rgb, make_split
+from .model import LABELS, RockClassifier, RockEmbedder, RockNet
 
 log = logging.getLogger(__name__)
-SIZE = 28
-SPLIT_FILE = Path(__file__).parent / "splits" / "rocks_val_ids.txt"
 
 
 @dataclass
@@ -45,33 +45,6 @@ class RocksTrainConfig:
     threads: int = 0
     dry_run: bool = False
     command: str = ""
-
-
-def list_images(root: Path) -> tuple[list[str], list[str]]:
-    """Relative paths ``<class>/<file>`` of every image under ``root`` and their class names."""
-    paths = sorted(str(p.relative_to(root)) for p in Path(root).glob("*/*")
-                   if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-    return paths, [p.split("/")[0] for p in paths]
-
-
-def load_rgb(path: Path, size: int = SIZE) -> np.ndarray:
-    """uint8 (size, size, 3) RGB array of an image file, resized when needed."""
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.Resampling.BILINEAR)
-        return np.asarray(im)
-
-
-def make_split(paths: list[str], labels: list[str], val_fraction: float = 0.1, seed: int = 42) -> list[str]:
-    """Stratified validation paths (``val_fraction`` of each class)."""
-    rng = np.random.default_rng(seed)
-    val = []
-    for label in sorted(set(labels)):
-        members = [p for p, lab in zip(paths, labels) if lab == label]
-        rng.shuffle(members)
-        val += members[: round(len(members) * val_fraction)]
-    return sorted(val)
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -206,6 +179,6 @@ def train_rocks(cfg: RocksTrainConfig) -> dict:
             if not torch.allclose(traced(example), module(example), atol=1e-5):
                 raise RuntimeError(f"traced {task} model differs from eager model")
         traced.save(str(out / "model.pt"))
-        (out / "meta.json").write_text(json.dumps({**meta, **common}, indent=2) + "\n")
+        write_meta(out, {**meta, **common})
         log.info("exported %s", out)
     return json.loads((Path(cfg.output) / "similarity" / "meta.json").read_text())

@@ -27,8 +27,8 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from tqdm import tqdm
 
-from . import salt_data as sd
-from .salt_model import build_unet
+from . import data as sd
+from .model import build_unet
 
 log = logging.getLogger(__name__)
 ANGLES = (-8, -4, 0, 4, 8)

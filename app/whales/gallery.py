@@ -1,4 +1,4 @@
-"""Whale identification against the gallery of known individuals, duplicates, enrolment.
+"""The gallery of known whales: ranking a query against it, duplicates, building and enrolment.
 
 The gallery (``<GALLERY_FOLDER>/whales``, see :mod:`app.gallery`) holds one row per photo of
 a known individual: ``label`` (the individual's id), ``image`` (file name), ``path`` (where
@@ -10,7 +10,6 @@ threshold calibrated on validation (``meta.json``'s ``new_whale_threshold``).
 from __future__ import annotations
 
 import csv
-import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,24 +17,20 @@ from pathlib import Path
 import imagehash
 import numpy as np
 import torch
-from flask import current_app, url_for
+from flask import current_app
 from PIL import Image
 from tqdm import tqdm
 
-from train import retrieval
-from train.metrics import NEW_WHALE, insert_new_whale
-from train.whales_data import image_folder, partition, prepare_image, read_split
-from train.whales_model import rank_individuals
+from geovision import retrieval
+from geovision.checkpoint import Checkpoint
+from geovision.imaging import normalise
+from geovision.metrics import NEW_WHALE, insert_new_whale
+from geovision.whales import image_folder, partition, prepare_image, rank_individuals, read_split
 
-from ..engine import Checkpoint
 from ..extensions import engine
-from ..gallery import Gallery, GalleryUnavailable, append_to_gallery, store, write_gallery
-from ..imaging import decode_image
-from ..rocks.processing import normalise
-from ..uploads import Upload, record
+from ..gallery import Gallery, GalleryUnavailable, append_to_gallery, replace_gallery, store
 
 TASK = "whales"
-PHOTOS_PER_CANDIDATE = 3
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".webp"}
 SEARCH_DEPTH = 256  #: gallery photos retrieved per query before aggregating per individual
 
@@ -69,7 +64,7 @@ def _gallery_hashes(gallery: Gallery) -> np.ndarray:
     return gallery.cache["phash"]
 
 
-def _photos_by_whale(gallery: Gallery) -> dict[str, list[int]]:
+def photos_by_whale(gallery: Gallery) -> dict[str, list[int]]:
     if "by_whale" not in gallery.cache:
         by: dict[str, list[int]] = {}
         for item in gallery.items:
@@ -131,49 +126,6 @@ def find_duplicate(gallery: Gallery, phash: str, max_distance: int) -> dict | No
     return {"image": item["image"], "whale_id": item["label"], "id": item["id"], "distance": int(dist[best])}
 
 
-def identify(upload: Upload, with_photos: bool = False, image: Image.Image | None = None) -> dict:
-    """The 5 most likely individuals of one photo.
-
-    Returns ``{"filename", "predictions": [{"whale_id", "score"}] x 5, "duplicate_of": None |
-    {"image", "whale_id"}, "prediction_id"}``; with ``with_photos`` each prediction also gets
-    ``photo_urls`` (up to 3 gallery photos of that individual, most similar first) and the
-    duplicate its ``distance`` and ``photo_url``. ``image``: the upload already decoded (else decoded here).
-    Raises ImageError, GalleryUnavailable and the engine's errors.
-    """
-    started = time.perf_counter()
-    ckpt = engine.checkpoint(TASK)
-    gallery = store().get(TASK)
-    if image is None:
-        image = decode_image(upload.data, current_app.config["MAX_IMAGE_PIXELS"])
-    x = model_input(image, ckpt)
-    phash = perceptual_hash(image)
-    decode_ms = (time.perf_counter() - started) * 1e3
-    t0 = time.perf_counter()
-    embedding = engine.predict(TASK, torch.from_numpy(x[None]))[0].float().numpy()
-    threshold = float(ckpt.meta["new_whale_threshold"])
-    duplicate = find_duplicate(gallery, phash, current_app.config["WHALES_DUPLICATE_DISTANCE"])
-    preds, photos = rank_gallery(gallery, embedding, threshold, duplicate)
-    inference_ms = (time.perf_counter() - t0) * 1e3
-    predictions = [{"whale_id": w, "score": round(float(s), 6)} for w, s in preds]
-    public_dup = {"image": duplicate["image"], "whale_id": duplicate["whale_id"]} if duplicate else None
-    timings = {"decode_ms": decode_ms, "inference_ms": inference_ms, "total_ms": (time.perf_counter() - started) * 1e3}
-    summary = {"predictions": predictions, "duplicate_of": public_dup, "new_whale_threshold": threshold,
-               "gallery": gallery.version, "phash": phash}
-    row = record(TASK, upload, image.size, ckpt, summary, timings)
-    result = {"filename": upload.filename, "predictions": predictions, "duplicate_of": public_dup,
-              "prediction_id": row.public_id}
-    if with_photos:
-        by_whale = _photos_by_whale(gallery)
-        for p in result["predictions"]:
-            if p["whale_id"] != NEW_WHALE:
-                ids = (photos.get(p["whale_id"]) or by_whale.get(p["whale_id"], []))[:PHOTOS_PER_CANDIDATE]
-                p["photo_urls"] = [url_for("whales.gallery_image", item_id=i) for i in ids]
-        if duplicate:
-            result["duplicate_of"] = {**public_dup, "distance": duplicate["distance"],
-                                      "photo_url": url_for("whales.gallery_image", item_id=duplicate["id"])}
-    return result
-
-
 # --- building and extending the gallery -------------------------------------------------
 
 def embed_images(images: Iterable[Image.Image], ckpt: Checkpoint, total: int | None = None,
@@ -229,8 +181,7 @@ def build_gallery(data: Path, exclude_split: Path | None = None) -> int:
         raise GalleryUnavailable(f"no photos of known individuals in {data}/train.csv")
     embs, hashes = embed_images((_open(Path(r["path"])) for r in rows), ckpt, total=len(rows))
     items = [{"label": r["Id"], "image": r["Image"], "path": r["path"], "phash": h} for r, h in zip(rows, hashes)]
-    write_gallery(store().folder / TASK, items, embs)
-    return len(items)
+    return replace_gallery(store().folder / TASK, items, embs)
 
 
 def enrolled_folder() -> Path:
@@ -249,7 +200,7 @@ def enrol(whale_id: str, photos: list[tuple[str, Image.Image, bytes | None]]) ->
     """
     whale_id = whale_id.strip()
     if not whale_id or whale_id == NEW_WHALE:
-        raise ValueError("give the individual's id (not new_whale)")
+        raise ValueError("give the individual's id (--id ID on the command line), not new_whale")
     ckpt = engine.checkpoint(TASK)
     embs, hashes = embed_images((im for _, im, _ in photos), ckpt, total=len(photos))
     items = []

@@ -16,7 +16,7 @@ TILE = 101          #: TGS tiles are 101x101 pixels.
 PADDED = 128        #: Tiles are reflect-padded to 128x128 (divisible by 2**5).
 PAD_BEFORE = (PADDED - TILE) // 2
 PAD_AFTER = PADDED - TILE - PAD_BEFORE
-SPLIT_FILE = Path(__file__).parent / "splits" / "salt_val_ids.txt"
+SPLIT_FILE = Path(__file__).resolve().parent.parent / "splits" / "salt_val_ids.txt"
 
 
 def read_ids(data_dir: Path) -> list[str]:
@@ -69,19 +69,10 @@ def crop_tiles(x: torch.Tensor) -> torch.Tensor:
     return x[..., PAD_BEFORE:PAD_BEFORE + TILE, PAD_BEFORE:PAD_BEFORE + TILE]
 
 
-def augment(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random horizontal flip, scale/shift and brightness/contrast on a batch.
-
-    Args:
-        images: float (N, 1, 101, 101) in [0, 1]; masks: float (N, 1, 101, 101) in {0, 1}.
-    Returns:
-        Augmented copies of the same shapes (masks stay binary).
-    """
-    n = images.shape[0]
+def random_geometry(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-tile random horizontal flips (bool (n,)) and affine matrices (float (n, 2, 3)): zoom
+    1.0-1.2 and shift up to 8 % on half of the tiles, identity on the others."""
     flip = torch.rand(n, generator=generator) < 0.5
-    images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
-    masks = torch.where(flip.view(-1, 1, 1, 1), masks.flip(-1), masks)
-    # Affine (zoom 1.0-1.2, shift up to 8%) on half of the batch; reflection fills borders.
     use = (torch.rand(n, generator=generator) < 0.5).float()
     scale = 1.0 - use * 0.2 * torch.rand(n, generator=generator)
     shift = use.unsqueeze(1) * (torch.rand(n, 2, generator=generator) - 0.5) * 0.16
@@ -89,9 +80,34 @@ def augment(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generato
     theta[:, 0, 0] = scale
     theta[:, 1, 1] = scale
     theta[:, :, 2] = shift
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    masks = (F.grid_sample(masks, grid, mode="bilinear", padding_mode="reflection", align_corners=False) > 0.5).float()
+    return flip, theta
+
+
+def apply_geometry(x: torch.Tensor, flip: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Flip then warp float (N, C, H, W) by :func:`random_geometry`'s draws (bilinear, reflected borders)."""
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def augment(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator,
+            soft: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """Random horizontal flip, scale/shift and brightness/contrast on a batch.
+
+    Args:
+        images: float (N, 1, 101, 101) in [0, 1]; masks: float (N, 1, 101, 101) in {0, 1};
+        soft: optional float (N, 1, 101, 101) soft targets (e.g. a teacher's probabilities),
+            warped like the masks but not re-binarised.
+    Returns:
+        Augmented ``(images, masks)`` (masks stay binary), plus ``soft`` when given.
+    """
+    n = images.shape[0]
+    flip, theta = random_geometry(n, generator)
+    images = apply_geometry(images, flip, theta)
+    masks = (apply_geometry(masks, flip, theta) > 0.5).float()
     gain = 1.0 + (torch.rand(n, 1, 1, 1, generator=generator) - 0.5) * 0.2
     bias = (torch.rand(n, 1, 1, 1, generator=generator) - 0.5) * 0.1
-    return (images * gain + bias).clamp(0.0, 1.0), masks
+    images = (images * gain + bias).clamp(0.0, 1.0)
+    if soft is None:
+        return images, masks
+    return images, masks, apply_geometry(soft, flip, theta).clamp(0.0, 1.0)

@@ -26,11 +26,16 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from tqdm import tqdm
 
-from . import whales_data as wd
-from .metrics import NEW_WHALE, insert_new_whale, map_at_5
-from .provenance import git_commit
-from .runtime import select_device, warmup_cosine
-from .whales_model import ArcFace, WhaleEmbedder, WhaleNet, rank_individuals
+from geovision import whales
+from geovision.checkpoint import write_meta
+from geovision.device import select_device
+from geovision.metrics import NEW_WHALE, insert_new_whale, map_at_5
+from geovision.whales import rank_individuals
+
+from ..common.provenance import git_commit
+from ..common.runtime import warmup_cosine
+from . import data as wd
+from .model import ArcFace, WhaleEmbedder, WhaleNet
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +144,8 @@ def _load(cfg: WhalesTrainConfig):
     else:
         split = wd.make_split(rows, seed=cfg.seed)
         wd.write_split(split)
-    train_rows, queries, _ = wd.partition(rows, split)
-    folder = wd.image_folder(data)
+    train_rows, queries, _ = whales.partition(rows, split)
+    folder = whales.image_folder(data)
     names = [r["Image"] for r in train_rows] + [r["Image"] for r in queries]
     images = wd.load_images(folder, names)
     return train_rows, queries, images[:len(train_rows)], images[len(train_rows):]
@@ -243,7 +248,7 @@ def _export(net: WhaleNet, cfg: WhalesTrainConfig, best: dict, mean: torch.Tenso
     out_dir.mkdir(parents=True, exist_ok=True)
     module = WhaleEmbedder(copy.deepcopy(net).cpu().float()).eval()
     with torch.inference_mode():
-        example = torch.randn(2, 3, wd.INPUT_HEIGHT, wd.INPUT_WIDTH)
+        example = torch.randn(2, 3, whales.INPUT_HEIGHT, whales.INPUT_WIDTH)
         traced = torch.jit.trace(module, example, check_trace=False)
         if not torch.allclose(traced(example), module(example), atol=1e-5):
             raise RuntimeError("traced whale model differs from the eager model")
@@ -258,9 +263,9 @@ def _export(net: WhaleNet, cfg: WhalesTrainConfig, best: dict, mean: torch.Tenso
                         f"with ArcFace (s={cfg.scale}, m={cfg.margin}, margin warm-up {cfg.margin_warmup} epochs) over "
                         f"{n_classes} individuals"
                         + (" x 2 (mirror = new id)" if cfg.flip_new_id else ", mirrored photos as augmentation"),
-        "input_shape": [3, wd.INPUT_HEIGHT, wd.INPUT_WIDTH],
+        "input_shape": [3, whales.INPUT_HEIGHT, whales.INPUT_WIDTH],
         "resize": "landscape photos turned a quarter; aspect-preserving bilinear resize into 256x96, centred "
-                  "on black (train.whales_data.prepare_image)",
+                  "on black (geovision.whales.prepare_image)",
         "normalization": {"scale": 1 / 255, "mean": [round(v, 6) for v in mean.flatten().tolist()],
                           "std": [round(v, 6) for v in std.flatten().tolist()]},
         "output": f"L2-normalised embedding (N, {cfg.embedding_dim}); cosine similarity = inner product",
@@ -280,5 +285,5 @@ def _export(net: WhaleNet, cfg: WhalesTrainConfig, best: dict, mean: torch.Tenso
         "command": cfg.command,
         "git_commit": git_commit(),
     }
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_meta(out_dir, meta)
     return meta

@@ -1,13 +1,13 @@
 """Self-supervised pretraining study: TGS metric per label fraction and pretraining method.
 
-    python -m train.ssl_study run --data ../shared/data/tgs-salt --methods none rotation jigsaw \
+    python -m train.salt.ssl_study run --data ../shared/data/tgs-salt --methods none rotation jigsaw \
         --fractions 0.01 0.05 0.1 1.0 --steps 160 --threads 1
-    python -m train.ssl_study report            # writes docs/PRETRAINING.md from runs/ssl/results.csv
+    python -m train.salt.ssl_study report            # writes docs/PRETRAINING.md from runs/ssl/results.csv
 
 Every fine-tuning run has the same budget (``--steps`` optimiser steps of ``--batch-size`` tiles,
 BCE + salt/no-salt head, EMA 0.98, flip TTA) whatever its label fraction, starts from a
 from-scratch encoder (``none``) or one pretrained on the 4,000 unlabelled ``test/images`` tiles
-(``rotation``, ``jigsaw``; :mod:`train.pretext`, shared by the fractions), and is scored on the
+(``rotation``, ``jigsaw``; :mod:`train.salt.pretext`, shared by the fractions), and is scored on the
 fixed 360-tile validation split. Several ``run`` processes may share one results file.
 """
 from __future__ import annotations
@@ -21,9 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-from .salt import SaltTrainConfig, train_salt
+from .config import SaltTrainConfig
+from .loop import train_salt
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FIELDS = ["method", "label_fraction", "train_tiles", "steps", "batch_size", "pretrain_steps", "val_tgs_metric",
           "pretext_accuracy", "pretext_chance", "minutes"]
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> None:
                 epochs=1, max_steps=args.steps, batch_size=args.batch_size, lovasz_from=10 ** 6,
                 eval_every=10 ** 6, ema_decay=0.98, threads=args.threads, seed=args.seed,
                 pretrain=method, pretrain_steps=args.pretrain_steps, label_fraction=fraction,
-                command="python -m train.ssl_study " + shlex.join(sys.argv[1:]))
+                command="python -m train.salt.ssl_study " + shlex.join(sys.argv[1:]))
             meta = train_salt(cfg)
             pretext = meta["training"].get("pretext") or {}
             row = {"method": method, "label_fraction": fraction, "train_tiles": meta["data"]["train_tiles"],
@@ -117,14 +118,14 @@ dos Santos, IEEE GRSL 2022).
   second seed could change. Whether a gain at 100 % holds at the release budget needs a full
   pretrained run (about 3 hours on this CPU); until one is measured the released checkpoint
   stays the from-scratch one.
-- Reproduce: `python -m train.ssl_study run --data ../shared/data/tgs-salt` (all cells, or a
-  part with `--methods`/`--fractions` in parallel processes), then `python -m train.ssl_study report`.
+- Reproduce: `python -m train.salt.ssl_study run --data ../shared/data/tgs-salt` (all cells, or a
+  part with `--methods`/`--fractions` in parallel processes), then `python -m train.salt.ssl_study report`.
 """
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m train.ssl_study", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m train.salt.ssl_study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="fine-tune and score the requested cells")

@@ -1,4 +1,5 @@
-"""Safe decoding of untrusted image uploads (pure functions, no Flask)."""
+"""Image decoding and normalisation (pure functions, no Flask): safe decoding of untrusted
+uploads, grey levels, RGB thumbnails and per-channel standardisation."""
 from __future__ import annotations
 
 import io
@@ -79,3 +80,31 @@ def to_gray(image: Image.Image) -> np.ndarray:
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def rgb_thumbnail(image: Image.Image, size: int) -> np.ndarray:
+    """uint8 (size, size, 3) RGB thumbnail (bilinear resize, as in training).
+
+    16-bit and float images go through :func:`to_gray` (grey RGB); other
+    modes through ``convert("RGB")``.
+    """
+    if image.mode.startswith("I") or image.mode == "F":
+        image = Image.fromarray((to_gray(image) * 255).round().astype(np.uint8), "L")
+    image = image.convert("RGB")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def normalise(thumbnail: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
+    """uint8 (H, W, 3) -> float32 (3, H, W), scaled to [0, 1] then standardised per channel."""
+    x = thumbnail.astype(np.float32).transpose(2, 0, 1) / 255.0
+    return ((x - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]).astype(np.float32)
+
+
+def rgb_model_input(image: Image.Image, meta: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 (S, S, 3) thumbnail, float32 (3, S, S) normalised input) of an image for a checkpoint
+    whose ``meta.json`` gives ``input_shape`` [3, S, S] and per-channel ``normalization``."""
+    thumb = rgb_thumbnail(image, int(meta["input_shape"][-1]))
+    norm = meta["normalization"]
+    return thumb, normalise(thumb, norm["mean"], norm["std"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -77,25 +76,3 @@ class WhaleEmbedder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.net(x).float(), dim=1)
-
-
-def rank_individuals(scores: np.ndarray, whale_ids: np.ndarray, limit: int | None = None) -> list[tuple[str, float]]:
-    """Individuals ranked by their best photo's similarity to one query.
-
-    Args:
-        scores: float (G,) cosine similarity of the query to each gallery photo.
-        whale_ids: (G,) individual of each gallery photo.
-        limit: keep the best ``limit`` individuals (all when None).
-    Returns:
-        ``[(whale_id, score)]``, best first; an individual scores its best photo (max
-        aggregation, as in the humpback solutions that compared a query with every photo).
-    """
-    order = np.argsort(-scores, kind="stable")
-    seen: dict[str, float] = {}
-    for i in order:
-        whale = str(whale_ids[i])
-        if whale not in seen:
-            seen[whale] = float(scores[i])
-            if limit is not None and len(seen) >= limit:
-                break
-    return list(seen.items())

@@ -9,31 +9,25 @@ trained checkpoint (``--init-from``) and never touches the validation split, whi
 from __future__ import annotations
 
 import logging
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from geovision.checkpoint import is_torchscript
+
+from .evaluate import apply_postprocessing, predict_tiles
 from .pretext import load_unlabelled
 
 log = logging.getLogger(__name__)
-
-
-def is_torchscript(path: Path) -> bool:
-    """True for a TorchScript archive (a zip with a ``code/`` folder), False for a pickled checkpoint."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name for name in archive.namelist())
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """U-Net state dict of a run checkpoint (its EMA weights) or of an exported TorchScript model.
 
     Args:
-        path: ``RUN_DIR/last.pt`` (a dict with ``"ema"``, as written by :func:`train.salt.train_salt`)
-            or ``models/salt/model.pt`` (TorchScript of :class:`train.salt_model.SaltPredictor`).
+        path: ``RUN_DIR/last.pt`` (a dict with ``"ema"``, as written by :func:`train.salt.loop.train_salt`)
+            or ``models/salt/model.pt`` (TorchScript of :class:`train.salt.model.SaltPredictor`).
     Raises:
         ValueError: if the file is neither, or is an exported ensemble (several U-Nets).
     """
@@ -87,8 +81,6 @@ def make_pseudo_labels(model: torch.nn.Module, folder: Path, mean: float, std: f
     Returns:
         (uint8 images (K, 101, 101), bool masks (K, 101, 101)).
     """
-    from .salt import apply_postprocessing, predict_tiles
-
     images = load_unlabelled(folder, limit)
     probs, salts = predict_tiles(model, images, mean, std, device)
     masks = apply_postprocessing(probs, salts, post["threshold"], post["empty_threshold"],

@@ -1,9 +1,9 @@
 """Combine snapshots of one salt training run: weight averaging or a prediction ensemble.
 
-    python -m train.salt_snapshots --data ../shared/data/tgs-salt --members runs/salt/snap_*.pt \
+    python -m train.salt.snapshots --data ../shared/data/tgs-salt --members runs/salt/snap_*.pt \
         [--mode average|ensemble] [--export models/salt]
 
-Each member is a checkpoint written by :func:`train.salt.train_salt` (``last.pt`` or a copy;
+Each member is a checkpoint written by :func:`train.salt.loop.train_salt` (``last.pt`` or a copy;
 its EMA weights are used) or an exported ``model.pt``. ``average`` averages the weights of the members (stochastic weight
 averaging over the snapshots of a cosine cycle, Izmailov et al., UAI 2018: one model, the
 same cost); ``ensemble`` averages the members' flip-TTA probabilities (snapshot ensembles,
@@ -24,9 +24,13 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .salt import SaltTrainConfig, _export, _load_split, tune_thresholds
-from .salt_model import build_unet
-from .salt_pseudo import is_torchscript, load_weights
+from geovision.checkpoint import is_torchscript
+
+from .config import SaltTrainConfig
+from .evaluate import load_split, predict_tiles, tune_thresholds
+from .export import ARCHITECTURE, export_salt
+from .model import build_unet
+from .pseudo import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +70,7 @@ def average_weights(nets: list[nn.Module]) -> nn.Module:
 
 class SnapshotEnsemble(nn.Module):
     """Mean of the members' outputs: ``(mask_logits, salt_logits)`` are averaged as probabilities
-    and returned as logits, so :class:`train.salt_model.SaltPredictor` can wrap the ensemble."""
+    and returned as logits, so :class:`train.salt.model.SaltPredictor` can wrap the ensemble."""
 
     def __init__(self, nets: list[nn.Module]):
         super().__init__()
@@ -85,10 +89,7 @@ class SnapshotEnsemble(nn.Module):
 
 def evaluate(net: nn.Module, data: str) -> dict:
     """Tuned validation TGS metric of ``net`` (flip TTA) on the fixed split."""
-    from .salt import predict_tiles
-
-    cfg = SaltTrainConfig(data=data)
-    tr_x, _, va_x, va_y = _load_split(cfg)
+    tr_x, _, va_x, va_y = load_split(data)
     mean, std = float(tr_x.mean() / 255), float(tr_x.std() / 255)
     probs, salts = predict_tiles(net, va_x, mean, std, torch.device("cpu"))
     return {**tune_thresholds(probs, salts, va_y), "mean": mean, "std": std, "n_train": len(tr_x), "n_val": len(va_x)}
@@ -96,7 +97,7 @@ def evaluate(net: nn.Module, data: str) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m train.salt_snapshots", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m train.salt.snapshots", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
     parser.add_argument("--members", nargs="+", required=True, type=Path)
@@ -114,23 +115,23 @@ def main(argv: list[str] | None = None) -> dict:
     log.info("%s of epochs %s: validation TGS metric %.4f (%s)", args.mode, epochs, result["tgs_metric"],
              {k: result[k] for k in ("threshold", "empty_threshold", "min_salt_pixels")})
     if args.export:
-        command = "python -m train.salt_snapshots " + shlex.join(argv if argv is not None else sys.argv[1:])
+        command = "python -m train.salt.snapshots " + shlex.join(argv if argv is not None else sys.argv[1:])
         cfg = SaltTrainConfig(data=args.data, output=args.export, command=command)
         best = {k: result[k] for k in ("tgs_metric", "threshold", "empty_threshold", "min_salt_pixels")}
         best["epoch"] = max(epochs)
         Path(args.export).mkdir(parents=True, exist_ok=True)
         previous = Path(args.export) / "meta.json"
         training = json.loads(previous.read_text()).get("training", {}) if previous.exists() else {}
-        meta = _export(net, cfg, best, result["mean"], result["std"], result["n_train"], result["n_val"], 0.0,
-                       torch.device("cpu"))
-        meta["snapshots"] = {"mode": args.mode, "epochs": epochs, "members": [str(p) for p in args.members],
-                             "member_meta": member_meta}
-        meta["training"] = {**training, "snapshots": f"{args.mode} of the weights of epochs {epochs}"}
-        if args.mode == "ensemble":
-            meta["architecture"] += f"; prediction ensemble of {len(nets)} members (mean probabilities)"
-        else:
-            meta["architecture"] += f"; weights averaged over {len(nets)} snapshots of the run (SWA)"
-        (Path(args.export) / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        combined = (f"prediction ensemble (mean probabilities) of {len(nets)} members, epochs {epochs}"
+                    if args.mode == "ensemble" else f"average of the weights of epochs {epochs} (SWA)")
+        architecture = (f"; prediction ensemble of {len(nets)} members (mean probabilities)" if args.mode == "ensemble"
+                        else f"; weights averaged over {len(nets)} snapshots of the run (SWA)")
+        export_salt(net, cfg, best, result["mean"], result["std"], result["n_train"], result["n_val"], 0.0,
+                           torch.device("cpu"), extra={
+                               "snapshots": {"mode": args.mode, "epochs": epochs,
+                                             "members": [str(p) for p in args.members], "member_meta": member_meta},
+                               "training": {**training, "snapshots": combined},
+                               "architecture": ARCHITECTURE + architecture})
     return result
 
 

@@ -1,4 +1,4 @@
-"""Pre- and post-processing of the salt segmenter (pure NumPy/PIL, no Flask).
+"""Tiling and blending for the salt segmenter (pure NumPy/PIL, no Flask).
 
 Any image size is handled by cutting it into overlapping 101x101 tiles (the TGS tile
 size the model was trained on), reflect-padding each to the model input size,
@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-TILE = 101
+TILE = 101     #: TGS tile edge in pixels
+OVERLAP = 26   #: pixels shared by neighbouring tiles of a large section
 
 
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:

@@ -1,9 +1,9 @@
-"""Beluga / humpback photo-ID data: metadata, the validation split and image pre-processing.
+"""Beluga / humpback photo-ID training data: metadata, making the validation split, loading photos.
 
 The data folder holds ``train.csv`` (``Image,Id``, Kaggle's humpback whale format),
 optionally ``metadata.csv`` (adds ``encounter_id``, ``viewpoint``, ``date``) and the images
-in ``images/`` (or beside the CSV). Pure functions, no Flask: the app imports
-:func:`prepare_image` so that serving sees exactly what training saw.
+in ``images/`` (or beside the CSV). The pre-processing and the split's reading live in
+:mod:`geovision.whales`, shared with the server.
 """
 from __future__ import annotations
 
@@ -12,22 +12,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from .metrics import NEW_WHALE
+from geovision import whales
+from geovision.whales import INPUT_HEIGHT, INPUT_WIDTH, prepare_image
 
-INPUT_HEIGHT, INPUT_WIDTH = 256, 96   #: model input (portrait: the whales' backs are tall crops)
-SPLIT_FILE = Path(__file__).parent / "splits" / "whales_val.csv"
-ROLES = ("query_known", "query_new")
-
-
-def image_folder(data: Path) -> Path:
-    """``DATA/images`` when it exists, else ``DATA`` (Kaggle puts images in ``train/``)."""
-    data = Path(data)
-    for name in ("images", "train"):
-        if (data / name).is_dir():
-            return data / name
-    return data
+SPLIT_FILE = Path(__file__).resolve().parent.parent / "splits" / "whales_val.csv"
 
 
 def read_rows(data: Path) -> list[dict]:
@@ -87,46 +77,8 @@ def write_split(split: list[dict], path: Path = SPLIT_FILE) -> None:
 
 
 def read_split(path: Path = SPLIT_FILE) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def partition(rows: list[dict], split: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
-    """(training/gallery rows, validation queries with ``truth``, held-out individuals' rows).
-
-    Training rows exclude every query image and every image of a ``query_new`` individual.
-    A query's ``truth`` is its ``Id`` for ``query_known`` and ``new_whale`` for ``query_new``.
-    """
-    roles = {r["Image"]: r["role"] for r in split}
-    new_ids = {r["Id"] for r in split if r["role"] == "query_new"}
-    train = [r for r in rows if r["Image"] not in roles and r["Id"] not in new_ids]
-    queries = [{**r, "truth": r["Id"] if roles[r["Image"]] == "query_known" else NEW_WHALE}
-               for r in rows if r["Image"] in roles]
-    held_out = [r for r in rows if r["Id"] in new_ids]
-    return train, queries, held_out
-
-
-def prepare_image(image: Image.Image, height: int = INPUT_HEIGHT, width: int = INPUT_WIDTH) -> np.ndarray:
-    """uint8 (height, width, 3) RGB model input of a whale photo.
-
-    Landscape photos (side views) are turned a quarter so the long axis is vertical, as in
-    the top-down crops; the photo is then resized keeping its aspect ratio to fit, and
-    centred on a black canvas (letterboxing: no stretching of the markings).
-    """
-    image = ImageOps.exif_transpose(image)
-    if image.mode.startswith("I") or image.mode == "F":
-        arr = np.asarray(image, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        image = Image.fromarray(((arr - lo) / (hi - lo or 1) * 255).round().astype(np.uint8), "L")
-    image = image.convert("RGB")
-    if image.width > image.height:
-        image = image.transpose(Image.Transpose.ROTATE_90)
-    scale = min(height / image.height, width / image.width)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    image = image.resize(size, Image.Resampling.BILINEAR)
-    canvas = Image.new("RGB", (width, height))
-    canvas.paste(image, ((width - size[0]) // 2, (height - size[1]) // 2))
-    return np.asarray(canvas, dtype=np.uint8)
+    """The committed validation split (see :func:`geovision.whales.read_split`)."""
+    return whales.read_split(path)
 
 
 def load_images(folder: Path, names: list[str], progress: bool = True) -> np.ndarray:

@@ -1,16 +1,7 @@
-"""Small helpers shared by the trainers: device choice and the learning-rate schedule."""
+"""Learning-rate schedule shared by the trainers."""
 from __future__ import annotations
 
 import math
-
-import torch
-
-
-def select_device(name: str) -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; other names as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:

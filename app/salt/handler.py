@@ -1,0 +1,156 @@
+"""Salt segmentation handler: image or SEG-Y slice -> tiles -> batched model -> mask, overlay, RLE.
+
+Pre-processing cuts the grey image into overlapping 101x101 tiles (:mod:`geovision.tiling`);
+post-processing blends the tile probabilities, thresholds them, and stores the input, the mask
+and the Kaggle RLE under the prediction's folder (the overlay is drawn on first view).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from flask import current_app, url_for
+from PIL import Image
+from werkzeug.datastructures import FileStorage, MultiDict
+
+from geovision import tiling
+from geovision.checkpoint import Checkpoint
+from geovision.imaging import ImageError, decode_image, to_gray
+from geovision.rle import rle_encode
+from geovision.tiling import OVERLAP
+
+from ..errors import ApiError
+from ..tasks.handler import Prepared, TaskHandler
+from ..uploads import storage_dir
+from . import segy
+from .commands import predict
+from .views import bp
+from .volumes import Refused, StoredSegy, load_segy, read_salt_files
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+class SaltHandler(TaskHandler):
+    """Salt masks of seismic images of any size and of SEG-Y slices (TGS Salt Identification)."""
+
+    name = "salt"
+    title = "Salt segmentation"
+    blurb = "Seismic tiles or whole sections: salt mask, coverage, Kaggle RLE"
+    api_action = "segment"
+    blueprint = bp
+
+    def init_app(self, app) -> None:
+        super().init_app(app)
+        app.cli.add_command(predict)   # flask predict salt: a Kaggle submission CSV
+
+    def request_limit(self, config: dict) -> int | None:
+        """SEG-Y volumes may reach ``SEGY_MAX_BYTES`` (+ ``MAX_CONTENT_LENGTH`` for the form fields);
+        each file is then held to its own limit by :func:`app.salt.volumes.read_salt_files`."""
+        return ((config.get("MAX_CONTENT_LENGTH") or 0) + (config.get("SEGY_MAX_BYTES") or 0)) or None
+
+    def parse_options(self, form: MultiDict) -> dict:
+        """``threshold`` (0..1, blank = the checkpoint's) and ``slice`` (SEG-Y: ``inline:N``,
+        ``crossline:N``, ``time:MS``, ``section``; blank = the survey's default slice)."""
+        try:
+            threshold = parse_threshold(form.get("threshold"))
+        except ValueError:
+            raise ApiError("invalid_threshold", "threshold must be a number between 0 and 1") from None
+        try:
+            spec = segy.parse_slice(form.get("slice"))
+        except segy.SegyError as exc:
+            raise ApiError("invalid_slice", str(exc)) from None
+        return {"threshold": threshold, "spec": spec}
+
+    def read_inputs(self, files: list[FileStorage]) -> list:
+        return read_salt_files(files)
+
+    def preprocess(self, item, ckpt: Checkpoint, threshold: float | None = None,
+                   spec: segy.SliceSpec | None = None) -> Prepared:
+        """Grey image (H, W) in [0, 1] of an upload or a SEG-Y slice, cut into model inputs
+        float32 (n, 1, S, S). Raises ImageError (``invalid_slice``, ``image_too_large``, ...)."""
+        if isinstance(item, Refused):
+            raise item.error
+        if isinstance(item, StoredSegy):
+            gray, extra, save_input = _segy_slice(item, spec)
+        else:
+            gray, extra, save_input = _image(item)
+        inputs, origins, canvas = tiling.model_inputs(gray, ckpt.meta, OVERLAP)
+        height, width = gray.shape
+        return Prepared(torch.from_numpy(inputs), (width, height),
+                        {"gray": gray, "origins": origins, "canvas": canvas, "extra": extra, "save_input": save_input})
+
+    def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint, public_id: str,
+                    threshold: float | None = None, spec: segy.SliceSpec | None = None) -> tuple[dict, dict]:
+        state = prepared.state
+        threshold = float(ckpt.meta.get("threshold", 0.5)) if threshold is None else threshold
+        mask = tiling.mask_from_outputs(outputs.float().numpy(), state["origins"], state["canvas"],
+                                        state["gray"].shape, ckpt.meta, threshold, OVERLAP)
+        coverage = float(mask.mean())
+        rle_mask = rle_encode(mask)
+        folder = storage_dir(public_id)
+        state["save_input"](folder)
+        tiling.mask_image(mask).save(folder / "mask.png", compress_level=1)
+        (folder / "rle.txt").write_text(rle_mask + "\n")   # overlay.png is drawn on first view
+        extra = state["extra"]
+        summary = {"coverage": coverage, "rle_mask": rle_mask, "threshold": threshold,
+                   "tiles": len(state["origins"]), **extra}
+        width, height = prepared.size
+        result = {**extra, "width": width, "height": height, "coverage": round(coverage, 6), "rle_mask": rle_mask,
+                  "mask_url": url_for("salt.result_file", public_id=public_id, name="mask.png", _external=True),
+                  "overlay_url": url_for("salt.result_file", public_id=public_id, name="overlay.png", _external=True)}
+        return result, summary
+
+    def history_text(self, summary: dict) -> str:
+        where = f"SEG-Y {summary['slice']}: " if summary.get("slice") else ""
+        return f"{where}{summary['coverage'] * 100:.2f} % salt"
+
+    def history_url(self, public_id: str) -> str | None:
+        return url_for("salt.result", public_id=public_id)
+
+
+def _image(upload) -> tuple[np.ndarray, dict, object]:
+    image = decode_image(upload.data, current_app.config["MAX_IMAGE_PIXELS"])
+
+    def save_input(folder: Path) -> None:
+        if upload.data.startswith(PNG_SIGNATURE):   # browsers show PNG as it is: keep the bytes
+            (folder / "input.png").write_bytes(upload.data)
+        else:
+            image.convert("RGB").save(folder / "input.png", compress_level=1)
+
+    return to_gray(image), {}, save_input
+
+
+def _segy_slice(stored: StoredSegy, spec: segy.SliceSpec | None) -> tuple[np.ndarray, dict, object]:
+    """Grey levels of one slice of a stored volume (the survey's default slice when ``spec`` is
+    None); the result adds ``slice`` (e.g. ``inline:120``) and ``segy_id``."""
+    info = load_segy(stored.segy_id)
+    geometry = info[1] if info else segy.geometry(stored.path)
+    spec = spec or segy.parse_slice(geometry["default_slice"])
+    try:
+        amplitudes = segy.read_slice(stored.path, spec)
+    except segy.SegyError as exc:
+        raise ImageError(str(exc), code="invalid_slice") from None
+    height, width = amplitudes.shape
+    limit = current_app.config["MAX_IMAGE_PIXELS"]
+    if height * width > limit:
+        raise ImageError(f"the slice is {width}x{height} samples; the limit is {limit:,} pixels",
+                         code="image_too_large", status=413)
+    gray = segy.scale_amplitudes(amplitudes)
+
+    def save_input(folder: Path) -> None:
+        Image.fromarray((gray * 255).round().astype(np.uint8), "L").save(folder / "input.png", compress_level=1)
+
+    return gray, {"slice": str(spec), "segy_id": stored.segy_id}, save_input
+
+
+def parse_threshold(value: str | None) -> float | None:
+    """Form value -> threshold in [0, 1], None when blank; raises ValueError otherwise."""
+    if value is None or not str(value).strip():
+        return None
+    t = float(value)
+    if not np.isfinite(t) or not 0.0 <= t <= 1.0:
+        raise ValueError("threshold must be a number between 0 and 1")
+    return t
+
+
+handler = SaltHandler()

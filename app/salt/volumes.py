@@ -1,0 +1,116 @@
+"""Salt inputs as they arrive: images read into memory, SEG-Y volumes streamed to disk and kept.
+
+A SEG-Y volume is stored as ``<UPLOAD_FOLDER>/segy/<segy_id>/volume.sgy`` with its geometry in
+``segy.json``, so that its slices can be segmented later without uploading it again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import current_app
+from werkzeug.datastructures import FileStorage
+
+from geovision.imaging import ImageError
+
+from ..uploads import Upload, client_filename, upload_root
+from . import segy
+
+_SEGY_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass
+class StoredSegy:
+    """A SEG-Y upload kept on disk (``<UPLOAD_FOLDER>/segy/<segy_id>/volume.sgy``)."""
+
+    segy_id: str
+    filename: str
+    sha256: str
+    size_bytes: int
+
+    @property
+    def path(self) -> Path:
+        return segy_root() / self.segy_id / "volume.sgy"
+
+
+@dataclass
+class Refused:
+    """An upload refused before decoding (too large, unreadable SEG-Y): answered with its error."""
+
+    filename: str
+    error: ImageError
+
+
+def segy_root() -> Path:
+    return upload_root() / "segy"
+
+
+def store_segy(file: FileStorage) -> StoredSegy:
+    """Stream a SEG-Y upload to disk in 1 MiB chunks (hashing it on the way) and check it opens.
+
+    Raises ImageError: ``segy_too_large`` (413) over ``SEGY_MAX_BYTES``, ``invalid_segy`` when
+    segyio cannot read it.
+    """
+    limit = int(current_app.config["SEGY_MAX_BYTES"])
+    stored = StoredSegy(uuid.uuid4().hex, client_filename(file.filename), "", 0)
+    stored.path.parent.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    with open(stored.path, "wb") as out:
+        while chunk := file.stream.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                out.close()
+                shutil.rmtree(stored.path.parent, ignore_errors=True)
+                raise ImageError(f"the SEG-Y file is larger than the limit of {limit / 2**20:.0f} MB",
+                                 code="segy_too_large", status=413)
+            digest.update(chunk)
+            out.write(chunk)
+    stored.sha256, stored.size_bytes = digest.hexdigest(), size
+    try:
+        geometry = segy.geometry(stored.path)
+    except segy.SegyError as exc:
+        shutil.rmtree(stored.path.parent, ignore_errors=True)
+        raise ImageError(str(exc), code="invalid_segy") from None
+    (stored.path.parent / "segy.json").write_text(json.dumps(
+        {"filename": stored.filename, "sha256": stored.sha256, "size_bytes": size, "geometry": geometry}))
+    return stored
+
+
+def load_segy(segy_id: str) -> tuple[StoredSegy, dict] | None:
+    """A stored SEG-Y upload and its geometry, or None for an unknown id."""
+    if not _SEGY_ID.match(segy_id or ""):
+        return None
+    info_path = segy_root() / segy_id / "segy.json"
+    if not info_path.is_file():
+        return None
+    info = json.loads(info_path.read_text())
+    return StoredSegy(segy_id, info["filename"], info["sha256"], info["size_bytes"]), info["geometry"]
+
+
+def read_salt_files(files: list[FileStorage]) -> list[Upload | StoredSegy | Refused]:
+    """The files of a salt request: images read into memory (each at most ``MAX_CONTENT_LENGTH``
+    bytes), SEG-Y files (``.sgy``/``.segy``) streamed to disk (at most ``SEGY_MAX_BYTES``)."""
+    image_limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
+    out: list[Upload | StoredSegy | Refused] = []
+    for f in files:
+        if f is None or not (f.filename or f.content_length):
+            continue
+        name = client_filename(f.filename)
+        if segy.is_segy_name(name):
+            try:
+                out.append(store_segy(f))
+            except ImageError as exc:
+                out.append(Refused(name, exc))
+            continue
+        data = f.read(image_limit + 1) if image_limit else f.read()
+        if image_limit and len(data) > image_limit:
+            out.append(Refused(name, ImageError(f"the upload is larger than the limit of {image_limit / 2**20:.0f} MB",
+                                                code="payload_too_large", status=413)))
+        else:
+            out.append(Upload(name, data))
+    return out

@@ -1,0 +1,150 @@
+"""Image similarity handler: photo -> embedding (or raw pixels) -> the k nearest gallery images.
+
+The gallery (``<GALLERY_FOLDER>/similarity``, see :mod:`app.gallery`) is built from a folder of
+reference images whose sub-folder names are their labels (``flask gallery build similarity``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from flask import current_app, url_for
+from PIL import Image
+from tqdm import tqdm
+
+from geovision.checkpoint import Checkpoint
+from geovision.imaging import decode_image, rgb_model_input
+from geovision.retrieval import METHODS
+
+from ..errors import ApiError
+from ..extensions import engine
+from ..gallery import GalleryUnavailable, append_to_gallery, replace_gallery, store
+from ..tasks.handler import Prepared, TaskHandler
+from .views import bp
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+
+
+class SimilarityHandler(TaskHandler):
+    """The ``k`` most similar gallery images of a rock photo, by CNN embedding or the seed's methods."""
+
+    name = "similarity"
+    title = "Image similarity"
+    blurb = "The most similar images of the reference gallery"
+    api_action = "search"
+    blueprint = bp          # gallery thumbnails; the search is shown on the rocks page
+    has_page = False
+    has_gallery = True
+    gallery_data_key = "GALLERY_DATA"
+
+    def parse_options(self, form) -> dict:
+        """``k`` (1..100, default 10) and ``method`` (``embedding``, ``pixels``, ``kmeans``)."""
+        try:
+            k = parse_k(form.get("k"))
+        except ValueError:
+            raise ApiError("invalid_k", "k must be an integer between 1 and 100") from None
+        try:
+            method = parse_method(form.get("method"))
+        except ValueError as exc:
+            raise ApiError("invalid_method", str(exc)) from None
+        return {"k": k, "method": method}
+
+    def check_ready(self) -> None:
+        super().check_ready()
+        store().get(self.name)   # 409 before decoding when there is no gallery
+
+    def preprocess(self, item, ckpt: Checkpoint, k: int = 10, method: str = "embedding") -> Prepared:
+        gallery = store().get(self.name)
+        image = decode_image(item.data, current_app.config["MAX_IMAGE_PIXELS"])
+        thumb, x = rgb_model_input(image, ckpt.meta)
+        if gallery.pixels is not None and thumb.shape != gallery.pixels.shape[1:]:
+            raise GalleryUnavailable("the gallery thumbnails do not match the model input; rebuild the gallery")
+        rows = torch.from_numpy(x[None]) if method == "embedding" else None
+        return Prepared(rows, image.size, {"thumb": thumb, "gallery": gallery})
+
+    def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint, public_id: str,
+                    k: int = 10, method: str = "embedding") -> tuple[dict, dict]:
+        gallery = prepared.state["gallery"]
+        embedding = outputs[0].float().numpy() if outputs is not None else None
+        matches = gallery.search(method, k, embedding=embedding, pixels=prepared.state["thumb"])
+        for m in matches:
+            m.pop("path", None)
+            m["image_url"] = url_for("similarity.gallery_image", item_id=m["id"], _external=True)
+        summary = {"method": method, "k": k, "gallery": gallery.version,
+                   "matches": [{"id": m["id"], "label": m["label"], "score": m["score"]} for m in matches]}
+        return {"method": method, "matches": matches}, summary
+
+    def history_text(self, summary: dict) -> str:
+        best = f", best: {summary['matches'][0]['label']}" if summary["matches"] else ""
+        return f"{len(summary['matches'])} matches ({summary['method']}){best}"
+
+    # --- gallery hooks --------------------------------------------------------------------------
+    def build_gallery(self, data: Path, exclude: Path | None) -> int:
+        """Embed every image under ``data`` (label = sub-folder name) and swap in the new gallery."""
+        skip = set(exclude.read_text().split()) if exclude else set()
+        paths = sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                       and str(p.relative_to(data)) not in skip)
+        if not paths:
+            raise GalleryUnavailable(f"no images under {data}")
+        images = (_open(p) for p in paths)
+        thumbs, embs = self._embed(images, len(paths))
+        items = [{"label": p.parent.name if p.parent != data else "", "path": str(p.resolve())} for p in paths]
+        return replace_gallery(self.gallery_root(), items, embs, thumbs)
+
+    def add_to_gallery(self, label: str | None, photos: list[tuple[str, Image.Image, bytes | None]]) -> int:
+        """Add photos under ``label`` (None: each file's folder name); uploaded ones (bytes given)
+        are kept as thumbnails only (``path`` = ``upload:<name>``)."""
+        thumbs, embs = self._embed((im for _, im, _ in photos), len(photos))
+        items = [{"label": label or Path(name).parent.name,
+                  "path": f"upload:{name}" if data is not None else str(Path(name).resolve())}
+                 for name, _, data in photos]
+        return append_to_gallery(self.gallery_root(), items, embs, thumbs)
+
+    def _embed(self, images, total: int, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 thumbnails (N, S, S, 3), float32 L2-normalised embeddings (N, D)), with a progress bar."""
+        ckpt = engine.checkpoint(self.model_task)
+        thumbs, embs, batch = [], [], []
+
+        def flush() -> None:
+            with torch.inference_mode():
+                x = torch.from_numpy(np.stack([x for _, x in batch])).to(ckpt.device)
+                embs.append(ckpt.module(x).float().cpu().numpy())
+            thumbs.extend(t for t, _ in batch)
+            batch.clear()
+
+        for image in tqdm(images, total=total, desc=f"embedding {total} images", unit="image", mininterval=2,
+                          disable=total < batch_size):
+            batch.append(rgb_model_input(image, ckpt.meta))
+            if len(batch) == batch_size:
+                flush()
+        if batch:
+            flush()
+        return np.stack(thumbs), np.concatenate(embs)
+
+
+def _open(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        im.load()
+        return im
+
+
+def parse_k(value: str | None) -> int:
+    """Form value -> k in 1..100 (default 10); raises ValueError otherwise."""
+    if value is None or not str(value).strip():
+        return 10
+    k = int(str(value).strip())
+    if not 1 <= k <= 100:
+        raise ValueError("k must be between 1 and 100")
+    return k
+
+
+def parse_method(value: str | None) -> str:
+    """Form value -> search method (default ``embedding``); raises ValueError otherwise."""
+    method = (value or "embedding").strip()
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}")
+    return method
+
+
+handler = SimilarityHandler()

@@ -1,0 +1,58 @@
+"""The registered tasks: one :class:`~app.tasks.handler.TaskHandler` per served model.
+
+``create_app`` registers :func:`default_tasks` (or the list it is given); the menu, the home
+page, the history, the JSON API, the admin gallery API and the ``flask gallery`` commands loop
+over ``app.extensions["tasks"]``. Adding a task is one handler module, one template, one
+``models/<task>/`` folder and one line in :func:`default_tasks` (README, "Adding a model").
+"""
+from __future__ import annotations
+
+from flask import Flask, current_app, request
+from jinja2 import ChoiceLoader, FileSystemLoader
+
+from .handler import Prepared, TaskHandler
+from .registry import get, registered
+
+__all__ = ["Prepared", "TaskHandler", "default_tasks", "get", "init_app", "registered"]
+
+
+def default_tasks() -> list[TaskHandler]:
+    """The handlers of the released models, in menu order (one line per task)."""
+    from ..rocks.handler import handler as rocks
+    from ..salt.handler import handler as salt
+    from ..similarity.handler import handler as similarity
+    from ..whales.handler import handler as whales
+
+    return [salt, rocks, similarity, whales]
+
+
+def init_app(app: Flask, handlers: list[TaskHandler]) -> None:
+    """Register ``handlers``: their config defaults, CLI commands, blueprints and templates."""
+    from . import galleries, pages
+
+    tasks: dict[str, TaskHandler] = {}
+    for handler in handlers:
+        if not handler.name or handler.name in tasks:
+            raise ValueError(f"task names must be unique and non-empty: {handler.name!r}")
+        tasks[handler.name] = handler
+        handler.init_app(app)
+        if handler.blueprint is not None:
+            app.register_blueprint(handler.blueprint)
+        if handler.template_folder is not None:
+            app.jinja_loader = ChoiceLoader([app.jinja_loader, FileSystemLoader(str(handler.template_folder))])
+    app.extensions["tasks"] = tasks
+    app.register_blueprint(pages.bp)
+    galleries.init_app(app)
+    app.context_processor(lambda: {"tasks": tasks})
+    app.before_request(_allow_large_uploads)
+
+
+def _allow_large_uploads() -> None:
+    """Raise the request-size limit for a task whose ``request_limit`` allows more (SEG-Y uploads:
+    each file is then held to its own limit by the handler)."""
+    name = (request.view_args or {}).get("task") if request.blueprint in ("api", "tasks") else request.blueprint
+    handler = current_app.extensions["tasks"].get(name or "")
+    if handler is not None and request.endpoint in (f"{name}.upload", "api.task_api"):
+        limit = handler.request_limit(current_app.config)
+        if limit is not None:
+            request.max_content_length = limit

@@ -1,0 +1,171 @@
+"""The task handler: everything the server knows about one task, in one class.
+
+After TorchServe's handlers (``ts/torch_handler/base_handler.py``): :meth:`TaskHandler.preprocess`
+turns one upload into model input rows, the engine runs the batched inference, and
+:meth:`TaskHandler.postprocess` turns the output rows into the result. :meth:`TaskHandler.answer`
+chains them, records the answer in the database and returns the API result. The same record
+carries the task's page (its blueprint, or the generic page), API route, home card, menu entry,
+history cell, result template, configuration defaults and gallery hooks, so that the menu, the
+home page, the history, the API and the ``flask gallery`` commands loop over the registered
+handlers (see :mod:`app.tasks`).
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from flask import Blueprint, Flask, url_for
+from werkzeug.datastructures import FileStorage, MultiDict
+
+from geovision.checkpoint import Checkpoint
+
+from ..extensions import engine
+from ..uploads import read_uploads, record
+
+
+@dataclass
+class Prepared:
+    """One upload after :meth:`TaskHandler.preprocess`.
+
+    ``rows``: float32 tensor (n, *input_shape) for the engine, or None when the answer needs no
+    forward pass; ``size``: (width, height) of the input in pixels, recorded; ``state``: whatever
+    :meth:`TaskHandler.postprocess` needs (the decoded image, tile origins, ...).
+    """
+
+    rows: torch.Tensor | None
+    size: tuple[int, int]
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class TaskHandler:
+    """Base class of the task handlers; subclasses set the class attributes and override the hooks."""
+
+    #: Task name: the ``models/<name>/`` folder, the API path segment and the database ``task``.
+    name: ClassVar[str] = ""
+    #: Checkpoint task the handler runs (default: ``name``; similarity search runs ``similarity``).
+    model: ClassVar[str | None] = None
+    #: Menu entry and home card title, and the card's one-line description.
+    title: ClassVar[str] = ""
+    blurb: ClassVar[str] = ""
+    #: ``POST /api/v1/<name>/<api_action>`` answers uploads in the multipart field ``image``.
+    api_action: ClassVar[str] = "predict"
+    #: The task's own pages (a blueprint with an ``upload`` view), or None for the generic page
+    #: ``/tasks/<name>/``; ``has_page = False`` for a task answered on another task's page.
+    blueprint: ClassVar[Blueprint | None] = None
+    has_page: ClassVar[bool] = True
+    #: Jinja template rendering one result ``r`` (the API result dict) on the generic page, and
+    #: an extra template folder for it (None = the app's ``templates/``).
+    result_template: ClassVar[str] = "tasks/_result.html"
+    template_folder: ClassVar[str | Path | None] = None
+    #: Configuration keys of the task and their defaults (``app.config.setdefault``).
+    config_defaults: ClassVar[dict[str, Any]] = {}
+    #: The task keeps a gallery (``flask gallery build|add``, admin API); the form field naming
+    #: the label of added photos; the config key of the server-side folder the admin rebuild reads.
+    has_gallery: ClassVar[bool] = False
+    gallery_label_field: ClassVar[str] = "label"
+    gallery_data_key: ClassVar[str | None] = None
+    gallery_unit: ClassVar[str] = "images"   #: what a gallery row is called in messages
+
+    # --- registration -----------------------------------------------------------------------
+    @property
+    def model_task(self) -> str:
+        return self.model or self.name
+
+    def init_app(self, app: Flask) -> None:
+        """Set the configuration defaults; subclasses add CLI commands here."""
+        for key, value in self.config_defaults.items():
+            app.config.setdefault(key, value)
+
+    def page_url(self) -> str | None:
+        """URL of the task's page (None when it has none)."""
+        if not self.has_page:
+            return None
+        if self.blueprint is not None:
+            return url_for(f"{self.blueprint.name}.upload")
+        return url_for("tasks.page", task=self.name)
+
+    def request_limit(self, config: dict) -> int | None:
+        """Largest request body of this task's upload page and API route in bytes, when it
+        differs from ``MAX_CONTENT_LENGTH`` (None: the app's limit)."""
+        return None
+
+    # --- request parsing --------------------------------------------------------------------
+    def parse_options(self, form: MultiDict) -> dict[str, Any]:
+        """Keyword options of :meth:`answer` from the request's form fields.
+
+        Raises :class:`app.errors.ApiError` (400) naming the bad field."""
+        return {}
+
+    def read_inputs(self, files: list[FileStorage]) -> list[Any]:
+        """The items of a request's ``image`` files (each has ``filename`` and ``sha256``)."""
+        return read_uploads(files)
+
+    def check_model(self) -> None:
+        """Raise ModelNotReady (503) when the task's model is not loaded."""
+        engine.checkpoint(self.model_task)
+
+    def check_ready(self) -> None:
+        """Raise before any upload is decoded when the task cannot answer (ModelNotReady, 503;
+        GalleryUnavailable, 409 for a task whose gallery is missing)."""
+        self.check_model()
+
+    # --- the pipeline -------------------------------------------------------------------------
+    def preprocess(self, item: Any, ckpt: Checkpoint, **options) -> Prepared:
+        """Decode and prepare one item; raises :class:`geovision.imaging.ImageError` for bad input."""
+        raise NotImplementedError
+
+    def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint,
+                    public_id: str, **options) -> tuple[dict, dict]:
+        """(public result fields, record summary) of one item from the model's output rows
+        (float32 (n, ...) on CPU, aligned with ``prepared.rows``)."""
+        raise NotImplementedError
+
+    def answer(self, item: Any, **options) -> dict:
+        """Preprocess -> batched inference -> postprocess -> database row, for one item.
+
+        Returns ``{"filename", **result, "prediction_id"}``. Raises ImageError for a bad upload,
+        and the engine's ModelNotReady, QueueFullError and TimeoutError.
+        """
+        started = time.perf_counter()
+        ckpt = engine.checkpoint(self.model_task)
+        prepared = self.preprocess(item, ckpt, **options)
+        decoded = time.perf_counter()
+        outputs = engine.predict(self.model_task, prepared.rows) if prepared.rows is not None else None
+        public_id = uuid.uuid4().hex
+        result, summary = self.postprocess(prepared, outputs, ckpt, public_id, **options)
+        finished = time.perf_counter()
+        timings = {"decode_ms": (decoded - started) * 1e3, "inference_ms": (finished - decoded) * 1e3,
+                   "total_ms": (finished - started) * 1e3}
+        record(self.name, item, prepared.size, ckpt, summary, timings, public_id)
+        return {"filename": item.filename, **result, "prediction_id": public_id}
+
+    # --- history ------------------------------------------------------------------------------
+    def history_text(self, summary: dict) -> str:
+        """One line for the history page's Result column, from a recorded summary."""
+        return ""
+
+    def history_url(self, public_id: str) -> str | None:
+        """Link of a recorded answer on the history page (None: no page shows it)."""
+        return None
+
+    # --- gallery hooks (``has_gallery``) --------------------------------------------------------
+    def gallery_root(self) -> Path:
+        """The gallery link of this task (``<GALLERY_FOLDER>/<name>``)."""
+        from ..gallery import store
+
+        return store().folder / self.name
+
+    def build_gallery(self, data: Path, exclude: Path | None) -> int:
+        """Embed the reference folder ``data`` as the new gallery; returns its size.
+        Raises :class:`app.gallery.GalleryUnavailable` when ``data`` holds nothing usable."""
+        raise NotImplementedError
+
+    def add_to_gallery(self, label: str | None, photos: list[tuple[str, Any, bytes | None]]) -> int:
+        """Add decoded photos ``(name, PIL image, original bytes or None to keep the file where it
+        is)`` under ``label``; returns the new gallery size. Raises ValueError for a bad label."""
+        raise NotImplementedError
+

@@ -1,0 +1,1 @@
+"""Pieces shared by the trainers of every task: LR schedule, provenance for ``meta.json``."""

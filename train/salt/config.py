@@ -1,0 +1,35 @@
+"""Arguments of a salt training run (the ``flask train-model salt`` / ``python -m train salt`` flags)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class SaltTrainConfig:
+    """Arguments of :func:`train_salt` (also written to ``args.json`` of the run)."""
+
+    data: str
+    output: str = "models/salt"
+    run_dir: str = "runs/salt"
+    epochs: int = 36
+    lovasz_from: int = 16          #: first epoch (0-based) trained with the Lovász hinge
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    ema_decay: float = 0.995
+    eval_every: int = 2
+    seed: int = 42
+    threads: int = 0               #: torch CPU threads, 0 = PyTorch default
+    device: str = "auto"
+    dry_run: bool = False          #: a few steps on a few tiles, then export
+    resume: bool = False
+    retune: bool = False           #: only re-tune post-processing of RUN_DIR/last.pt and export
+    pretrain: str = "none"         #: self-supervised encoder pretraining: none, rotation or jigsaw
+    pretrain_steps: int = 600      #: pretext-task steps (batch 32) on the unlabelled tiles
+    unlabelled: str = ""           #: folder of unlabelled tiles (default DATA/test/images)
+    label_fraction: float = 1.0    #: train on this fraction of the labelled tiles (stratified, seeded)
+    max_steps: int = 0             #: stop after this many optimiser steps (0 = epochs x steps per epoch)
+    init_from: str = ""            #: start from these weights (run last.pt or exported model.pt), fresh schedule
+    pseudo_keep: float = 0.0       #: pseudo-label the unlabelled tiles, keep this most confident fraction
+    pseudo_fraction: float = 0.5   #: pseudo-labelled tiles per epoch, as a fraction of the labelled ones
+    command: str = ""
