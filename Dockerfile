@@ -12,8 +12,8 @@ RUN pip install -r /tmp/requirements.txt
 
 RUN useradd --create-home --uid 10001 app
 WORKDIR /app
+COPY geovision geovision
 COPY app app
-COPY train train
 COPY models models
 COPY migrations migrations
 COPY templates templates

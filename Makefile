@@ -39,8 +39,9 @@ run: setup   ## apply migrations, build missing galleries, then serve with gunic
 test: setup-dev browser  ## run the test suite
 	$(PY) -m pytest -q -rs
 
-lint: setup-dev  ## ruff
+lint: setup-dev  ## ruff, and the import contracts of .importlinter (layers, no cycles)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 bench: setup-dev  ## serving benchmark: raw vs served throughput, latency; writes docs/PERFORMANCE.md
 	$(PY) bench/serving.py

@@ -19,16 +19,17 @@ def create_app(config: type[Config] | dict | None = None, wait_for_models: bool 
 
     Args:
         config: a config class, or a dict of overrides on top of the environment's class; a
-            dict may name the instance folder as ``INSTANCE_PATH`` (default: ``instance/``).
+            dict (or the environment) may name the instance folder as ``INSTANCE_PATH`` (default:
+            ``instance/`` of the checkout).
         wait_for_models: block until every model is loaded (tests, CLI); otherwise the
             models load in a background thread and ``/api/v1/ready`` says when.
-        task_handlers: the served tasks (default :func:`app.tasks.default_tasks`).
+        task_handlers: the served tasks (default :func:`default_tasks`).
     Without ``SECRET_KEY`` in the environment a random key is generated once and
     kept in the instance folder.
     Raises:
         RuntimeError: outside testing/debug, when SECRET_KEY is a default or weak value.
     """
-    instance_path = config.get("INSTANCE_PATH") if isinstance(config, dict) else None
+    instance_path = (config.get("INSTANCE_PATH") if isinstance(config, dict) else None) or os.environ.get("INSTANCE_PATH")
     app = Flask(__name__, instance_relative_config=True, template_folder=str(ROOT / "templates"),
                 static_folder=str(ROOT / "static"), instance_path=instance_path)
     if isinstance(config, dict):
@@ -41,13 +42,23 @@ def create_app(config: type[Config] | dict | None = None, wait_for_models: bool 
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'app.db'}"
     check_secret_key(app)
 
-    tasks.init_app(app, task_handlers if task_handlers is not None else tasks.default_tasks())
+    tasks.init_app(app, task_handlers if task_handlers is not None else default_tasks())
     register_extensions(app, wait_for_models)   # after tasks: their request limits precede CSRF
     register_blueprints(app)
     security.init_app(app)
     metrics.init_app(app)
     register_commands(app)
     return app
+
+
+def default_tasks() -> list[TaskHandler]:
+    """The handlers of the served models, in menu order: registering a task is one line here."""
+    from .rocks.handler import handler as rocks
+    from .salt.handler import handler as salt
+    from .similarity.handler import handler as similarity
+    from .whales.handler import handler as whales
+
+    return [salt, rocks, similarity, whales]
 
 
 def check_secret_key(app: Flask) -> None:

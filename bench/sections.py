@@ -20,9 +20,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from app.engine.loader import load_checkpoint  # noqa: E402
-
-from app.salt import processing as proc  # noqa: E402
+from geovision import tiling as proc  # noqa: E402
+from geovision.checkpoint import load_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

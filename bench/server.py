@@ -35,6 +35,7 @@ class LiveServer:
         self.env = {**os.environ, "APP_CONFIG": "production", "SECRET_KEY": secrets.token_hex(16),
                     "DATABASE_URL": f"sqlite:///{self.db_path}", "MODEL_DIR": str(model_dir),
                     "UPLOAD_FOLDER": str(self.workdir / "uploads"), "GALLERY_FOLDER": str(self.workdir / "gallery"),
+                    "INSTANCE_PATH": str(self.workdir / "instance"),
                     "PORT": str(self.port), "GUNICORN_GRACEFUL_TIMEOUT": str(graceful_timeout),
                     "FLASK_APP": "wsgi", "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
         self.flask = [str(bin_dir / "flask")]

@@ -26,9 +26,8 @@ import requests
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from app.engine.loader import load_checkpoint  # noqa: E402
-
 from bench.server import ROOT, LiveServer  # noqa: E402
+from geovision.checkpoint import load_checkpoint  # noqa: E402
 
 ENDPOINTS = {"salt": "/api/v1/salt/segment", "rocks": "/api/v1/rocks/classify"}
 DATA = ROOT.parent / "shared" / "data"

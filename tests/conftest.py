@@ -21,6 +21,18 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 
 
+def _files(folder: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_instance_untouched():
+    """No test writes into the checkout's ``instance/`` (each app gets ``tmp_path/instance``)."""
+    before = _files(ROOT / "instance")
+    yield
+    assert _files(ROOT / "instance") == before, "a test wrote into the checkout's instance/ folder"
+
+
 class BrightIsSalt(torch.nn.Module):
     """Tiny stand-in segmenter: salt probability = sigmoid(20 * normalised pixel)."""
 

@@ -71,14 +71,16 @@ def test_admin_actions_need_the_token(tiny_model_dir, tmp_path):
 def test_production_refuses_weak_secret_key(tiny_model_dir, tmp_path, key, monkeypatch):
     monkeypatch.setenv("SECRET_KEY", key)
     with pytest.raises(RuntimeError, match="SECRET_KEY"):
-        create_app({"SECRET_KEY": key, "MODEL_DIR": str(tiny_model_dir),
+        create_app({"SECRET_KEY": key, "MODEL_DIR": str(tiny_model_dir), "INSTANCE_PATH": str(tmp_path / "instance"),
                     "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}"})
 
 
 def test_production_without_key_generates_one(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("SECRET_KEY", raising=False)
-    app = create_app({"MODEL_DIR": str(tmp_path / "none"), "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}"})
+    app = create_app({"MODEL_DIR": str(tmp_path / "none"), "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}",
+                      "INSTANCE_PATH": str(tmp_path / "instance")})
     key = app.config["SECRET_KEY"]
+    assert app.instance_path == str(tmp_path / "instance")
     assert len(key) == 64 and key != "dev-only-change-me"
     assert (os.stat(os.path.join(app.instance_path, "secret_key")).st_mode & 0o077) == 0
     assert not app.debug

@@ -18,7 +18,6 @@ import numpy as np
 import segyio
 
 SUFFIXES = (".sgy", ".segy")
-SLICE_KINDS = ("inline", "crossline", "time", "section")
 _SPEC = re.compile(r"^\s*(inline|crossline|time|section)\s*(?::\s*(-?\d+(?:\.\d+)?))?\s*$", re.IGNORECASE)
 
 

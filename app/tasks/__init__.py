@@ -1,9 +1,9 @@
 """The registered tasks: one :class:`~app.tasks.handler.TaskHandler` per served model.
 
-``create_app`` registers :func:`default_tasks` (or the list it is given); the menu, the home
+``create_app`` registers :func:`app.default_tasks` (or the list it is given); the menu, the home
 page, the history, the JSON API, the admin gallery API and the ``flask gallery`` commands loop
 over ``app.extensions["tasks"]``. Adding a task is one handler module, one template, one
-``models/<task>/`` folder and one line in :func:`default_tasks` (README, "Adding a model").
+``models/<task>/`` folder and one line in :func:`app.default_tasks` (README, "Adding a model").
 """
 from __future__ import annotations
 
@@ -13,17 +13,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 from .handler import Prepared, TaskHandler
 from .registry import get, registered
 
-__all__ = ["Prepared", "TaskHandler", "default_tasks", "get", "init_app", "registered"]
-
-
-def default_tasks() -> list[TaskHandler]:
-    """The handlers of the released models, in menu order (one line per task)."""
-    from ..rocks.handler import handler as rocks
-    from ..salt.handler import handler as salt
-    from ..similarity.handler import handler as similarity
-    from ..whales.handler import handler as whales
-
-    return [salt, rocks, similarity, whales]
+__all__ = ["Prepared", "TaskHandler", "get", "init_app", "registered"]
 
 
 def init_app(app: Flask, handlers: list[TaskHandler]) -> None:

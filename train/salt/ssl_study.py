@@ -101,7 +101,7 @@ TEMPLATE = """# Self-supervised pretraining for salt segmentation
 Validation TGS metric (360 fixed validation tiles, `train/splits/salt_val_ids.txt`) of the salt
 U-Net fine-tuned on a fraction of the 3,241 labelled training tiles, with its encoder trained
 from scratch (`none`) or pretrained on the 4,000 unlabelled tiles of `tgs-salt/test/images`
-with the rotation or the jigsaw pretext task (`train/pretext.py`, after Monteiro, Oliveira and
+with the rotation or the jigsaw pretext task (`train/salt/pretext.py`, after Monteiro, Oliveira and
 dos Santos, IEEE GRSL 2022).
 
 {table}
