@@ -31,6 +31,11 @@ class Config:
     MAX_QUEUE_SIZE = _env_int("MAX_QUEUE_SIZE", 256)
     #: CUDA only: ``off``, ``fp16`` or ``bf16`` autocast for the forward pass.
     MIXED_PRECISION = os.environ.get("MIXED_PRECISION", "off")
+    #: CPU: ``auto`` = bfloat16 autocast + channels-last for checkpoints validated in bfloat16
+    #: (``meta.json`` ``runtime.cpu_bf16``) on CPUs with native bfloat16; ``off``; ``on`` = every model.
+    CPU_BF16 = os.environ.get("CPU_BF16", "auto")
+    #: CPU: ``torch.jit.freeze`` + ``optimize_for_inference`` for float32 models (1) or not (0).
+    CPU_FREEZE = _env_int("CPU_FREEZE", 1)
     #: Seconds a request waits for its batch before failing with 503.
     INFERENCE_TIMEOUT_S = _env_int("INFERENCE_TIMEOUT_S", 60)
     #: Largest request body in bytes (HTTP 413 above it).

@@ -95,3 +95,52 @@ def test_large_request_runs_alone_and_queue_is_bounded():
     finally:
         gate.set()
         slow.close()
+
+
+class RecordsLayout(torch.nn.Module):
+    """A convolution that remembers whether its input came channels-last and in which dtype it ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.seen: list[tuple[bool, torch.dtype]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        self.seen.append((x.stride()[1] == 1, out.dtype))   # channels-last: the channel stride is 1
+        return out
+
+
+def test_cpu_bf16_and_channels_last_reach_the_model():
+    torch.manual_seed(0)
+    model = RecordsLayout()
+    x = torch.randn(2, 3, 16, 16)
+    expected = model.conv(x)
+    fast = DynamicBatcher(model, amp_dtype=torch.bfloat16, channels_last=True, name="fast")
+    plain = DynamicBatcher(model, name="plain")
+    try:
+        out = fast(x, timeout=10)
+        assert out.dtype == torch.float32 and torch.allclose(out, expected, atol=0.05)
+        assert model.seen[-1] == (True, torch.bfloat16)
+        assert torch.allclose(plain(x, timeout=10), expected, atol=1e-6)
+        assert model.seen[-1] == (False, torch.float32)
+    finally:
+        fast.close()
+        plain.close()
+
+
+@pytest.mark.parametrize("setting, validated, supported, expected", [
+    ("auto", True, True, torch.bfloat16), ("auto", False, True, None), ("auto", True, False, None),
+    ("off", True, True, None), ("on", False, False, torch.bfloat16)])
+def test_cpu_runtime_follows_config_and_meta(monkeypatch, setting, validated, supported, expected):
+    import app.engine as engine_module
+    from geovision.checkpoint import Checkpoint
+
+    monkeypatch.setattr(engine_module, "cpu_supports_bf16", lambda: supported)
+    state = engine_module.EngineState({"DEVICE": "cpu", "MODEL_DIR": "none", "MAX_BATCH_SIZE": 4,
+                                       "MAX_BATCH_DELAY_MS": 1, "INFERENCE_TIMEOUT_S": 5, "CPU_BF16": setting})
+    meta = {"input_shape": [1, 8, 8], "runtime": {"cpu_bf16": validated}}
+    runtime = state.runtime_for(Checkpoint("t", torch.nn.Identity(), meta, torch.device("cpu"), None))
+    assert runtime["amp_dtype"] == expected
+    assert runtime["channels_last"] == (expected is not None)
+    assert runtime["frozen"] == (expected is None)   # float32 models are frozen (CPU_FREEZE=1)

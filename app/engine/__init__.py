@@ -18,6 +18,7 @@ from flask import Flask, current_app
 
 from geovision.checkpoint import Checkpoint, find_checkpoints, load_checkpoint
 from geovision.device import select_device
+from geovision.inference import cpu_supports_bf16, optimise_for_cpu
 
 from .batcher import BatchCallback, DynamicBatcher, QueueFullError
 
@@ -42,6 +43,8 @@ class EngineState:
         self.max_queue_size = config.get("MAX_QUEUE_SIZE", 1024)
         amp = config.get("MIXED_PRECISION", "off")
         self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(amp) if self.device.type == "cuda" else None
+        self.cpu_bf16 = str(config.get("CPU_BF16", "auto")).lower()
+        self.cpu_freeze = bool(int(config.get("CPU_FREEZE", 1)))
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.checkpoints: dict[str, Checkpoint] = {}
@@ -57,9 +60,13 @@ class EngineState:
         for task, folder in find_checkpoints(self.model_dir).items():
             try:
                 ckpt = load_checkpoint(folder, self.device)
-                batcher = DynamicBatcher(ckpt.module, self.max_batch_size, self.max_batch_delay_ms,
+                runtime = self.runtime_for(ckpt)
+                ckpt.extra["runtime"] = runtime
+                module = optimise_for_cpu(ckpt.module) if runtime["frozen"] else ckpt.module
+                batcher = DynamicBatcher(module, self.max_batch_size, self.max_batch_delay_ms,
                                          self.device, self.max_queue_size, name=task,
-                                         amp_dtype=self.amp_dtype, on_batch=self.on_batch)
+                                         amp_dtype=runtime["amp_dtype"], channels_last=runtime["channels_last"],
+                                         on_batch=self.on_batch)
                 shape = ckpt.meta["input_shape"]
                 for n in sorted({1, self.max_batch_size}):  # warm-up: first call and a full batch
                     batcher(torch.zeros(n, *shape), timeout=self.timeout)
@@ -73,6 +80,23 @@ class EngineState:
         self.load_seconds = time.perf_counter() - started
         self.status = "failed" if self.errors else "ready"
         self.ready_event.set()
+
+    def runtime_for(self, ckpt: Checkpoint) -> dict:
+        """The forward-pass settings of one checkpoint on this device.
+
+        CUDA: ``MIXED_PRECISION`` autocast. CPU: bfloat16 autocast with channels-last inputs when
+        ``CPU_BF16`` is ``on``, or ``auto`` (default) and the checkpoint's ``meta.json`` says
+        ``runtime.cpu_bf16`` (its metric was checked in bfloat16) and the CPU has native bfloat16;
+        otherwise float32, frozen and optimised for inference unless ``CPU_FREEZE=0``
+        (``bench/salt_speed.py`` measures each setting).
+        """
+        if self.device.type != "cpu":
+            return {"amp_dtype": self.amp_dtype, "channels_last": False, "frozen": False}
+        validated = bool(ckpt.meta.get("runtime", {}).get("cpu_bf16"))
+        bf16 = self.cpu_bf16 == "on" or (self.cpu_bf16 == "auto" and validated and cpu_supports_bf16())
+        if bf16:
+            return {"amp_dtype": torch.bfloat16, "channels_last": len(ckpt.meta["input_shape"]) == 3, "frozen": False}
+        return {"amp_dtype": None, "channels_last": False, "frozen": self.cpu_freeze}
 
     def close(self) -> None:
         for batcher in self.batchers.values():
@@ -139,6 +163,7 @@ class InferenceEngine:
             out.append({
                 "task": task, "name": ckpt.name, "version": ckpt.version, "device": str(state.device),
                 "max_batch_size": batcher.max_batch_size, "max_batch_delay_ms": batcher.max_batch_delay_ms,
+                "precision": str(batcher.amp_dtype or torch.float32).removeprefix("torch."),
                 "metrics": ckpt.meta.get("metrics", {}),
                 "requests_served": batcher.requests_served,
                 "mean_batch_size": round(batcher.mean_batch_size, 2),

@@ -46,7 +46,10 @@ class DynamicBatcher:
         device: where the batch is moved before the forward pass.
         max_queue_size: pending requests before :meth:`submit` raises QueueFullError.
         name: used in the thread name and logs.
-        amp_dtype: run the forward pass under ``torch.autocast`` with this dtype (CUDA only).
+        amp_dtype: run the forward pass under ``torch.autocast`` with this dtype (CUDA float16 or
+            bfloat16; CPU bfloat16).
+        channels_last: hand 4-D batches to the model in channels-last memory format (faster
+            oneDNN convolutions on CPU, with bfloat16 above all).
         on_batch: called after each forward pass with (name, rows, queue waits in s, seconds).
     On CUDA the batch is copied from pinned memory without blocking, and a batch that runs
     out of GPU memory is split in halves and retried instead of failing.
@@ -54,9 +57,11 @@ class DynamicBatcher:
 
     def __init__(self, model, max_batch_size: int = 32, max_batch_delay_ms: float = 10.0,
                  device: torch.device | str = "cpu", max_queue_size: int = 1024, name: str = "model",
-                 amp_dtype: torch.dtype | None = None, on_batch: BatchCallback | None = None):
+                 amp_dtype: torch.dtype | None = None, on_batch: BatchCallback | None = None,
+                 channels_last: bool = False):
         self.model = model
         self.amp_dtype = amp_dtype
+        self.channels_last = channels_last
         self.on_batch = on_batch
         self.max_batch_size = max(1, int(max_batch_size))
         self.max_batch_delay_ms = float(max_batch_delay_ms)
@@ -157,6 +162,8 @@ class DynamicBatcher:
         try:
             if self.device.type == "cuda":
                 inputs = inputs.pin_memory().to(self.device, non_blocking=True)
+            if self.channels_last and inputs.ndim == 4:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp_dtype,
                                                         enabled=self.amp_dtype is not None):
                 outputs = self.model(inputs)
