@@ -34,8 +34,8 @@ def build_parser(prog: str = "python -m train") -> argparse.ArgumentParser:
             if f.name == "command":
                 continue
             flag = "--" + f.name.replace("_", "-")
-            if f.type in ("bool", bool):
-                p.add_argument(flag, action="store_true")
+            if f.type in ("bool", bool):   # --flag / --no-flag
+                p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
             else:
                 kind = {"int": int, "float": float}.get(str(f.type), str)
                 p.add_argument(flag, type=kind, default=f.default, required=f.name == "data",

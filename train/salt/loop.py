@@ -105,7 +105,7 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
         if cfg.max_steps:
             n_steps = min(n_steps, cfg.max_steps - epoch * steps_per_epoch)
         loss = train_one_epoch(model, ema, opt, sched, pool_x, pool_y, order, n_steps, cfg.batch_size,
-                               (mean, std), use_lovasz, gen, device, f"salt epoch {epoch + 1}/{cfg.epochs}")
+                               (mean, std), use_lovasz, gen, device, f"salt epoch {epoch + 1}/{cfg.epochs}", cfg.bf16)
         row = {"epoch": epoch + 1, "loss": loss, "lr": sched.get_last_lr()[0],
                "minutes": (time.time() - started) / 60}
         last = epoch == cfg.epochs - 1
@@ -184,10 +184,11 @@ def pretrained_encoder(cfg: SaltTrainConfig, run_dir: Path) -> tuple[dict, dict]
 def train_one_epoch(model: torch.nn.Module, ema: AveragedModel, opt: torch.optim.Optimizer,
                     sched: torch.optim.lr_scheduler.LRScheduler, pool_x: np.ndarray, pool_y: np.ndarray,
                     order: np.ndarray, n_steps: int, batch_size: int, norm: tuple[float, float],
-                    use_lovasz: bool, gen: torch.Generator, device: torch.device, desc: str) -> float:
+                    use_lovasz: bool, gen: torch.Generator, device: torch.device, desc: str,
+                    bf16: bool = False) -> float:
     """``n_steps`` optimiser steps over ``pool_x[order]`` (uint8 (N, 101, 101) tiles, masks 0/1);
-    BCE (+ 0.05 salt/no-salt head BCE), or the Lovász hinge on tiles with salt + 0.1 BCE.
-    Returns the mean loss."""
+    BCE (+ 0.05 salt/no-salt head BCE), or the Lovász hinge on tiles with salt + 0.1 BCE; the
+    forward pass under bfloat16 autocast when ``bf16`` (losses in float32). Returns the mean loss."""
     mean, std = norm
     bar = tqdm(range(n_steps), desc=desc, mininterval=10)
     total_loss = 0.0
@@ -198,8 +199,9 @@ def train_one_epoch(model: torch.nn.Module, ema: AveragedModel, opt: torch.optim
         x, y = sd.augment(x, y, gen)
         x = sd.pad_tiles((x - mean) / std).to(device).contiguous(memory_format=torch.channels_last)
         y = y.to(device)
-        mask_logits, salt_logits = model(x)
-        mask_logits = sd.crop_tiles(mask_logits)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            mask_logits, salt_logits = model(x)
+        mask_logits, salt_logits = sd.crop_tiles(mask_logits).float(), salt_logits.float()
         has_salt = (y.flatten(1).amax(1) > 0).float()
         cls_loss = F.binary_cross_entropy_with_logits(salt_logits[:, 0], has_salt)
         bce = F.binary_cross_entropy_with_logits(mask_logits, y)
