@@ -94,12 +94,15 @@ def register_extensions(app: Flask, wait_for_models: bool) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, api, errors, main
+    from . import admin, api, errors, main, openapi, v2
     from .extensions import csrf
 
     app.register_blueprint(errors.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(v2.bp)
+    app.register_blueprint(openapi.bp)
+    csrf.exempt(v2.bp)   # the Open Inference Protocol: programs, no cookies
     app.register_blueprint(admin.bp)
     csrf.exempt(api.bp)  # the JSON API is for programs, not browser forms
     csrf.exempt(admin.bp)  # token-authenticated, no cookies

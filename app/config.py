@@ -40,6 +40,9 @@ class Config:
     INFERENCE_TIMEOUT_S = _env_int("INFERENCE_TIMEOUT_S", 60)
     #: Largest request body in bytes (HTTP 413 above it).
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 32 * 1024 * 1024)
+    #: An upload refused with 413 is read and dropped up to this many bytes before the answer, so
+    #: that clients which send the whole body first (requests, urllib) can read it; larger: closed.
+    MAX_DRAIN_BYTES = _env_int("MAX_DRAIN_BYTES", 256 * 1024 * 1024)
     #: Largest SEG-Y upload in bytes (streamed to disk; the salt form and API only).
     SEGY_MAX_BYTES = _env_int("SEGY_MAX_BYTES", 2 * 1024 ** 3)
     #: Largest decoded image in pixels (decompression-bomb guard, HTTP 413 above it).

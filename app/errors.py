@@ -4,8 +4,9 @@ from __future__ import annotations
 import logging
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.wsgi import LimitedStream
 
 from .engine import ModelNotReady, QueueFullError
 from .extensions import db
@@ -72,11 +73,30 @@ def handle_timeout(exc: FutureTimeout):
 def handle_http(exc: HTTPException):
     status = exc.code or 500
     message = exc.description or exc.name
+    headers = {}
     if status == 413:
-        from flask import current_app
-        limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
+        limit = request.max_content_length or current_app.config.get("MAX_CONTENT_LENGTH") or 0
         message = f"the upload is larger than the limit of {limit / 2**20:.0f} MB"
-    return error_response(CODES.get(status, exc.name.lower().replace(" ", "_")), message, status)
+        if not drain_body(current_app.config.get("MAX_DRAIN_BYTES", 0)):
+            headers["Connection"] = "close"
+    return error_response(CODES.get(status, exc.name.lower().replace(" ", "_")), message, status, headers=headers)
+
+
+def drain_body(limit: int) -> bool:
+    """Read and drop an unread request body of at most ``limit`` bytes; True when drained.
+
+    A request refused for its size (413) is answered before its body is read; clients that send
+    the whole body before reading the answer (Python's requests and urllib) then meet a closed
+    connection instead of the answer. Reading the rest first (up to ``limit``, ``MAX_DRAIN_BYTES``)
+    lets them read the 413; a larger body is not drained and the connection is closed.
+    """
+    length = request.content_length
+    if length is None or length > limit:
+        return False
+    stream = LimitedStream(request.environ["wsgi.input"], length)
+    while stream.read(1 << 20):
+        pass
+    return True
 
 
 @bp.app_errorhandler(Exception)

@@ -26,7 +26,7 @@ class LiveServer:
     """A gunicorn server on a free loopback port with its own database and folders."""
 
     def __init__(self, workdir: Path, model_dir: Path, graceful_timeout: int = 30, gallery_data: Path | None = None,
-                 whales_data: Path | None = None):
+                 whales_data: Path | None = None, env: dict[str, str] | None = None):
         self.workdir = Path(workdir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -37,7 +37,7 @@ class LiveServer:
                     "UPLOAD_FOLDER": str(self.workdir / "uploads"), "GALLERY_FOLDER": str(self.workdir / "gallery"),
                     "INSTANCE_PATH": str(self.workdir / "instance"),
                     "PORT": str(self.port), "GUNICORN_GRACEFUL_TIMEOUT": str(graceful_timeout),
-                    "FLASK_APP": "wsgi", "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
+                    "FLASK_APP": "wsgi", "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", **(env or {})}
         self.flask = [str(bin_dir / "flask")]
         subprocess.run([*self.flask, "db", "upgrade"], cwd=ROOT, env=self.env, check=True, capture_output=True)
         if gallery_data is not None:

@@ -17,7 +17,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from geovision import tiling
 from geovision.checkpoint import Checkpoint
 from geovision.imaging import ImageError, decode_image, to_gray
-from geovision.rle import rle_encode
+from geovision.rle import rle_decode, rle_encode
 from geovision.tiling import OVERLAP
 
 from ..errors import ApiError
@@ -38,6 +38,23 @@ class SaltHandler(TaskHandler):
     blurb = "Seismic tiles or whole sections: salt mask, coverage, Kaggle RLE"
     api_action = "segment"
     blueprint = bp
+    v2_output_specs = [("mask", "UINT8", [-1, -1, -1]), ("coverage", "FP32", [-1])]
+    api_fields = {
+        "threshold": {"type": "number", "minimum": 0, "maximum": 1,
+                      "description": "salt probability cut (default: the checkpoint's)"},
+        "slice": {"type": "string", "pattern": r"^(inline|crossline|time):-?\d+(\.\d+)?$|^section$",
+                  "description": "SEG-Y files: inline:N, crossline:N, time:MS (nearest sample) or section; "
+                                 "default: the survey's middle inline"},
+    }
+    result_schema = {
+        "width": {"type": "integer"}, "height": {"type": "integer"},
+        "coverage": {"type": "number", "description": "salt fraction of the pixels, 0..1"},
+        "rle_mask": {"type": "string", "description": "Kaggle RLE: column-major, 1-based start/length pairs"},
+        "mask_url": {"type": "string", "format": "uri"}, "overlay_url": {"type": "string", "format": "uri"},
+        "slice": {"type": "string", "description": "SEG-Y only: the slice segmented"},
+        "segy_id": {"type": "string", "description": "SEG-Y only: the stored volume"},
+    }
+    api_errors = ("invalid_threshold", "invalid_slice", "invalid_segy", "segy_too_large")
 
     def init_app(self, app) -> None:
         super().init_app(app)
@@ -99,6 +116,15 @@ class SaltHandler(TaskHandler):
                   "mask_url": url_for("salt.result_file", public_id=public_id, name="mask.png", _external=True),
                   "overlay_url": url_for("salt.result_file", public_id=public_id, name="overlay.png", _external=True)}
         return result, summary
+
+    def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
+        """``mask`` UINT8 [N, H, W] (1 = salt) and ``coverage`` FP32 [N]; the images must share one size."""
+        sizes = {(r["height"], r["width"]) for r in results}
+        if len(sizes) > 1:
+            raise ValueError(f"the images have different sizes {sorted(sizes)}: send one size per request")
+        masks = np.stack([rle_decode(r["rle_mask"], (r["height"], r["width"])) for r in results])
+        return [("mask", "UINT8", masks.astype(np.uint8)),
+                ("coverage", "FP32", np.array([r["coverage"] for r in results], np.float32))]
 
     def history_text(self, summary: dict) -> str:
         where = f"SEG-Y {summary['slice']}: " if summary.get("slice") else ""

@@ -37,6 +37,19 @@ class SimilarityHandler(TaskHandler):
     has_page = False
     has_gallery = True
     gallery_data_key = "GALLERY_DATA"
+    v2_output_specs = [("ids", "INT64", [-1, -1]), ("scores", "FP32", [-1, -1]), ("labels", "BYTES", [-1, -1])]
+    api_fields = {
+        "k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10, "description": "matches to return"},
+        "method": {"type": "string", "enum": list(METHODS), "default": "embedding",
+                   "description": "CNN embedding (cosine), or the seed's raw pixels / K-Means"},
+    }
+    result_schema = {
+        "method": {"type": "string"},
+        "matches": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "label": {"type": "string"}, "score": {"type": "number"},
+            "image_url": {"type": "string", "format": "uri"}}}},
+    }
+    api_errors = ("invalid_k", "invalid_method", "gallery_empty")
 
     def parse_options(self, form) -> dict:
         """``k`` (1..100, default 10) and ``method`` (``embedding``, ``pixels``, ``kmeans``)."""
@@ -74,6 +87,18 @@ class SimilarityHandler(TaskHandler):
         summary = {"method": method, "k": k, "gallery": gallery.version,
                    "matches": [{"id": m["id"], "label": m["label"], "score": m["score"]} for m in matches]}
         return {"method": method, "matches": matches}, summary
+
+    def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
+        """``ids`` INT64 [N, k], ``scores`` FP32 [N, k], ``labels`` BYTES [N, k], best first; a
+        query with fewer matches (K-Means cluster smaller than k) is padded with id -1."""
+        k = max(len(r["matches"]) for r in results)
+        ids = np.full((len(results), k), -1, np.int64)
+        scores = np.zeros((len(results), k), np.float32)
+        labels = np.full((len(results), k), b"", dtype=object)
+        for i, r in enumerate(results):
+            for j, m in enumerate(r["matches"]):
+                ids[i, j], scores[i, j], labels[i, j] = m["id"], m["score"], m["label"].encode()
+        return [("ids", "INT64", ids), ("scores", "FP32", scores), ("labels", "BYTES", labels)]
 
     def history_text(self, summary: dict) -> str:
         best = f", best: {summary['matches'][0]['label']}" if summary["matches"] else ""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from flask import Blueprint, Flask, url_for
 from werkzeug.datastructures import FileStorage, MultiDict
@@ -69,6 +70,13 @@ class TaskHandler:
     gallery_label_field: ClassVar[str] = "label"
     gallery_data_key: ClassVar[str | None] = None
     gallery_unit: ClassVar[str] = "images"   #: what a gallery row is called in messages
+    #: Open Inference Protocol outputs: (name, datatype, shape with -1 for variable dimensions).
+    v2_output_specs: ClassVar[list[tuple[str, str, list[int]]]] = []
+    #: OpenAPI: the form fields of the API route (name -> JSON schema with a description), the
+    #: properties of one result (name -> JSON schema) and the error codes the route can answer.
+    api_fields: ClassVar[dict[str, dict]] = {}
+    result_schema: ClassVar[dict[str, dict]] = {}
+    api_errors: ClassVar[tuple[str, ...]] = ()
 
     # --- registration -----------------------------------------------------------------------
     @property
@@ -142,6 +150,11 @@ class TaskHandler:
                    "total_ms": (finished - started) * 1e3}
         record(self.name, item, prepared.size, ckpt, summary, timings, public_id)
         return {"filename": item.filename, **result, "prediction_id": public_id}
+
+    def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
+        """Open Inference Protocol output tensors ``(name, datatype, array)`` of the API results of
+        one request (one element each); raises ValueError when they do not stack into tensors."""
+        raise NotImplementedError
 
     # --- history ------------------------------------------------------------------------------
     def history_text(self, summary: dict) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from flask import current_app, url_for
 from PIL import Image
@@ -31,6 +32,15 @@ class WhalesHandler(TaskHandler):
     has_gallery = True
     gallery_label_field = "whale_id"
     gallery_unit = "photos"
+    v2_output_specs = [("whale_ids", "BYTES", [-1, 5]), ("scores", "FP32", [-1, 5])]
+    result_schema = {
+        "predictions": {"type": "array", "minItems": 5, "maxItems": 5, "items": {"type": "object", "properties": {
+            "whale_id": {"type": "string", "description": "a known individual, or new_whale"},
+            "score": {"type": "number", "description": "cosine similarity of its best gallery photo"}}}},
+        "duplicate_of": {"type": "object", "nullable": True, "properties": {
+            "image": {"type": "string"}, "whale_id": {"type": "string"}}},
+    }
+    api_errors = ("gallery_empty",)
     config_defaults = {
         #: Largest pHash (256 bits) Hamming distance at which an upload is a duplicate of a gallery photo.
         "WHALES_DUPLICATE_DISTANCE": int(os.environ.get("WHALES_DUPLICATE_DISTANCE", 16)),
@@ -77,6 +87,12 @@ class WhalesHandler(TaskHandler):
                 result["duplicate_of"] = {**public_dup, "distance": duplicate["distance"],
                                           "photo_url": url_for("whales.gallery_image", item_id=duplicate["id"])}
         return result, summary
+
+    def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
+        """``whale_ids`` BYTES [N, 5] (``new_whale`` among them) and ``scores`` FP32 [N, 5], best first."""
+        ids = np.array([[p["whale_id"].encode() for p in r["predictions"]] for r in results], dtype=object)
+        scores = np.array([[p["score"] for p in r["predictions"]] for r in results], np.float32)
+        return [("whale_ids", "BYTES", ids), ("scores", "FP32", scores)]
 
     def history_text(self, summary: dict) -> str:
         top = summary["predictions"][0]

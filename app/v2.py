@@ -1,0 +1,208 @@
+"""Open Inference Protocol (KServe v2, the protocol of Triton and KServe) beside the v1 API.
+
+    GET  /v2                          server metadata
+    GET  /v2/health/live | ready      200 when live / when every model is loaded
+    GET  /v2/models/{task}            model metadata: inputs and outputs (name, datatype, shape)
+    GET  /v2/models/{task}/ready      200 when the task can answer, else 400
+    POST /v2/models/{task}/infer      input ``image``: BYTES [N], one encoded image per element
+
+Requests and responses follow the v2 REST specification with Triton's binary tensor extension
+(``Inference-Header-Content-Length``: a JSON header, then the tensors' raw bytes; a BYTES
+element is its little-endian uint32 length and its bytes), which ``tritonclient.http`` uses by
+default. Without the extension, BYTES elements are base64 strings in the JSON ``data``. The
+request's ``parameters`` carry the task's options (salt ``threshold``; similarity ``k``,
+``method``). Each element is answered by the task's handler, through the same batcher and
+database records as v1; the handler turns the answers into named output tensors.
+Source: https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/ and
+https://github.com/triton-inference-server/server/blob/main/docs/protocol/extension_binary_data.md
+"""
+from __future__ import annotations
+
+import base64
+import json
+import struct
+
+import numpy as np
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.datastructures import MultiDict
+
+from .engine import ModelNotReady
+from .errors import ApiError
+from .extensions import engine
+from .gallery import GalleryUnavailable
+from .tasks.registry import registered
+from .uploads import Upload, answer_each, forget, prediction_ids
+
+bp = Blueprint("v2", __name__, url_prefix="/v2")
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+class V2Error(Exception):
+    """An error answered as ``{"error": message}`` (the v2 error body) with an HTTP status."""
+
+    def __init__(self, message: str, status: int = 400, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.headers = status, headers or {}
+
+
+@bp.errorhandler(V2Error)
+def _v2_error(exc: V2Error):
+    return jsonify(error=str(exc)), exc.status, exc.headers
+
+
+@bp.get("")
+def server_metadata():
+    return jsonify(name="geovision", version="1", extensions=["binary_tensor_data"])
+
+
+@bp.get("/health/live")
+def live():
+    return jsonify(live=True)
+
+
+@bp.get("/health/ready")
+def ready():
+    state = engine.state
+    ok = state.status == "ready" and bool(state.checkpoints)
+    return jsonify(ready=ok), 200 if ok else 400
+
+
+def _handler(task: str):
+    handler = registered().get(task)
+    if handler is None:
+        raise V2Error(f"unknown model {task!r}; models: {', '.join(registered())}", 404)
+    return handler
+
+
+@bp.get("/models/<task>")
+@bp.get("/models/<task>/versions/<version>")
+def model_metadata(task: str, version: str | None = None):
+    handler = _handler(task)
+    ckpt = engine.state.checkpoints.get(handler.model_task)
+    return jsonify(name=task, versions=[ckpt.version] if ckpt else [], platform="pytorch_torchscript",
+                   inputs=[{"name": "image", "datatype": "BYTES", "shape": [-1]}],
+                   outputs=[{"name": n, "datatype": d, "shape": s} for n, d, s in handler.v2_output_specs])
+
+
+@bp.get("/models/<task>/ready")
+@bp.get("/models/<task>/versions/<version>/ready")
+def model_ready(task: str, version: str | None = None):
+    handler = _handler(task)
+    try:
+        handler.check_ready()
+    except (ModelNotReady, GalleryUnavailable) as exc:
+        return jsonify(name=task, ready=False, error=str(exc)), 400
+    return jsonify(name=task, ready=True)
+
+
+@bp.post("/models/<task>/infer")
+@bp.post("/models/<task>/versions/<version>/infer")
+def infer(task: str, version: str | None = None):
+    handler = _handler(task)
+    header, images = _read_request()
+    try:
+        options = handler.parse_options(MultiDict({k: str(v) for k, v in (header.get("parameters") or {}).items()}))
+    except ApiError as exc:
+        raise V2Error(f"{exc.code}: {exc.message}") from None
+    try:
+        handler.check_ready()
+    except ModelNotReady as exc:
+        raise V2Error(str(exc), 503, {"Retry-After": "5"}) from None
+    except GalleryUnavailable as exc:
+        raise V2Error(str(exc), 409) from None
+    items = [Upload(f"image[{i}]", data) for i, data in enumerate(images)]
+    results, _ = answer_each(items, lambda item: handler.answer(item, **options))
+    bad = [(i, r) for i, r in enumerate(results) if "error" in r]
+    if bad:   # a tensor request succeeds or fails whole: drop the rows of the answered elements
+        forget([pid for r in results for pid in prediction_ids(r)])
+        i, r = bad[0]
+        raise V2Error(f"image[{i}]: {r['error']['code']}: {r['error']['message']}", r.get("status", 400))
+    try:
+        outputs = handler.v2_outputs(results, **options)
+    except ValueError as exc:
+        forget([pid for r in results for pid in prediction_ids(r)])
+        raise V2Error(str(exc)) from None
+    ckpt = engine.checkpoint(handler.model_task)
+    return _response(header, task, ckpt.version, outputs)
+
+
+def _read_request() -> tuple[dict, list[bytes]]:
+    """(JSON header, the encoded images of input ``image``); raises V2Error for a malformed request."""
+    body = request.get_data(cache=False)
+    length = request.headers.get(HEADER_LENGTH)
+    try:
+        split = int(length) if length is not None else len(body)
+        header = json.loads(body[:split] or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise V2Error("the request header is not valid JSON") from None
+    binary, offset, images = body[split:], 0, None
+    for tensor in header.get("inputs") or []:
+        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        raw = binary[offset:offset + size] if size is not None else None
+        offset += size or 0
+        if tensor.get("name") != "image":
+            continue
+        if tensor.get("datatype") != "BYTES":
+            raise V2Error("input 'image' must have datatype BYTES (one encoded image per element)")
+        images = _bytes_elements(raw) if raw is not None else _base64_elements(tensor.get("data"))
+        expected = int(np.prod(tensor.get("shape") or [len(images)]))
+        if expected != len(images):
+            raise V2Error(f"input 'image' has shape {tensor.get('shape')} but {len(images)} elements")
+    if not images:
+        raise V2Error("send one or more encoded images in the BYTES input 'image'")
+    return header, images
+
+
+def _bytes_elements(raw: bytes) -> list[bytes]:
+    """Triton's serialised BYTES tensor: each element a little-endian uint32 length, then its bytes."""
+    out, pos = [], 0
+    while pos < len(raw):
+        if pos + 4 > len(raw):
+            raise V2Error("truncated BYTES tensor")
+        (size,) = struct.unpack_from("<I", raw, pos)
+        out.append(raw[pos + 4:pos + 4 + size])
+        pos += 4 + size
+    return out
+
+
+def _base64_elements(data) -> list[bytes]:
+    if not isinstance(data, list):
+        raise V2Error("input 'image' needs 'data' (base64 strings) or binary data")
+    try:
+        return [base64.b64decode(d, validate=True) for d in np.asarray(data, dtype=object).ravel()]
+    except (ValueError, TypeError):
+        raise V2Error("input 'image' data must be base64 strings without the binary extension") from None
+
+
+def _response(header: dict, task: str, version: str, outputs: list[tuple[str, str, np.ndarray]]) -> Response:
+    """JSON response, or JSON header + binary tensors for the outputs the client asked in binary."""
+    wanted = {o["name"]: o for o in header.get("outputs") or []}
+    binary_default = bool((header.get("parameters") or {}).get("binary_data_output"))
+    tensors, blobs = [], []
+    for name, datatype, array in outputs:
+        if wanted and name not in wanted:
+            continue
+        spec = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if (wanted.get(name, {}).get("parameters") or {}).get("binary_data", binary_default):
+            blob = _serialise(array, datatype)
+            spec["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            spec["data"] = [x.decode() if isinstance(x, bytes) else x for x in array.ravel().tolist()]
+        tensors.append(spec)
+    body = {"model_name": task, "model_version": version, "outputs": tensors}
+    if "id" in header:
+        body["id"] = header["id"]
+    text = json.dumps(body).encode()
+    if not blobs:
+        return Response(text, mimetype="application/json")
+    return Response(text + b"".join(blobs), mimetype="application/octet-stream",
+                    headers={HEADER_LENGTH: str(len(text))})
+
+
+def _serialise(array: np.ndarray, datatype: str) -> bytes:
+    if datatype == "BYTES":
+        return b"".join(struct.pack("<I", len(x)) + x for x in (e if isinstance(e, bytes) else str(e).encode()
+                                                                for e in array.ravel()))
+    return np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+
