@@ -218,11 +218,11 @@ def fail_nth_batch(monkeypatch, n: int, task: str) -> dict:
     real = DynamicBatcher.__call__
     calls = {"n": 0}
 
-    def nth_fails(self, inputs, timeout=None):
+    def nth_fails(self, inputs, timeout=None, priority=0):
         calls["n"] += 1
         if calls["n"] == n:
             raise QueueFullError(f"{task}: request queue is full")
-        return real(self, inputs, timeout=timeout)
+        return real(self, inputs, timeout=timeout, priority=priority)
 
     monkeypatch.setattr(DynamicBatcher, "__call__", nth_fails)
     return calls

@@ -1,6 +1,7 @@
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import pytest
 import torch
@@ -75,12 +76,12 @@ def test_exception_reaches_only_its_batch():
         batcher.close()
 
 
-def test_large_request_runs_alone_and_queue_is_bounded():
+def test_large_request_runs_in_chunks_and_queue_is_bounded():
     model = Doubler()
     batcher = DynamicBatcher(model, max_batch_size=4, max_batch_delay_ms=1)
     try:
-        assert batcher(torch.ones(10, 1), timeout=5).shape == (10, 1)
-        assert 10 in model.calls
+        assert torch.equal(batcher(torch.arange(10.0).view(10, 1), timeout=5), torch.arange(10.0).view(10, 1) * 2)
+        assert model.calls == [4, 4, 2]          # never one forward pass above max_batch_size
     finally:
         batcher.close()
     gate = threading.Event()
@@ -144,3 +145,53 @@ def test_cpu_runtime_follows_config_and_meta(monkeypatch, setting, validated, su
     assert runtime["amp_dtype"] == expected
     assert runtime["channels_last"] == (expected is not None)
     assert runtime["frozen"] == (expected is None)   # float32 models are frozen (CPU_FREEZE=1)
+
+
+class Gated:
+    """A model that waits for ``gate`` before each forward pass and logs the first value of each row."""
+
+    def __init__(self):
+        self.gate, self.rows = threading.Event(), []
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.gate.wait(10)
+        self.rows.extend(int(v) for v in x[:, 0])
+        return x * 2
+
+
+def test_large_requests_run_in_chunks_and_urgent_ones_cut_in():
+    model = Gated()
+    batcher = DynamicBatcher(model, max_batch_size=4, max_batch_delay_ms=1, name="chunks")
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            blocker = pool.submit(batcher, torch.full((1, 1), -1.0))       # occupies the worker
+            time.sleep(0.05)
+            job = pool.submit(batcher, torch.arange(12.0).view(12, 1), None, 10)   # background: 3 chunks
+            time.sleep(0.05)
+            urgent = pool.submit(batcher, torch.full((2, 1), 100.0))       # interactive, arrives later
+            time.sleep(0.05)
+            model.gate.set()
+            assert torch.equal(job.result(10), torch.arange(12.0).view(12, 1) * 2)
+            assert urgent.result(10).tolist() == [[200.0], [200.0]] and blocker.result(10).item() == -2
+        order = model.rows
+        assert order.index(100) < order.index(0)          # the urgent rows ran before every chunk of the job
+        assert sorted(batcher.batch_sizes) == [1, 2, 4]   # chunks of max_batch_size, never one pass of 12
+    finally:
+        batcher.close()
+
+
+def test_a_caller_that_times_out_leaves_no_work_behind():
+    model = Gated()
+    batcher = DynamicBatcher(model, max_batch_size=2, max_batch_delay_ms=1, name="abandoned")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            blocker = pool.submit(batcher, torch.full((1, 1), -1.0))
+            time.sleep(0.05)
+            with pytest.raises(FutureTimeout):
+                batcher(torch.arange(8.0).view(8, 1), timeout=0.2)       # 4 chunks queued, then abandoned
+            model.gate.set()
+            blocker.result(10)
+        assert batcher(torch.full((1, 1), 7.0), timeout=10).item() == 14
+        assert model.rows == [-1, 7]                       # none of the 8 abandoned rows was computed
+    finally:
+        batcher.close()

@@ -57,7 +57,7 @@ def test_full_queue_and_timeout_answer_503_with_retry_after(app, client, monkeyp
     from app.engine import QueueFullError
 
     for exc, code in ((QueueFullError("salt: request queue is full"), "overloaded"), (FutureTimeout(), "timeout")):
-        def fail(self, inputs, timeout=None, exc=exc):
+        def fail(self, inputs, timeout=None, priority=0, exc=exc):
             raise exc
         monkeypatch.setattr(DynamicBatcher, "__call__", fail)
         resp = client.post("/api/v1/salt/segment", content_type="multipart/form-data",

@@ -189,3 +189,20 @@ def test_snapshot_members_from_exports_and_checkpoints(runner, tmp_path):
             0.4, 0.2, 12, 4, 0.0, torch.device("cpu"))
     with pytest.raises(ValueError, match="ensemble"):
         load_weights(out / "model.pt")
+
+
+def test_a_run_resumes_where_it_stopped(runner, tmp_path):
+    """``--resume`` continues from ``RUN_DIR/last.pt``: the second call runs only the new epoch."""
+    data = make_synthetic_tgs(tmp_path / "tgs")
+    out, run = tmp_path / "out" / "salt", tmp_path / "run"
+    common = ["train-model", "salt", "--data", str(data), "--dry-run", "--output", str(out), "--run-dir", str(run),
+              "--eval-every", "1"]
+    assert runner.invoke(args=[*common, "--epochs", "1"]).exit_code == 0
+    first = torch.load(run / "last.pt", map_location="cpu")
+    result = runner.invoke(args=[*common, "--epochs", "2", "--resume"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]          # epoch 1 was not run again
+    second = torch.load(run / "last.pt", map_location="cpu")
+    assert first["epoch"] == 0 and second["epoch"] == 1
+    assert json.loads((run / "args.json").read_text())["resume"] is True

@@ -143,8 +143,10 @@ class InferenceEngine:
             raise ModelNotReady(state.errors.get(task, f"no {task} model is installed"))
         return state.checkpoints[task]
 
-    def predict(self, task: str, inputs: torch.Tensor) -> torch.Tensor:
+    def predict(self, task: str, inputs: torch.Tensor, priority: int = 0) -> torch.Tensor:
         """Run ``inputs`` (n, *input_shape) through the task's batcher; returns (n, ...) on CPU.
+
+        ``priority``: 0 for interactive requests; larger numbers (background work) wait behind them.
 
         Raises:
             ModelNotReady: model not loaded; QueueFullError: queue full;
@@ -152,7 +154,7 @@ class InferenceEngine:
         """
         self.checkpoint(task)
         state = self.state
-        return state.batchers[task](inputs, timeout=state.timeout)
+        return state.batchers[task](inputs, timeout=state.timeout, priority=priority)
 
     def describe(self) -> list[dict]:
         """Public description of each loaded model (for ``/api/v1/models`` and ``/models``)."""

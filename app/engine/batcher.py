@@ -1,13 +1,18 @@
 """Dynamic batching: many concurrent requests, one forward pass.
 
-Requests put ``(tensor, future)`` on a bounded queue; one worker thread takes up to
+Requests put ``(tensor, future)`` on a bounded priority queue; one worker thread takes up to
 ``max_batch_size`` rows, waiting at most ``max_batch_delay_ms`` after the first,
 runs a single forward pass under ``torch.inference_mode()`` and resolves each
 future with its own rows. An exception fails only the callers of that batch.
-The knob names follow Triton's dynamic batcher and TorchServe.
+A request larger than ``max_batch_size`` is queued as chunks of at most that size, so other
+requests take turns between its chunks; requests of a lower ``priority`` number go first
+(interactive requests before background jobs, Triton's priority levels), in arrival order
+within a level. A caller that stops waiting (timeout) cancels its queued chunks: no work is
+left behind. The knob names follow Triton's dynamic batcher and TorchServe.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -22,6 +27,9 @@ import torch
 log = logging.getLogger(__name__)
 #: ``on_batch(model name, rows, queue waits in s, forward-pass seconds)``, called after each pass.
 BatchCallback = Callable[[str, int, list[float], float], None]
+
+
+_STOP = 1 << 30   #: priority of the stop marker: after every queued request
 
 
 class QueueFullError(RuntimeError):
@@ -67,7 +75,8 @@ class DynamicBatcher:
         self.max_batch_delay_ms = float(max_batch_delay_ms)
         self.device = torch.device(device)
         self.name = name
-        self._queue: queue.Queue[_Request | None] = queue.Queue(maxsize=max_queue_size)
+        self._queue: queue.PriorityQueue[tuple[int, int, _Request | None]] = queue.PriorityQueue(maxsize=max_queue_size)
+        self._order = itertools.count()
         self._lock = threading.Lock()
         self.batch_sizes: Counter[int] = Counter()   # rows per forward pass -> count
         self.requests_served = 0
@@ -75,20 +84,40 @@ class DynamicBatcher:
         self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
-    def submit(self, inputs: torch.Tensor) -> Future:
-        """Queue ``inputs`` of shape (n, *item_shape), n >= 1; the future gets (n, ...)."""
+    def submit(self, inputs: torch.Tensor, priority: int = 0) -> Future:
+        """Queue ``inputs`` of shape (n, *item_shape), n >= 1, as one item; the future gets (n, ...).
+
+        ``priority``: lower numbers are served first (0 interactive, larger for background work).
+        Raises QueueFullError when the queue is full.
+        """
         if inputs.ndim < 1 or inputs.shape[0] < 1:
             raise ValueError("inputs need a leading batch dimension of at least 1")
         future: Future = Future()
         try:
-            self._queue.put_nowait(_Request(inputs, future, time.perf_counter()))
+            self._queue.put_nowait((priority, next(self._order), _Request(inputs, future, time.perf_counter())))
         except queue.Full:
             raise QueueFullError(f"{self.name}: request queue is full") from None
         return future
 
-    def __call__(self, inputs: torch.Tensor, timeout: float | None = None) -> torch.Tensor:
-        """Submit and wait for the result (raises the forward pass's exception)."""
-        return self.submit(inputs).result(timeout=timeout)
+    def __call__(self, inputs: torch.Tensor, timeout: float | None = None, priority: int = 0) -> torch.Tensor:
+        """Submit ``inputs`` in chunks of at most ``max_batch_size`` rows and wait for all of them.
+
+        Raises the forward pass's exception, QueueFullError, or ``concurrent.futures.TimeoutError``
+        after ``timeout`` seconds in all; then (and on any error) the chunks not yet run are
+        cancelled, so the batcher does no work for a caller that has gone.
+        """
+        futures: list[Future] = []
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        try:
+            for chunk in torch.split(inputs, self.max_batch_size):
+                futures.append(self.submit(chunk, priority))
+            outputs = [f.result(timeout=None if deadline is None else max(0.0, deadline - time.perf_counter()))
+                       for f in futures]
+        except Exception:   # FutureTimeout, QueueFullError, the model's error
+            for f in futures:
+                f.cancel()
+            raise
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
     @property
     def queue_depth(self) -> int:
@@ -103,30 +132,36 @@ class DynamicBatcher:
 
     def close(self, timeout: float = 5.0) -> None:
         """Finish queued requests, then stop the worker thread."""
-        self._queue.put(None)
+        self._queue.put((_STOP, next(self._order), None))
         self._thread.join(timeout)
 
+    def _next(self, timeout: float | None = None) -> tuple[int, int, _Request | None]:
+        """The next queued item that was not cancelled (raises queue.Empty after ``timeout``)."""
+        while True:
+            item = self._queue.get(timeout=timeout) if timeout is None or timeout > 0 else self._queue.get_nowait()
+            if item[2] is None or not item[2].future.cancelled():
+                return item
+
     def _collect(self) -> list[_Request] | None:
-        first = self._pending or self._queue.get()
+        first = self._pending or self._next()[2]
         self._pending = None
         if first is None:
             return None
         batch, rows = [first], first.inputs.shape[0]
         deadline = time.perf_counter() + self.max_batch_delay_ms / 1000.0
         while rows < self.max_batch_size:
-            remaining = deadline - time.perf_counter()
             try:
-                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                item = self._next(deadline - time.perf_counter())
             except queue.Empty:
                 break
-            if item is None:
-                self._queue.put(None)  # stop after this batch
+            if item[2] is None:
+                self._queue.put(item)  # stop after this batch
                 break
-            if rows + item.inputs.shape[0] > self.max_batch_size:
-                self._pending = item   # starts the next batch
+            if rows + item[2].inputs.shape[0] > self.max_batch_size:
+                self._pending = item[2]   # starts the next batch
                 break
-            batch.append(item)
-            rows += item.inputs.shape[0]
+            batch.append(item[2])
+            rows += item[2].inputs.shape[0]
         return batch
 
     def _run(self) -> None:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from ..common.checkpoints import optimiser_step, resume_run, save_run
 from ..common.runtime import warmup_cosine
 from . import data as sd
 from .config import SaltTrainConfig
@@ -128,15 +129,8 @@ def distill(cfg: DistillConfig) -> dict:
     steps = 2 if cfg.dry_run else max(1, (n_lab + n_unl) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps * cfg.epochs, steps))
     (run_dir / "args.json").write_text(json.dumps(asdict(cfg), indent=2))
-    start, best, minutes_before = 0, {"tgs_metric": -1.0}, 0.0
-    if (run_dir / "last.pt").exists():
-        state = torch.load(run_dir / "last.pt", map_location="cpu")
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start, best, minutes_before = state["epoch"] + 1, state["best"], state["minutes"]
-        log.info("resumed at epoch %d (best %.4f)", start, best["tgs_metric"])
+    modules = {"model": model, "ema": ema}
+    start, best, minutes_before = resume_run(run_dir / "last.pt", modules, opt, sched) or (0, {"tgs_metric": -1.0}, 0.0)
     gen = torch.Generator().manual_seed(cfg.seed + start)
     started = time.time() - minutes_before * 60
     for epoch in range(start, cfg.epochs):
@@ -160,12 +154,7 @@ def distill(cfg: DistillConfig) -> dict:
             loss = loss + 0.05 * F.binary_cross_entropy_with_logits(salt_logits[:, 0], torch.from_numpy(salts[idx]))
             if has_salt.any():
                 loss = loss + lovasz_hinge(mask_logits[has_salt], y[has_salt])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            ema.update_parameters(model)
-            total += loss.item()
+            total += optimiser_step(loss, opt, sched, ema, model)
         probs, val_salts = predict_tiles(ema.module, va_x, mean, std, torch.device("cpu"))
         row = {"epoch": epoch + 1, "loss": total / steps, "minutes": (time.time() - started) / 60,
                **tune_thresholds(probs, val_salts, va_y)}
@@ -184,9 +173,7 @@ def distill(cfg: DistillConfig) -> dict:
             if fh.tell() == 0:
                 writer.writeheader()
             writer.writerow(row)
-        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "minutes": row["minutes"]},
-                   run_dir / "last.pt")
+        save_run(run_dir / "last.pt", modules, opt, sched, epoch, best, row["minutes"])
     return best
 
 

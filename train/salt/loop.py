@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from geovision.device import select_device
 
+from ..common.checkpoints import optimiser_step, resume_run, save_run
 from ..common.runtime import warmup_cosine
 from . import data as sd
 from .config import SaltTrainConfig
@@ -80,16 +81,10 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: warmup_cosine(s, total_steps, steps_per_epoch))
     start_epoch, best, minutes_before = 0, {"tgs_metric": -1.0}, 0.0
-    ckpt_path = run_dir / "last.pt"
-    if cfg.resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start_epoch, best = state["epoch"] + 1, state["best"]
-        minutes_before = state.get("minutes", 0.0)
-        log.info("resumed at epoch %d (best %.4f)", start_epoch, best["tgs_metric"])
+    ckpt_path, modules = run_dir / "last.pt", {"model": model, "ema": ema}
+    resumed = resume_run(ckpt_path, modules, opt, sched, device) if cfg.resume else None
+    if resumed:
+        start_epoch, best, minutes_before = resumed
 
     gen = torch.Generator().manual_seed(cfg.seed)
     metrics_file = run_dir / "metrics.csv"
@@ -124,9 +119,7 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
             if fh.tell() == 0:
                 writer.writeheader()
             writer.writerow(row)
-        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "epoch": epoch, "best": best,
-                    "minutes": row["minutes"]}, ckpt_path)
+        save_run(ckpt_path, modules, opt, sched, epoch, best, row["minutes"])
     return json.loads((out_dir / "meta.json").read_text())
 
 
@@ -211,11 +204,6 @@ def train_one_epoch(model: torch.nn.Module, ema: AveragedModel, opt: torch.optim
         else:
             seg_loss = bce
         loss = seg_loss + 0.05 * cls_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        ema.update_parameters(model)
-        total_loss += loss.item()
+        total_loss += optimiser_step(loss, opt, sched, ema, model)
         bar.set_postfix(loss=f"{total_loss / (step + 1):.4f}", lovasz=use_lovasz)
     return total_loss / n_steps

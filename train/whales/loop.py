@@ -32,6 +32,7 @@ from geovision.device import select_device
 from geovision.metrics import NEW_WHALE, insert_new_whale, map_at_5
 from geovision.whales import rank_individuals
 
+from ..common.checkpoints import resume_run, save_run
 from ..common.provenance import git_commit
 from ..common.runtime import warmup_cosine
 from . import data as wd
@@ -183,15 +184,10 @@ def train_whales(cfg: WhalesTrainConfig) -> dict:
     epochs = 1 if cfg.dry_run else cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, epochs * steps, steps))
     start_epoch, best, minutes_before = 0, {"map_at_5": -1.0}, 0.0
-    ckpt_path = run_dir / "last.pt"
-    if cfg.resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device)
-        net.load_state_dict(state["net"])
-        head.load_state_dict(state["head"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start_epoch, best, minutes_before = state["epoch"] + 1, state["best"], state.get("minutes", 0.0)
-        log.info("resumed at epoch %d (best MAP@5 %.4f)", start_epoch, best["map_at_5"])
+    ckpt_path, modules = run_dir / "last.pt", {"net": net, "head": head}
+    resumed = resume_run(ckpt_path, modules, opt, sched, device) if cfg.resume else None
+    if resumed:
+        start_epoch, best, minutes_before = resumed
     gen = torch.Generator().manual_seed(cfg.seed + start_epoch)
     started = time.time() - minutes_before * 60
     for epoch in range(start_epoch, epochs):
@@ -235,9 +231,7 @@ def train_whales(cfg: WhalesTrainConfig) -> dict:
             if fh.tell() == 0:
                 writer.writeheader()
             writer.writerow(row)
-        torch.save({"net": net.state_dict(), "head": head.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "minutes": row["minutes"]},
-                   ckpt_path)
+        save_run(ckpt_path, modules, opt, sched, epoch, best, row["minutes"])
     return json.loads((out_dir / "meta.json").read_text())
 
 
