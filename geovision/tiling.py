@@ -107,9 +107,14 @@ def mask_from_outputs(outputs: np.ndarray, origins: list[tuple[int, int]], canva
 
 
 def overlay(gray: np.ndarray, mask: np.ndarray, color: tuple[int, int, int] = (255, 64, 32),
-            alpha: float = 0.45) -> Image.Image:
-    """RGB picture of ``gray`` (H, W, [0, 1]) with ``mask`` (H, W, bool) tinted and outlined."""
+            alpha: float = 0.45, no_data: np.ndarray | None = None) -> Image.Image:
+    """RGB picture of ``gray`` (H, W, [0, 1]) with ``mask`` (H, W, bool) tinted and outlined, and
+    the ``no_data`` pixels (H, W, bool) drawn as grey diagonal hatching."""
     base = np.repeat((gray * 255).astype(np.uint8)[..., None], 3, axis=2).astype(np.float32)
+    if no_data is not None and no_data.any():
+        yy, xx = np.indices(no_data.shape)
+        hatch = ((yy + xx) % 8) < 2
+        base[no_data] = np.where(hatch[no_data, None], 96.0, 176.0)
     tint = np.array(color, np.float32)
     m = mask.astype(bool)
     base[m] = base[m] * (1 - alpha) + tint * alpha

@@ -59,9 +59,10 @@ def test_large_section_and_results_in_file_order(client):
 
 
 def test_threshold_changes_the_answer_and_is_validated(client):
-    tile = np.full((101, 101), 128, np.uint8)   # normalised 0.0 -> probability 0.5
+    # greys 128/129 in a checkerboard: probabilities 0.54 and 0.61 (a one-valued picture is all no data)
+    tile = np.where(np.indices((101, 101)).sum(0) % 2 == 0, 128, 129).astype(np.uint8)
     assert post(client, [("t.png", png_bytes(tile))], threshold="0.4").get_json()["results"][0]["coverage"] == 1.0
-    assert post(client, [("t.png", png_bytes(tile))], threshold="0.6").get_json()["results"][0]["coverage"] == 0.0
+    assert post(client, [("t.png", png_bytes(tile))], threshold="0.7").get_json()["results"][0]["coverage"] == 0.0
     for bad in ["2", "-0.1", "abc", "nan"]:
         resp = post(client, [("t.png", png_bytes(tile))], threshold=bad)
         assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_threshold"

@@ -14,7 +14,7 @@ from flask import current_app, url_for
 from PIL import Image
 from werkzeug.datastructures import FileStorage, MultiDict
 
-from geovision import tiling
+from geovision import nodata, tiling
 from geovision.checkpoint import Checkpoint
 from geovision.imaging import ImageError, decode_image, to_gray
 from geovision.rle import rle_decode, rle_encode
@@ -48,13 +48,15 @@ class SaltHandler(TaskHandler):
     }
     result_schema = {
         "width": {"type": "integer"}, "height": {"type": "integer"},
-        "coverage": {"type": "number", "description": "salt fraction of the pixels, 0..1"},
+        "coverage": {"type": "number", "description": "salt fraction of the live (not no-data) pixels, 0..1"},
+        "no_data_fraction": {"type": "number", "description": "fraction of the pixels without data (dead traces, "
+                                                              "mutes, padding): never salt, shown hatched"},
         "rle_mask": {"type": "string", "description": "Kaggle RLE: column-major, 1-based start/length pairs"},
         "mask_url": {"type": "string", "format": "uri"}, "overlay_url": {"type": "string", "format": "uri"},
         "slice": {"type": "string", "description": "SEG-Y only: the slice segmented"},
         "segy_id": {"type": "string", "description": "SEG-Y only: the stored volume"},
     }
-    api_errors = ("invalid_threshold", "invalid_slice", "invalid_segy", "segy_too_large")
+    api_errors = ("invalid_threshold", "invalid_slice", "invalid_segy", "not_amplitudes", "segy_too_large")
 
     def init_app(self, app) -> None:
         super().init_app(app)
@@ -88,13 +90,14 @@ class SaltHandler(TaskHandler):
         if isinstance(item, Refused):
             raise item.error
         if isinstance(item, StoredSegy):
-            gray, extra, save_input = _segy_slice(item, spec)
+            gray, no_data, extra, save_input = _segy_slice(item, spec)
         else:
-            gray, extra, save_input = _image(item)
-        inputs, origins, canvas = tiling.model_inputs(gray, ckpt.meta, OVERLAP)
+            gray, no_data, extra, save_input = _image(item)
+        inputs, origins, canvas = tiling.model_inputs(nodata.fill_no_data(gray, no_data), ckpt.meta, OVERLAP)
         height, width = gray.shape
         return Prepared(torch.from_numpy(inputs), (width, height),
-                        {"gray": gray, "origins": origins, "canvas": canvas, "extra": extra, "save_input": save_input})
+                        {"gray": gray, "no_data": no_data, "origins": origins, "canvas": canvas, "extra": extra,
+                         "save_input": save_input})
 
     def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint, public_id: str,
                     threshold: float | None = None, spec: segy.SliceSpec | None = None) -> tuple[dict, dict]:
@@ -102,17 +105,24 @@ class SaltHandler(TaskHandler):
         threshold = float(ckpt.meta.get("threshold", 0.5)) if threshold is None else threshold
         mask = tiling.mask_from_outputs(outputs.float().numpy(), state["origins"], state["canvas"],
                                         state["gray"].shape, ckpt.meta, threshold, OVERLAP)
-        coverage = float(mask.mean())
+        no_data = state["no_data"]
+        mask &= ~no_data                                   # no data is never salt
+        live = int((~no_data).sum())
+        coverage = float(mask.sum() / live) if live else 0.0
+        no_data_fraction = float(no_data.mean())
         rle_mask = rle_encode(mask)
         folder = storage_dir(public_id)
         state["save_input"](folder)
         tiling.mask_image(mask).save(folder / "mask.png", compress_level=1)
+        if no_data.any():
+            tiling.mask_image(no_data).save(folder / "nodata.png", compress_level=1)
         (folder / "rle.txt").write_text(rle_mask + "\n")   # overlay.png is drawn on first view
         extra = state["extra"]
-        summary = {"coverage": coverage, "rle_mask": rle_mask, "threshold": threshold,
-                   "tiles": len(state["origins"]), **extra}
+        summary = {"coverage": coverage, "no_data_fraction": no_data_fraction, "rle_mask": rle_mask,
+                   "threshold": threshold, "tiles": len(state["origins"]), **extra}
         width, height = prepared.size
-        result = {**extra, "width": width, "height": height, "coverage": round(coverage, 6), "rle_mask": rle_mask,
+        result = {**extra, "width": width, "height": height, "coverage": round(coverage, 6),
+                  "no_data_fraction": round(no_data_fraction, 6), "rle_mask": rle_mask,
                   "mask_url": url_for("salt.result_file", public_id=public_id, name="mask.png", _external=True),
                   "overlay_url": url_for("salt.result_file", public_id=public_id, name="overlay.png", _external=True)}
         return result, summary
@@ -128,13 +138,15 @@ class SaltHandler(TaskHandler):
 
     def history_text(self, summary: dict) -> str:
         where = f"SEG-Y {summary['slice']}: " if summary.get("slice") else ""
-        return f"{where}{summary['coverage'] * 100:.2f} % salt"
+        no_data = summary.get("no_data_fraction") or 0.0
+        return f"{where}{summary['coverage'] * 100:.2f} % salt" + (f", {no_data * 100:.0f} % no data" if no_data else "")
 
     def history_url(self, public_id: str) -> str | None:
         return url_for("salt.result", public_id=public_id)
 
 
-def _image(upload) -> tuple[np.ndarray, dict, object]:
+def _image(upload) -> tuple[np.ndarray, np.ndarray, dict, object]:
+    """(grey levels (H, W) in [0, 1], no-data mask (H, W) bool, extra result fields, input writer)."""
     image = decode_image(upload.data, current_app.config["MAX_IMAGE_PIXELS"])
 
     def save_input(folder: Path) -> None:
@@ -143,14 +155,18 @@ def _image(upload) -> tuple[np.ndarray, dict, object]:
         else:
             image.convert("RGB").save(folder / "input.png", compress_level=1)
 
-    return to_gray(image), {}, save_input
+    gray = to_gray(image)
+    return gray, nodata.image_no_data(gray), {}, save_input
 
 
-def _segy_slice(stored: StoredSegy, spec: segy.SliceSpec | None) -> tuple[np.ndarray, dict, object]:
+def _segy_slice(stored: StoredSegy, spec: segy.SliceSpec | None) -> tuple[np.ndarray, np.ndarray, dict, object]:
     """Grey levels of one slice of a stored volume (the survey's default slice when ``spec`` is
     None); the result adds ``slice`` (e.g. ``inline:120``) and ``segy_id``."""
     info = load_segy(stored.segy_id)
     geometry = info[1] if info else segy.geometry(stored.path)
+    if geometry.get("values") == "velocity":
+        raise ImageError("this volume holds velocities (all values positive, in the range of m/s), not seismic "
+                         "amplitudes: salt is segmented on amplitude sections", code="not_amplitudes")
     spec = spec or segy.parse_slice(geometry["default_slice"])
     try:
         amplitudes = segy.read_slice(stored.path, spec)
@@ -161,12 +177,13 @@ def _segy_slice(stored: StoredSegy, spec: segy.SliceSpec | None) -> tuple[np.nda
     if height * width > limit:
         raise ImageError(f"the slice is {width}x{height} samples; the limit is {limit:,} pixels",
                          code="image_too_large", status=413)
-    gray = segy.scale_amplitudes(amplitudes)
+    no_data = nodata.section_no_data(amplitudes)
+    gray = segy.scale_amplitudes(amplitudes, live=~no_data)
 
     def save_input(folder: Path) -> None:
         Image.fromarray((gray * 255).round().astype(np.uint8), "L").save(folder / "input.png", compress_level=1)
 
-    return gray, {"slice": str(spec), "segy_id": stored.segy_id}, save_input
+    return gray, no_data, {"slice": str(spec), "segy_id": stored.segy_id}, save_input
 
 
 def parse_threshold(value: str | None) -> float | None:

@@ -55,15 +55,27 @@ def parse_slice(spec: str | None) -> SliceSpec | None:
 
 
 def _open(path: Path):
-    try:
-        f = segyio.open(str(path), "r", strict=True)
-    except (RuntimeError, ValueError, IndexError, OSError):
-        try:
-            f = segyio.open(str(path), "r", ignore_geometry=True)
-        except (RuntimeError, ValueError, IndexError, OSError) as exc:
-            raise SegyError(f"not a readable SEG-Y file ({exc})") from None
-    f.mmap()
-    return f
+    """Open memory-mapped: with inline/crossline geometry when the headers give one, else as a
+    plain list of traces; big-endian (the standard) first, then little-endian (some writers)."""
+    error: Exception | None = None
+    for endian in ("big", "little"):
+        for options in ({"strict": True}, {"ignore_geometry": True}):
+            try:
+                f = segyio.open(str(path), "r", endian=endian, **options)
+            except (RuntimeError, ValueError, IndexError, OSError) as exc:
+                error = error or exc
+                continue
+            if endian == "little" or _plausible(f):
+                f.mmap()
+                return f
+            f.close()
+    raise SegyError(f"not a readable SEG-Y file ({error})")
+
+
+def _plausible(f) -> bool:
+    """A big-endian reading of a little-endian file gives absurd sample counts or intervals."""
+    samples = np.asarray(f.samples, dtype=float)
+    return 1 < len(samples) < 100_000 and float(samples[1] - samples[0]) > 0
 
 
 def geometry(path: Path) -> dict:
@@ -75,7 +87,8 @@ def geometry(path: Path) -> dict:
         out = {"traces": int(f.tracecount), "samples": len(samples),
                "sample_interval_ms": float(samples[1] - samples[0]) if len(samples) > 1 else 0.0,
                "time_range_ms": [float(samples[0]), float(samples[-1])] if len(samples) else [0.0, 0.0],
-               "format": str(f.format)}
+               "format": str(f.format), "endian": "little" if f.endian == "little" else "big"}
+        out["values"] = _value_kind(f)
         if f.ilines is not None and f.xlines is not None:
             il, xl = np.asarray(f.ilines), np.asarray(f.xlines)
             out.update(kind="3d", inlines=[int(il[0]), int(il[-1]), len(il)],
@@ -84,6 +97,17 @@ def geometry(path: Path) -> dict:
         else:
             out.update(kind="2d", default_slice="section")
     return out
+
+
+def _value_kind(f, probes: int = 32) -> str:
+    """``velocity`` when sampled traces hold only positive values in the range of seismic
+    velocities (300..10,000 m/s or ft/s; amplitudes swing around zero), else ``amplitude``."""
+    step = max(1, f.tracecount // probes)
+    values = np.concatenate([np.asarray(f.trace[i], dtype=np.float64) for i in range(0, f.tracecount, step)])
+    values = values[np.isfinite(values)]
+    if values.size and values.min() > 0 and 300 <= float(np.median(values)) <= 10_000:
+        return "velocity"
+    return "amplitude"
 
 
 def read_slice(path: Path, spec: SliceSpec) -> np.ndarray:
@@ -115,11 +139,14 @@ def read_slice(path: Path, spec: SliceSpec) -> np.ndarray:
         return np.asarray(f.depth_slice[index], dtype=np.float32)
 
 
-def scale_amplitudes(section: np.ndarray, percentile: float = 99.0) -> np.ndarray:
+def scale_amplitudes(section: np.ndarray, percentile: float = 99.0, live: np.ndarray | None = None) -> np.ndarray:
     """Grey levels float32 (H, W) in [0, 1]: amplitudes clipped at the ``percentile`` of their
-    magnitude, zero at 0.5. A dead (all-zero or non-finite) slice is uniform mid-grey."""
+    magnitude, zero at 0.5. ``live`` (H, W, bool): the samples the percentile is taken over (the
+    others, no data, would pull it towards zero). A dead (all-zero or non-finite) slice is uniform
+    mid-grey."""
     a = np.nan_to_num(section.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    clip = float(np.percentile(np.abs(a), percentile)) if a.size else 0.0
+    sample = np.abs(a if live is None else a[live])
+    clip = float(np.percentile(sample, percentile)) if sample.size else 0.0
     if clip <= 0:
         return np.full(a.shape, 0.5, np.float32)
     return (np.clip(a / clip, -1.0, 1.0) * 0.5 + 0.5).astype(np.float32)

@@ -140,12 +140,16 @@ def _load(public_ids: list[str]) -> list[Prediction]:
 
 
 def render_overlay(folder: Path) -> Path:
-    """Draw ``overlay.png`` from the stored input and mask of one prediction (first view only)."""
+    """Draw ``overlay.png`` from the stored input, mask and no-data mask of one prediction (first view)."""
     with Image.open(folder / "input.png") as im:
         gray = to_gray(ImageOps.exif_transpose(im))
     with Image.open(folder / "mask.png") as m:
         mask = np.asarray(m) > 0
+    no_data = None
+    if (folder / "nodata.png").exists():
+        with Image.open(folder / "nodata.png") as nd:
+            no_data = np.asarray(nd) > 0
     tmp = folder / f".overlay-{uuid.uuid4().hex}.png"
-    tiling.overlay(gray, mask).save(tmp, compress_level=1)
+    tiling.overlay(gray, mask, no_data=no_data).save(tmp, compress_level=1)
     tmp.replace(folder / "overlay.png")
     return folder / "overlay.png"

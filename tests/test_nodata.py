@@ -1,0 +1,102 @@
+"""No data in real sections: dead traces, mutes and padding are found, never salt, and left out
+of the coverage; real SEG-Y files (little-endian, velocity cubes) as users upload them."""
+import io
+
+import numpy as np
+import pytest
+import segyio
+
+from geovision.nodata import fill_no_data, image_no_data, section_no_data
+
+from .conftest import DATA, png_bytes
+
+REAL = DATA / "seismic-real"
+
+
+def test_section_no_data_finds_dead_traces_mutes_and_padding():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 1, (120, 40)).astype(np.float32)
+    a[:, 7] = 0                      # dead trace
+    a[:20, 10:30] = 0                # top mute
+    a[-15:, :] = 0                   # zero padding below the record
+    a[60, 3] = 0                     # a zero crossing: real data
+    a[61:64, 3] = 0                  # a short zero run (3 samples): still real data
+    a[50, 20] = np.nan
+    nd = section_no_data(a)
+    assert nd[:, 7].all() and nd[:20, 10:30].all() and nd[-15:, :].all() and nd[50, 20]
+    assert not nd[60:64, 3].any() and not nd[20:105, 0].any()
+    expected = np.zeros_like(nd)
+    expected[:, 7] = expected[:20, 10:30] = expected[-15:, :] = True
+    expected[50, 20] = True
+    assert (nd == expected).all()
+
+
+def test_image_no_data_is_black_or_white_padding_not_flat_salt():
+    g = np.full((100, 80), 0.45, np.float32)
+    g[:, :40] += np.random.default_rng(1).normal(0, 0.1, (100, 40)).astype(np.float32)   # textured sediments
+    g[40:70, 40:] = 0.30             # flat salt body: data, not padding
+    g[:12, :] = 1.0                  # white band at the top (export padding)
+    g[:, -3:] = 0.0                  # three black dead traces
+    nd = image_no_data(g)
+    assert nd[:12].all() and nd[:, -3:].all()
+    assert not nd[12:, :-3].any()
+    assert image_no_data(np.full((50, 50), 0.7, np.float32)).all()          # one value: all no data
+    filled = fill_no_data(g, nd)
+    assert np.allclose(filled[:12], np.median(g[~nd])) and (filled[~nd] == g[~nd]).all()
+
+
+def test_padding_is_never_salt_and_coverage_counts_live_pixels(client):
+    img = np.full((101, 101), 20, np.uint8)
+    img[:, :50] = 230                # the tiny model's salt: bright pixels
+    img[-21:, :] = 255               # white padding below the record: bright, but no data
+    result = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(png_bytes(img)), "s.png")]}).get_json()
+    (r,) = result["results"]
+    assert r["no_data_fraction"] == pytest.approx(21 / 101, abs=1e-6)
+    assert r["coverage"] == pytest.approx(50 / 101, abs=0.02)                 # half of the 80 live rows
+    from geovision.rle import rle_decode
+
+    mask = rle_decode(r["rle_mask"], (101, 101))
+    assert not mask[-21:].any() and mask[:80, :45].all()
+    overlay = client.get(r["overlay_url"].removeprefix("http://localhost"))
+    assert overlay.status_code == 200
+
+
+def test_segy_mutes_and_dead_traces_through_the_api(client, tmp_path):
+    data = np.random.default_rng(2).normal(0, 1, (3, 60, 150)).astype(np.float32)   # inlines x crosslines x samples
+    data[:, :, :30] = 0              # top mute on every trace
+    data[:, 10, :] = 0               # a dead trace in every inline
+    path = tmp_path / "muted.sgy"
+    segyio.tools.from_array(str(path), data, dt=4000)
+    response = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(path.read_bytes()), "muted.sgy")],
+                                                          "slice": "inline:2"})
+    (r,) = response.get_json()["results"]
+    expected = (30 * 60 + 120) / (150 * 60)
+    assert r["no_data_fraction"] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/data/seismic-real absent")
+@pytest.mark.parametrize("name, status, min_no_data", [
+    ("f3.sgy", 200, 0.1), ("f3-lsb.sgy", 200, 0.1), ("f3-withdead.sgy", 200, 0.1), ("f3-ebcidctest.sgy", 200, 0.01),
+    ("volve10r12-full-twt-arb.sgy", 200, 0.01), ("volve10r12-full-z-il10117sub.sgy", 200, 0.0),
+    ("volve10-migvel-depth-sub3d.sgy", 400, None)])
+def test_every_shared_real_file(client, name, status, min_no_data):
+    response = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO((REAL / name).read_bytes()), name)]})
+    assert response.status_code == status
+    if status != 200:
+        assert response.get_json()["error"]["code"] == "not_amplitudes"
+        return
+    (r,) = response.get_json()["results"]
+    assert r["no_data_fraction"] >= min_no_data and 0.0 <= r["coverage"] <= 1.0
+    if name == "f3-lsb.sgy":                 # little-endian: read like its big-endian twin
+        twin = client.post("/api/v1/salt/segment",
+                           data={"image": [(io.BytesIO((REAL / "f3.sgy").read_bytes()), "f3.sgy")]}).get_json()
+        assert {k: twin["results"][0][k] for k in ("width", "height", "rle_mask", "no_data_fraction")} == \
+               {k: r[k] for k in ("width", "height", "rle_mask", "no_data_fraction")}
+
+
+def test_a_few_stray_pixels_are_no_section():
+    g = np.full((101, 101), 1.0, np.float32)
+    g[50, 50:54] = 0.3                                # 4 live pixels in a white tile (a real TGS tile)
+    assert image_no_data(g).all()
+    g[20:60, 20:60] = 0.4                             # 1,600 live pixels: a section
+    assert not image_no_data(g)[20:60, 20:60].any()
