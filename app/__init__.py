@@ -83,7 +83,7 @@ def _instance_secret_key(instance: Path) -> str:
 
 
 def register_extensions(app: Flask, wait_for_models: bool) -> None:
-    from . import gallery
+    from . import gallery, jobs
     from .extensions import csrf, db, engine, migrate
 
     db.init_app(app)
@@ -91,6 +91,7 @@ def register_extensions(app: Flask, wait_for_models: bool) -> None:
     csrf.init_app(app)
     engine.init_app(app, wait=wait_for_models, on_batch=metrics.observe_batch)
     gallery.init_app(app)
+    jobs.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -48,7 +48,7 @@ def _decoded_uploads() -> tuple[list[dict], list[tuple[Upload, Image.Image]]]:
     results, answered = answer_each(uploads, decode)
     if not answered:
         raise ApiError("invalid_image", "no usable image", 400, extra={"results": results})
-    return [{k: v for k, v in r.items() if k != "status"} for r in results], decoded
+    return [{k: v for k, v in r.items() if k != "http_status"} for r in results], decoded
 
 
 @bp.post("/reload")

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
+from geovision.imaging import ImageError
+
+from . import jobs
 from .errors import ApiError
-from .extensions import engine
+from .extensions import db, engine
+from .records import Job
 from .tasks.registry import registered
 from .uploads import answer_each
 
@@ -46,14 +50,62 @@ def task_api(task: str, action: str):
     if not items:
         raise ApiError("missing_file", "the field 'image' holds no file")
     handler.check_ready()   # 503 / 409 before decoding
-    return _respond(*answer_each(items, lambda item: handler.answer(item, **options)))
+    results, answered = answer_each(items, lambda item: jobs.answer_or_queue(handler, item, options))
+    if len(results) == 1 and results[0].get("job_id"):
+        return jsonify(results[0]), 202            # one large input: the job, as /jobs answers it
+    return _respond(results, answered)
+
+
+def _job_handler(task: str):
+    handler = registered().get(task)
+    if handler is None or not handler.supports_jobs:
+        raise ApiError("not_found", f"no background jobs for task {task!r}", 404)
+    return handler
+
+
+@bp.post("/<task>/jobs")
+def job_create(task: str):
+    """One file (field ``image``) and the task's options: ``202`` with the new job."""
+    handler = _job_handler(task)
+    options = handler.parse_options(request.form)
+    items = handler.read_inputs(request.files.getlist("image"))
+    if len(items) != 1:
+        raise ApiError("missing_file" if not items else "one_file", "a job takes exactly one file in the field 'image'")
+    handler.check_ready()
+    try:
+        item = items[0]
+        if getattr(item, "error", None) is not None:
+            raise item.error
+        job = jobs.create(handler, item, options, handler.job_units(item, **options))
+    except ImageError as exc:
+        raise ApiError(exc.code, str(exc), exc.status) from None
+    return jsonify(jobs.describe(job)), 202
+
+
+def _job(task: str, job_id: str) -> Job:
+    _job_handler(task)
+    jobs.runner()
+    job = db.session.scalar(db.select(Job).where(Job.public_id == job_id, Job.task == task))
+    if job is None:
+        raise ApiError("not_found", f"no job {job_id}", 404)
+    return job
+
+
+@bp.get("/<task>/jobs/<job_id>")
+def job_status(task: str, job_id: str):
+    return jsonify(jobs.describe(_job(task, job_id)))
+
+
+@bp.delete("/<task>/jobs/<job_id>")
+def job_cancel(task: str, job_id: str):
+    return jsonify(jobs.describe(jobs.cancel(_job(task, job_id))))
 
 
 def _respond(results: list[dict], answered: int):
     """200 with every result when a file was answered; else the first error (413 if all too large)."""
-    public = [{k: v for k, v in r.items() if k != "status"} for r in results]
+    public = [{k: v for k, v in r.items() if k != "http_status"} for r in results]
     if answered:
         return jsonify(results=public)
-    status = 413 if all(r.get("status") == 413 for r in results) else 400
+    status = 413 if all(r.get("http_status") == 413 for r in results) else 400
     first = public[0]["error"]
     raise ApiError(first["code"], first["message"], status, extra={"results": public})

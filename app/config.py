@@ -43,6 +43,12 @@ class Config:
     #: An upload refused with 413 is read and dropped up to this many bytes before the answer, so
     #: that clients which send the whole body first (requests, urllib) can read it; larger: closed.
     MAX_DRAIN_BYTES = _env_int("MAX_DRAIN_BYTES", 256 * 1024 * 1024)
+    #: Inputs of more model rows than this (salt: 101x101 tiles) run as background jobs.
+    SYNC_MAX_TILES = _env_int("SYNC_MAX_TILES", 64)
+    #: Jobs run at a time per serving process; active (queued or running) jobs per client and in all.
+    JOB_CONCURRENCY = _env_int("JOB_CONCURRENCY", 1)
+    JOB_MAX_PER_CLIENT = _env_int("JOB_MAX_PER_CLIENT", 2)
+    JOB_MAX_ACTIVE = _env_int("JOB_MAX_ACTIVE", 8)
     #: Largest SEG-Y upload in bytes (streamed to disk; the salt form and API only).
     SEGY_MAX_BYTES = _env_int("SEGY_MAX_BYTES", 2 * 1024 ** 3)
     #: Largest decoded image in pixels (decompression-bomb guard, HTTP 413 above it).

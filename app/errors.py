@@ -22,9 +22,11 @@ CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
 class ApiError(Exception):
     """An error with an API code, an HTTP status and a message for the user."""
 
-    def __init__(self, code: str, message: str, status: int = 400, extra: dict | None = None):
+    def __init__(self, code: str, message: str, status: int = 400, extra: dict | None = None,
+                 headers: dict | None = None):
         super().__init__(message)
         self.code, self.message, self.status, self.extra = code, message, status, extra or {}
+        self.headers = headers or {}
 
 
 def wants_json() -> bool:
@@ -45,7 +47,7 @@ def error_response(code: str, message: str, status: int, extra: dict | None = No
 
 @bp.app_errorhandler(ApiError)
 def handle_api_error(exc: ApiError):
-    return error_response(exc.code, exc.message, exc.status, exc.extra)
+    return error_response(exc.code, exc.message, exc.status, exc.extra, exc.headers)
 
 
 @bp.app_errorhandler(ModelNotReady)

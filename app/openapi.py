@@ -43,6 +43,8 @@ def _task_path(handler) -> dict:
         "requestBody": {"required": True, "content": {"multipart/form-data": {
             "schema": {"type": "object", "required": ["image"], "properties": fields}}}},
         "responses": {
+            "202": {"description": "a single input above SYNC_MAX_TILES became a background job",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
             "200": {"description": "one result per file, in order; a bad file gets its own error entry",
                     "content": {"application/json": {"schema": {"type": "object", "properties": {
                         "results": {"type": "array", "items": item}}}}}},
@@ -53,6 +55,32 @@ def _task_path(handler) -> dict:
             "503": _error("model not loaded, queue full or timed out; retry after Retry-After seconds.",
                           ("model_not_ready", "overloaded", "timeout")),
         }}}
+
+
+JOB_SCHEMA = {"type": "object", "required": ["job_id", "status", "progress", "status_url"], "properties": {
+    "job_id": {"type": "string"}, "task": {"type": "string"}, "filename": {"type": "string"},
+    "status": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
+    "progress": {"type": "number", "minimum": 0, "maximum": 1}, "tiles_done": {"type": "integer"},
+    "tiles_total": {"type": "integer"}, "eta_s": {"type": "number", "nullable": True},
+    "error": {"type": "string", "nullable": True}, "status_url": {"type": "string", "format": "uri"}},
+    "additionalProperties": True, "description": "when done, also the result fields of the task's route"}
+
+
+def _job_paths(spec: APISpec, handler) -> None:
+    job = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}
+    form = _task_path(handler)["post"]["requestBody"]
+    spec.path(f"/api/v1/{handler.name}/jobs", operations={"post": {
+        "tags": [handler.name], "summary": f"{handler.title} of one large input as a background job",
+        "requestBody": form, "responses": {
+            "202": {"description": "the job, queued", **job}, "400": _error("no file, more than one, or a bad field."),
+            "429": _error("this client has the most active jobs allowed; Retry-After.", ("too_many_jobs",)),
+            "503": _error("the server runs as many jobs as it can; Retry-After.", ("jobs_busy", "model_not_ready"))}}})
+    param = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    spec.path(f"/api/v1/{handler.name}/jobs/{{job_id}}", operations={
+        "get": {"tags": [handler.name], "summary": "State, progress and, when done, the result", "parameters": param,
+                "responses": {"200": {"description": "the job", **job}, "404": _error("no such job.")}},
+        "delete": {"tags": [handler.name], "summary": "Cancel the job", "parameters": param,
+                   "responses": {"200": {"description": "the job, cancelled", **job}, "404": _error("no such job.")}}})
 
 
 def build_spec() -> dict:
@@ -66,6 +94,7 @@ def build_spec() -> dict:
     spec.components.schema("FileError", {"type": "object", "required": ["filename", "error"], "properties": {
         "filename": {"type": "string"}, "error": {"type": "object", "properties": {
             "code": {"type": "string", "enum": list(COMMON_ERRORS)}, "message": {"type": "string"}}}}})
+    spec.components.schema("Job", JOB_SCHEMA)
     spec.components.security_scheme("admin", {"type": "http", "scheme": "bearer",
                                               "description": "ADMIN_TOKEN (admin API off when unset)"})
     ok = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
@@ -82,6 +111,8 @@ def build_spec() -> dict:
                                                            "responses": {"200": ok, **denied}}})
     for handler in registered().values():
         spec.path(f"/api/v1/{handler.name}/{handler.api_action}", operations=_task_path(handler))
+        if handler.supports_jobs:
+            _job_paths(spec, handler)
         if handler.has_gallery:
             field = handler.gallery_label_field
             body = {"multipart/form-data": {"schema": {"type": "object", "required": ["image", field], "properties": {

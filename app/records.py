@@ -1,4 +1,4 @@
-"""Database records: one row per answered file."""
+"""Database records: one row per answered file, one per background job."""
 from __future__ import annotations
 
 import uuid
@@ -37,3 +37,28 @@ class Prediction(db.Model):
 
     def __repr__(self) -> str:
         return f"<Prediction {self.task} {self.public_id}>"
+
+
+class Job(db.Model):
+    """A background job (a large salt input): its state, progress and, when done, its result."""
+
+    __tablename__ = "job"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, index=True, default=lambda: uuid.uuid4().hex)
+    task: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")  #: queued|running|done|failed|cancelled
+    client: Mapped[str] = mapped_column(String(64), index=True)     #: who asked (the client address)
+    filename: Mapped[str] = mapped_column(String(255))
+    inputs: Mapped[dict] = mapped_column(JSON)                      #: where the input is kept and the options
+    tiles_done: Mapped[int] = mapped_column(Integer, default=0)
+    tiles_total: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str] = mapped_column(String(64), default="")     #: host:pid of the process running it
+    error: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.task} {self.public_id} {self.status}>"

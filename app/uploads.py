@@ -62,7 +62,7 @@ def answer_each(uploads: list[Upload], handle: Callable[[Upload], dict]) -> tupl
             answered += 1
         except ImageError as exc:
             results.append({"filename": upload.filename,
-                            "error": {"code": exc.code, "message": str(exc)}, "status": exc.status})
+                            "error": {"code": exc.code, "message": str(exc)}, "http_status": exc.status})
         except Exception:
             forget([pid for r in results for pid in prediction_ids(r)])
             raise

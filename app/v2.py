@@ -116,7 +116,7 @@ def infer(task: str, version: str | None = None):
     if bad:   # a tensor request succeeds or fails whole: drop the rows of the answered elements
         forget([pid for r in results for pid in prediction_ids(r)])
         i, r = bad[0]
-        raise V2Error(f"image[{i}]: {r['error']['code']}: {r['error']['message']}", r.get("status", 400))
+        raise V2Error(f"image[{i}]: {r['error']['code']}: {r['error']['message']}", r.get("http_status", 400))
     try:
         outputs = handler.v2_outputs(results, **options)
     except ValueError as exc:

@@ -21,6 +21,12 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
     return starts + [length - tile]
 
 
+def tile_count(height: int, width: int, overlap: int = OVERLAP, tile: int = TILE) -> int:
+    """Tiles :func:`make_tiles` cuts from a (height, width) image."""
+    stride = tile - overlap
+    return len(tile_starts(max(height, tile), tile, stride)) * len(tile_starts(max(width, tile), tile, stride))
+
+
 def blend_weights(tile: int, ramp: int) -> np.ndarray:
     """(tile, tile) float32 weights: 1 inside, falling linearly over ``ramp`` pixels to the edges."""
     edge = np.minimum(np.arange(tile), np.arange(tile)[::-1]).astype(np.float32)

@@ -16,6 +16,10 @@ def api_routes(app) -> set[str]:
             continue
         if "<task>/<action>" in path:
             paths |= {f"/api/v1/{t.name}/{t.api_action}" for t in tasks.values()}
+        elif path.endswith("/<task>/jobs"):
+            paths |= {f"/api/v1/{t.name}/jobs" for t in tasks.values() if t.supports_jobs}
+        elif path.endswith("/<task>/jobs/<job_id>"):
+            paths |= {f"/api/v1/{t.name}/jobs/{{job_id}}" for t in tasks.values() if t.supports_jobs}
         elif path.endswith("/gallery/<task>"):
             paths |= {f"/api/v1/admin/gallery/{t.name}" for t in tasks.values() if t.has_gallery}
         elif path.endswith("/gallery/<task>/rebuild"):

@@ -6,6 +6,7 @@ and the Kaggle RLE under the prediction's folder (the overlay is drawn on first 
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from geovision.tiling import OVERLAP
 
 from ..errors import ApiError
 from ..tasks.handler import Prepared, TaskHandler
-from ..uploads import storage_dir
+from ..uploads import Upload, storage_dir
 from . import segy
 from .commands import predict
 from .views import bp
@@ -38,6 +39,7 @@ class SaltHandler(TaskHandler):
     blurb = "Seismic tiles or whole sections: salt mask, coverage, Kaggle RLE"
     api_action = "segment"
     blueprint = bp
+    supports_jobs = True
     v2_output_specs = [("mask", "UINT8", [-1, -1, -1]), ("coverage", "FP32", [-1])]
     api_fields = {
         "threshold": {"type": "number", "minimum": 0, "maximum": 1,
@@ -136,6 +138,32 @@ class SaltHandler(TaskHandler):
         return [("mask", "UINT8", masks.astype(np.uint8)),
                 ("coverage", "FP32", np.array([r["coverage"] for r in results], np.float32))]
 
+    # --- background jobs ------------------------------------------------------------------------
+    def job_units(self, item, threshold: float | None = None, spec: segy.SliceSpec | None = None) -> int:
+        """101x101 tiles of an image (from its header) or of a SEG-Y slice (from the geometry)."""
+        height, width = _input_size(item, spec)
+        return tiling.tile_count(height, width, OVERLAP)
+
+    def job_input(self, item, folder: Path) -> dict:
+        if isinstance(item, StoredSegy):
+            return {"kind": "segy", "segy_id": item.segy_id}
+        (folder / "input").write_bytes(item.data)
+        return {"kind": "upload", "filename": item.filename, "path": str(folder / "input")}
+
+    def job_item(self, saved: dict):
+        if saved["kind"] == "segy":
+            found = load_segy(saved["segy_id"])
+            if found is None:
+                raise ImageError("the SEG-Y volume is no longer stored; upload it again", code="invalid_segy")
+            return found[0]
+        return Upload(saved["filename"], Path(saved["path"]).read_bytes())
+
+    def job_options(self, options: dict, restore: bool = False) -> dict:
+        spec = options.get("spec")
+        if restore:
+            return {"threshold": options.get("threshold"), "spec": segy.parse_slice(spec) if spec else None}
+        return {"threshold": options.get("threshold"), "spec": str(spec) if spec else None}
+
     def history_text(self, summary: dict) -> str:
         where = f"SEG-Y {summary['slice']}: " if summary.get("slice") else ""
         no_data = summary.get("no_data_fraction") or 0.0
@@ -143,6 +171,31 @@ class SaltHandler(TaskHandler):
 
     def history_url(self, public_id: str) -> str | None:
         return url_for("salt.result", public_id=public_id)
+
+
+def _input_size(item, spec: segy.SliceSpec | None) -> tuple[int, int]:
+    """(height, width) of the picture an item will give, read from headers only; (1, 1) when
+    it cannot be told (the answer then reports the error)."""
+    if isinstance(item, Refused):
+        return 1, 1
+    if isinstance(item, StoredSegy):
+        found = load_segy(item.segy_id)
+        if found is None:
+            return 1, 1
+        g = found[1]
+        spec = spec or segy.parse_slice(g["default_slice"])
+        if spec.kind == "section":
+            return g["samples"], g["traces"]
+        if g.get("kind") != "3d":
+            return 1, 1
+        n_il, n_xl = g["inlines"][2], g["crosslines"][2]
+        return {"inline": (g["samples"], n_xl), "crossline": (g["samples"], n_il), "time": (n_il, n_xl)}[spec.kind]
+    try:
+        with Image.open(io.BytesIO(item.data)) as image:
+            width, height = image.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return 1, 1
+    return height, width
 
 
 def _image(upload) -> tuple[np.ndarray, np.ndarray, dict, object]:

@@ -14,8 +14,10 @@ from PIL import Image, ImageOps
 from geovision import tiling
 from geovision.imaging import ImageError, to_gray
 
+from .. import jobs
+from ..errors import ApiError
 from ..extensions import db
-from ..records import Prediction
+from ..records import Job, Prediction
 from ..tasks import registry as tasks
 from ..uploads import answer_each, find_stored
 from . import segy
@@ -47,13 +49,19 @@ def upload():
             threshold = float(form.threshold.data) if form.threshold.data is not None else None
             handler = tasks.get("salt")
             handler.check_ready()
-            results, answered = answer_each(images, lambda item: handler.answer(item, threshold=threshold))
+            results, answered = answer_each(
+                images, lambda item: jobs.answer_or_queue(handler, item, {"threshold": threshold, "spec": None}))
             errors = [r for r in results if "error" in r]
+            queued = [r for r in results if r.get("job_id")]
+            for job in queued[1:] if len(queued) == len(results) else queued:
+                flash(Markup("{} is large: it runs as a background job, <a href=\"{}\">follow it here</a>.").format(
+                    job["filename"], url_for("salt.job_page", job_id=job["job_id"])), "ok")
+            if queued and len(queued) == len(results):
+                return redirect(url_for("salt.job_page", job_id=queued[0]["job_id"]))
+            ok = [r["prediction_id"] for r in results if r.get("prediction_id")]
             if answered and not errors:
-                ids = [r["prediction_id"] for r in results]
-                return redirect(url_for("salt.results", id=ids))
-            ok = [r["prediction_id"] for r in results if "error" not in r]
-            status = 200 if ok else (413 if all(r.get("status") == 413 for r in errors) else 400)
+                return redirect(url_for("salt.results", id=ok))
+            status = 200 if ok else (413 if all(r.get("http_status") == 413 for r in errors) else 400)
             return render_template("salt/upload.html", form=form, errors=errors,
                                    predictions=_load(ok)), status
     status = 400 if request.method == "POST" else 200
@@ -80,13 +88,29 @@ def segy_page(segy_id: str):
             spec = segy.parse_slice(form.kind.data + number)
             handler = tasks.get("salt")
             handler.check_ready()
-            result = handler.answer(stored, threshold=threshold, spec=spec)
+            result = jobs.answer_or_queue(handler, stored, {"threshold": threshold, "spec": spec})
+            if result.get("job_id"):
+                return redirect(url_for("salt.job_page", job_id=result["job_id"]))
             return redirect(url_for("salt.result", public_id=result["prediction_id"]))
-        except (segy.SegyError, ImageError) as exc:
+        except (segy.SegyError, ImageError, ApiError) as exc:
             error, status = str(exc), getattr(exc, "status", 400)
     elif request.method == "POST":
         status = 400
     return render_template("salt/segy.html", form=form, stored=stored, geometry=geometry, error=error), status
+
+
+@bp.route("/jobs/<job_id>", methods=["GET", "POST"])
+def job_page(job_id: str):
+    """A background job: progress bar (the page reloads itself every 2 s, no script needed), then
+    the result; POST cancels it."""
+    jobs.runner()
+    job = db.session.scalar(db.select(Job).where(Job.public_id == job_id, Job.task == "salt")) or abort(404)
+    if request.method == "POST":
+        jobs.cancel(job)
+        return redirect(url_for("salt.job_page", job_id=job_id))
+    if job.status == "done" and job.result:
+        return redirect(url_for("salt.result", public_id=job.result["prediction_id"]))
+    return render_template("salt/job.html", job=jobs.describe(job))
 
 
 @bp.get("/results")

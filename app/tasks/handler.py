@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -66,6 +67,8 @@ class TaskHandler:
     config_defaults: ClassVar[dict[str, Any]] = {}
     #: The task keeps a gallery (``flask gallery build|add``, admin API); the form field naming
     #: the label of added photos; the config key of the server-side folder the admin rebuild reads.
+    #: Large inputs run as background jobs (``/api/v1/<name>/jobs``) above ``SYNC_MAX_TILES`` units.
+    supports_jobs: ClassVar[bool] = False
     has_gallery: ClassVar[bool] = False
     gallery_label_field: ClassVar[str] = "label"
     gallery_data_key: ClassVar[str | None] = None
@@ -132,9 +135,13 @@ class TaskHandler:
         (float32 (n, ...) on CPU, aligned with ``prepared.rows``)."""
         raise NotImplementedError
 
-    def answer(self, item: Any, **options) -> dict:
+    def answer(self, item: Any, progress: Callable[[int, int], None] | None = None, priority: int = 0,
+               **options) -> dict:
         """Preprocess -> batched inference -> postprocess -> database row, for one item.
 
+        ``progress(rows_done, rows_total)`` is called after each chunk of ``max_batch_size`` rows
+        when given (background jobs; it may raise to stop the work); ``priority`` orders the rows
+        in the batcher (0 interactive, larger for background work).
         Returns ``{"filename", **result, "prediction_id"}``. Raises ImageError for a bad upload,
         and the engine's ModelNotReady, QueueFullError and TimeoutError.
         """
@@ -142,7 +149,7 @@ class TaskHandler:
         ckpt = engine.checkpoint(self.model_task)
         prepared = self.preprocess(item, ckpt, **options)
         decoded = time.perf_counter()
-        outputs = engine.predict(self.model_task, prepared.rows) if prepared.rows is not None else None
+        outputs = self.infer(prepared.rows, priority, progress)
         public_id = uuid.uuid4().hex
         result, summary = self.postprocess(prepared, outputs, ckpt, public_id, **options)
         finished = time.perf_counter()
@@ -150,6 +157,36 @@ class TaskHandler:
                    "total_ms": (finished - started) * 1e3}
         record(self.name, item, prepared.size, ckpt, summary, timings, public_id)
         return {"filename": item.filename, **result, "prediction_id": public_id}
+
+    def infer(self, rows: torch.Tensor | None, priority: int = 0,
+              progress: Callable[[int, int], None] | None = None) -> torch.Tensor | None:
+        """The model's output rows for ``rows`` (None: no forward pass), in chunks with ``progress``."""
+        if rows is None:
+            return None
+        if progress is None:
+            return engine.predict(self.model_task, rows, priority)
+        step, outputs = engine.state.max_batch_size, []
+        for start in range(0, len(rows), step):
+            outputs.append(engine.predict(self.model_task, rows[start:start + step], priority))
+            progress(min(start + step, len(rows)), len(rows))
+        return torch.cat(outputs)
+
+    # --- background jobs (``supports_jobs``) ----------------------------------------------------
+    def job_units(self, item: Any, **options) -> int:
+        """Work units (rows for the model) of an item, to choose between answering now and a job."""
+        return 1
+
+    def job_input(self, item: Any, folder: Path) -> dict:
+        """Keep what a job needs to rebuild ``item`` later (files under ``folder``); JSON-safe."""
+        raise NotImplementedError
+
+    def job_item(self, saved: dict) -> Any:
+        """The item of :meth:`job_input`'s record."""
+        raise NotImplementedError
+
+    def job_options(self, options: dict, restore: bool = False) -> dict:
+        """JSON-safe copy of :meth:`answer`'s options, or (``restore``) the options back from it."""
+        return dict(options)
 
     def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
         """Open Inference Protocol output tensors ``(name, datatype, array)`` of the API results of
