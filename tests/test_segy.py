@@ -6,10 +6,11 @@ import re
 
 import numpy as np
 import pytest
+import segyio
 
 from app.salt import segy
 
-from .conftest import N_IL, N_S, N_XL, survey, unstructured
+from .conftest import DATA, N_IL, N_S, N_XL, survey, unstructured
 
 #: (inlines, crosslines, samples) of the test survey; positive amplitudes (salt for the tiny
 #: BrightIsSalt model, whose normalisation puts zero amplitude at its 0.5 cut) in the upper half
@@ -30,7 +31,8 @@ def test_geometry_and_slices(tmp_path):
     path = tmp_path / "s.sgy"
     data = survey(path)
     g = segy.geometry(path)
-    assert g["kind"] == "3d" and g["inlines"] == [1, N_IL, N_IL] and g["crosslines"] == [1, N_XL, N_XL]
+    assert g["kind"] == "3d" and g["inlines"] == [1, N_IL, N_IL, 1] and g["crosslines"] == [1, N_XL, N_XL, 1]
+    assert g["layout"] == "regular" and "warning" not in g
     assert g["samples"] == N_S and g["sample_interval_ms"] == 4.0 and g["default_slice"] == "inline:3"
     inline = segy.read_slice(path, segy.parse_slice("inline:2"))
     assert inline.shape == (N_S, N_XL) and np.allclose(inline, data[1].T, atol=1e-5)  # time downwards
@@ -117,7 +119,7 @@ def test_page_upload_pick_slice_and_download(client, tmp_path):
     assert resp.status_code == 302 and "/salt/segy/" in resp.headers["Location"]
     page = client.get(resp.headers["Location"])
     html = page.get_data(as_text=True)
-    assert page.status_code == 200 and "survey.sgy" in html and "1 .. 5 (5)" in html and "1 .. 150 (150)" in html
+    assert page.status_code == 200 and "survey.sgy" in html and "1 .. 5 (5, step 1)" in html and "1 .. 150 (150, step 1)" in html
     done = client.post(resp.headers["Location"], data={"kind": "crossline", "number": "7"})
     assert done.status_code == 302
     result = client.get(done.headers["Location"]).get_data(as_text=True)
@@ -128,3 +130,61 @@ def test_page_upload_pick_slice_and_download(client, tmp_path):
     wrong = client.post(resp.headers["Location"], data={"kind": "inline", "number": "42"})
     assert wrong.status_code == 400 and "not in the survey" in wrong.get_data(as_text=True)
     assert client.get("/salt/segy/0123").status_code == 404
+
+
+def write_traces(path, positions: list[tuple[int, int]], n_s: int = 60) -> np.ndarray:
+    """A SEG-Y file of one trace per (inline, crossline) in ``positions``, in that order."""
+    spec = segyio.spec()
+    spec.format, spec.samples, spec.tracecount = 5, list(range(0, 4 * n_s, 4)), len(positions)
+    data = np.random.default_rng(3).normal(0, 1, (len(positions), n_s)).astype(np.float32)
+    with segyio.create(str(path), spec) as f:
+        for i, (il, xl) in enumerate(positions):
+            f.header[i] = {segyio.su.iline: il, segyio.su.xline: xl, segyio.su.offset: 1}
+            f.trace[i] = data[i]
+    return data
+
+
+def test_a_2d_line_stored_as_one_crossline_is_a_section(tmp_path):
+    path = tmp_path / "line.sgy"
+    data = np.random.default_rng(4).normal(0, 1, (40, 1, 50)).astype(np.float32)   # 40 inlines x 1 crossline
+    segyio.tools.from_array(str(path), data, dt=4000)
+    g = segy.geometry(path)
+    assert g["kind"] == "2d" and g["layout"] == "line" and g["default_slice"] == "section"
+    assert "40 inline(s) x 1 crossline(s)" in g["warning"]
+    section = segy.read_slice(path, segy.parse_slice("section"))
+    assert section.shape == (50, 40) and np.allclose(section, data[:, 0].T)
+    with pytest.raises(segy.SegyError, match="2-D line"):
+        segy.read_slice(path, segy.parse_slice("inline:3"))
+
+
+def test_irregular_surveys_are_read_by_trace_headers(tmp_path, client):
+    path = tmp_path / "holes.sgy"
+    positions = [(il, xl) for il in (10, 14, 18) for xl in range(100, 110) if not (il == 14 and xl in (103, 104))]
+    data = write_traces(path, positions)
+    g = segy.geometry(path)
+    assert g["kind"] == "3d" and g["layout"] == "irregular" and g["missing_traces"] == 2
+    assert g["inlines"] == [10, 18, 3, 4] and g["crosslines"] == [100, 109, 10, 1] and "no data" in g["warning"]
+    inline = segy.read_slice(path, segy.parse_slice("inline:14"))
+    assert inline.shape == (60, 10) and np.isnan(inline[:, 3:5]).all() and not np.isnan(inline[:, [0, 5]]).any()
+    assert np.allclose(inline[:, 5], data[positions.index((14, 105))])
+    with pytest.raises(segy.SegyError, match=r"inlines 10\.\.18 in steps of 4"):
+        segy.read_slice(path, segy.parse_slice("inline:12"))
+    time_slice = segy.read_slice(path, segy.parse_slice("time:8"))
+    assert time_slice.shape == (3, 10) and np.isnan(time_slice[1, 3:5]).all()
+    answer = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(path.read_bytes()), "holes.sgy")],
+                                                        "slice": "inline:14"}).get_json()["results"][0]
+    assert answer["no_data_fraction"] == pytest.approx(2 / 10)          # the missing traces
+
+
+@pytest.mark.skipif(not (DATA / "seismic-real").is_dir(), reason="../shared/data/seismic-real absent")
+@pytest.mark.parametrize("name, kind, layout, values", [
+    ("f3.sgy", "3d", "regular", "amplitude"), ("f3-lsb.sgy", "3d", "regular", "amplitude"),
+    ("f3-withdead.sgy", "3d", "irregular", "amplitude"), ("f3-ebcidctest.sgy", "3d", "regular", "amplitude"),
+    ("volve10r12-full-twt-arb.sgy", "2d", "line", "amplitude"),
+    ("volve10r12-full-z-il10117sub.sgy", "2d", "line", "amplitude"),
+    ("volve10-migvel-depth-sub3d.sgy", "3d", "regular", "velocity")])
+def test_geometry_of_the_shared_real_files(name, kind, layout, values):
+    g = segy.geometry(DATA / "seismic-real" / name)
+    assert (g["kind"], g["layout"], g["values"]) == (kind, layout, values)
+    if name.startswith("volve10-migvel"):
+        assert g["inlines"][3] == 4 and g["crosslines"][3] == 4              # the step-4 grid

@@ -78,10 +78,37 @@ def _plausible(f) -> bool:
     return 1 < len(samples) < 100_000 and float(samples[1] - samples[0]) > 0
 
 
+def _numbers(values: np.ndarray) -> list[int]:
+    """[first, last, count, step] of a set of line numbers (step: the most common spacing)."""
+    u = np.unique(values)
+    step = int(np.bincount(np.diff(u)).argmax()) if len(u) > 1 else 1
+    return [int(u[0]), int(u[-1]), len(u), step]
+
+
+def _headers(f) -> tuple[np.ndarray, np.ndarray]:
+    return (np.asarray(f.attributes(segyio.TraceField.INLINE_3D)[:]),
+            np.asarray(f.attributes(segyio.TraceField.CROSSLINE_3D)[:]))
+
+
+def _layout(f) -> tuple[str, np.ndarray | None, np.ndarray | None]:
+    """``regular`` (segyio found the grid), ``irregular`` (a grid by the trace headers with traces
+    missing, or unsorted), or ``line`` (one inline or one crossline, no headers, or repeated
+    positions: a 2-D line read in file order); with the header inline/crossline arrays."""
+    if f.ilines is not None and f.xlines is not None:
+        return ("line" if len(f.ilines) == 1 or len(f.xlines) == 1 else "regular"), None, None
+    il, xl = _headers(f)
+    n_il, n_xl = len(np.unique(il)), len(np.unique(xl))
+    unique = len(set(zip(il.tolist(), xl.tolist()))) == len(il)
+    if n_il == 1 or n_xl == 1 or not unique:
+        return "line", None, None
+    return "irregular", il, xl
+
+
 def geometry(path: Path) -> dict:
-    """Survey geometry: ``{"kind": "3d"|"2d", "traces", "samples", "sample_interval_ms",
-    "time_range_ms": [first, last], "inlines": [first, last, count], "crosslines": [...],
-    "default_slice"}`` (inline/crossline entries only for 3-D files). Raises SegyError."""
+    """Survey geometry: ``{"kind": "3d"|"2d", "layout": "regular"|"irregular"|"line", "traces",
+    "samples", "sample_interval_ms", "time_range_ms": [first, last], "inlines": [first, last,
+    count, step], "crosslines": [...], "missing_traces", "warning", "default_slice", "values"}``
+    (inline/crossline entries only for 3-D files). Raises SegyError."""
     with _open(path) as f:
         samples = np.asarray(f.samples, dtype=float)
         out = {"traces": int(f.tracecount), "samples": len(samples),
@@ -89,13 +116,24 @@ def geometry(path: Path) -> dict:
                "time_range_ms": [float(samples[0]), float(samples[-1])] if len(samples) else [0.0, 0.0],
                "format": str(f.format), "endian": "little" if f.endian == "little" else "big"}
         out["values"] = _value_kind(f)
-        if f.ilines is not None and f.xlines is not None:
-            il, xl = np.asarray(f.ilines), np.asarray(f.xlines)
-            out.update(kind="3d", inlines=[int(il[0]), int(il[-1]), len(il)],
-                       crosslines=[int(xl[0]), int(xl[-1]), len(xl)],
-                       default_slice=f"inline:{int(il[len(il) // 2])}")
-        else:
+        layout, il, xl = _layout(f)
+        out["layout"] = layout
+        if layout == "line":
             out.update(kind="2d", default_slice="section")
+            if f.ilines is not None:
+                out["warning"] = (f"stored as {len(f.ilines)} inline(s) x {len(f.xlines)} crossline(s): "
+                                  "read as a 2-D line, traces in file order")
+            return out
+        if layout == "regular":
+            il, xl = np.asarray(f.ilines), np.asarray(f.xlines)
+        out.update(kind="3d", inlines=_numbers(il), crosslines=_numbers(xl))
+        out["default_slice"] = f"inline:{int(np.unique(il)[len(np.unique(il)) // 2])}"
+        if layout == "irregular":
+            missing = len(np.unique(il)) * len(np.unique(xl)) - f.tracecount
+            out["missing_traces"] = int(missing)
+            out["warning"] = (f"irregular geometry: {missing} of {len(np.unique(il)) * len(np.unique(xl))} "
+                              "inline x crossline positions have no trace; slices are read by the trace "
+                              "headers and the missing traces are shown as no data")
     return out
 
 
@@ -110,33 +148,59 @@ def _value_kind(f, probes: int = 32) -> str:
     return "amplitude"
 
 
+def _check_number(kind: str, number: float, values: np.ndarray) -> int:
+    first, last, count, step = _numbers(values)
+    n = int(number)
+    if n != number or n not in set(values.tolist()):
+        raise SegyError(f"{kind} {number:g} is not in the survey: {kind}s {first}..{last} in steps of {step} "
+                        f"({count} {kind}s)")
+    return n
+
+
 def read_slice(path: Path, spec: SliceSpec) -> np.ndarray:
     """float32 amplitudes (H, W) of one slice: vertical sections are (samples, traces) with
     time downwards; a time slice is (inlines, crosslines). Only that slice is read (mmap).
+    In an irregular survey the traces are placed by their headers and missing ones are NaN.
 
-    Raises SegyError for a slice kind the file cannot give or a number outside the survey.
+    Raises SegyError for a slice kind the file cannot give or a number outside the survey,
+    naming the valid range and step.
     """
     with _open(path) as f:
-        three_d = f.ilines is not None and f.xlines is not None
+        layout, il, xl = _layout(f)
         if spec.kind == "section":
-            if three_d:
+            if layout != "line":
                 raise SegyError("this is a 3-D survey: choose inline:N, crossline:N or time:MS")
             return np.asarray(f.trace.raw[:], dtype=np.float32).T
-        if not three_d:
-            raise SegyError("this file has no inline/crossline geometry: use slice=section")
-        if spec.kind in ("inline", "crossline"):
-            numbers = np.asarray(f.ilines if spec.kind == "inline" else f.xlines)
-            n = int(spec.number)
-            if n != spec.number or n not in numbers:
-                raise SegyError(f"{spec.kind} {spec.number:g} is not in the survey "
-                                f"({spec.kind}s {numbers[0]}..{numbers[-1]})")
-            data = f.iline[n] if spec.kind == "inline" else f.xline[n]
-            return np.asarray(data, dtype=np.float32).T
+        if layout == "line":
+            raise SegyError("this file is a 2-D line (no inline x crossline grid): use slice=section")
         samples = np.asarray(f.samples, dtype=float)
-        if not samples[0] - 1e-6 <= spec.number <= samples[-1] + 1e-6:
-            raise SegyError(f"time {spec.number:g} ms is outside the record ({samples[0]:g}..{samples[-1]:g} ms)")
-        index = int(np.abs(samples - spec.number).argmin())
-        return np.asarray(f.depth_slice[index], dtype=np.float32)
+        if spec.kind == "time":
+            if not samples[0] - 1e-6 <= spec.number <= samples[-1] + 1e-6:
+                raise SegyError(f"time {spec.number:g} ms is outside the record ({samples[0]:g}..{samples[-1]:g} ms)")
+            index = int(np.abs(samples - spec.number).argmin())
+            if layout == "regular":
+                return np.asarray(f.depth_slice[index], dtype=np.float32)
+            values = np.asarray(f.trace.raw[:], dtype=np.float32)[:, index]
+            return _place(values, np.unique(il), np.unique(xl), il, xl)
+        if layout == "regular":
+            numbers = np.asarray(f.ilines if spec.kind == "inline" else f.xlines)
+            n = _check_number(spec.kind, spec.number, numbers)
+            return np.asarray(f.iline[n] if spec.kind == "inline" else f.xline[n], dtype=np.float32).T
+        along, across = (il, xl) if spec.kind == "inline" else (xl, il)
+        n = _check_number(spec.kind, spec.number, along)
+        picked = np.flatnonzero(along == n)
+        traces = np.stack([np.asarray(f.trace[int(i)], dtype=np.float32) for i in picked])
+        positions = np.unique(across)
+        out = np.full((len(samples), len(positions)), np.nan, np.float32)
+        out[:, np.searchsorted(positions, across[picked])] = traces.T
+        return out
+
+
+def _place(values: np.ndarray, il_axis: np.ndarray, xl_axis: np.ndarray, il: np.ndarray, xl: np.ndarray) -> np.ndarray:
+    """A (inlines, crosslines) map of one value per trace, NaN where no trace exists."""
+    out = np.full((len(il_axis), len(xl_axis)), np.nan, np.float32)
+    out[np.searchsorted(il_axis, il), np.searchsorted(xl_axis, xl)] = values
+    return out
 
 
 def scale_amplitudes(section: np.ndarray, percentile: float = 99.0, live: np.ndarray | None = None) -> np.ndarray:
