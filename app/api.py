@@ -44,9 +44,9 @@ def task_api(task: str, action: str):
     if handler is None or action != handler.api_action:
         raise ApiError("not_found", f"no API route /api/v1/{task}/{action}", 404)
     options = handler.parse_options(request.form)
-    if "image" not in request.files:
+    items = handler.read_inputs(request.files.getlist("image"), request.form)
+    if not items and "image" not in request.files:
         raise ApiError("missing_file", "send one or more files in the multipart field 'image'")
-    items = handler.read_inputs(request.files.getlist("image"))
     if not items:
         raise ApiError("missing_file", "the field 'image' holds no file")
     handler.check_ready()   # 503 / 409 before decoding
@@ -68,7 +68,7 @@ def job_create(task: str):
     """One file (field ``image``) and the task's options: ``202`` with the new job."""
     handler = _job_handler(task)
     options = handler.parse_options(request.form)
-    items = handler.read_inputs(request.files.getlist("image"))
+    items = handler.read_inputs(request.files.getlist("image"), request.form)
     if len(items) != 1:
         raise ApiError("missing_file" if not items else "one_file", "a job takes exactly one file in the field 'image'")
     handler.check_ready()

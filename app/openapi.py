@@ -41,7 +41,8 @@ def _task_path(handler) -> dict:
         "tags": [handler.name], "summary": handler.title, "description": (handler.__doc__ or "").strip(),
         "operationId": f"{handler.name}_{handler.api_action}",
         "requestBody": {"required": True, "content": {"multipart/form-data": {
-            "schema": {"type": "object", "required": ["image"], "properties": fields}}}},
+            "schema": {"type": "object", "properties": fields,
+                       **({} if "segy_id" in handler.api_fields else {"required": ["image"]})}}}},
         "responses": {
             "202": {"description": "a single input above SYNC_MAX_TILES became a background job",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},

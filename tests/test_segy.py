@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +189,19 @@ def test_geometry_of_the_shared_real_files(name, kind, layout, values):
     assert (g["kind"], g["layout"], g["values"]) == (kind, layout, values)
     if name.startswith("volve10-migvel"):
         assert g["inlines"][3] == 4 and g["crosslines"][3] == 4              # the step-4 grid
+
+
+def test_a_volume_is_stored_once_and_reused_by_its_segy_id(client, app, tmp_path):
+    path = tmp_path / "s.sgy"
+    survey(path)
+    post = lambda **form: client.post("/api/v1/salt/segment", data=form).get_json()   # noqa: E731
+    first = post(image=[(io.BytesIO(path.read_bytes()), "s.sgy")], slice="inline:2")["results"][0]
+    again = post(image=[(io.BytesIO(path.read_bytes()), "copy.sgy")], slice="inline:2")["results"][0]
+    assert again["segy_id"] == first["segy_id"]
+    stored = list((Path(app.config["UPLOAD_FOLDER"]) / "segy").glob("*/volume.sgy"))
+    assert len(stored) == 1                                      # one copy on disk
+    reused = post(segy_id=first["segy_id"], slice="crossline:7")["results"][0]
+    assert reused["segy_id"] == first["segy_id"] and reused["slice"] == "crossline:7"
+    assert (reused["width"], reused["height"]) == (N_IL, N_S)
+    unknown = client.post("/api/v1/salt/segment", data={"segy_id": "0" * 32, "slice": "inline:2"})
+    assert unknown.status_code == 400 and unknown.get_json()["error"]["code"] == "invalid_segy"

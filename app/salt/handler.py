@@ -44,6 +44,8 @@ class SaltHandler(TaskHandler):
     api_fields = {
         "threshold": {"type": "number", "minimum": 0, "maximum": 1,
                       "description": "salt probability cut (default: the checkpoint's)"},
+        "segy_id": {"type": "string", "description": "a SEG-Y volume stored by an earlier upload (its segy_id): "
+                                                     "segment one of its slices without sending it again"},
         "slice": {"type": "string", "pattern": r"^(inline|crossline|time):-?\d+(\.\d+)?$|^section$",
                   "description": "SEG-Y files: inline:N, crossline:N, time:MS (nearest sample) or section; "
                                  "default: the survey's middle inline"},
@@ -82,8 +84,9 @@ class SaltHandler(TaskHandler):
             raise ApiError("invalid_slice", str(exc)) from None
         return {"threshold": threshold, "spec": spec}
 
-    def read_inputs(self, files: list[FileStorage]) -> list:
-        return read_salt_files(files)
+    def read_inputs(self, files: list[FileStorage], form: MultiDict | None = None) -> list:
+        """The uploaded images and SEG-Y files, and the stored volume named by ``segy_id``."""
+        return read_salt_files(files, (form or {}).get("segy_id"))
 
     def preprocess(self, item, ckpt: Checkpoint, threshold: float | None = None,
                    spec: segy.SliceSpec | None = None) -> Prepared:

@@ -71,6 +71,10 @@ def store_segy(file: FileStorage) -> StoredSegy:
             digest.update(chunk)
             out.write(chunk)
     stored.sha256, stored.size_bytes = digest.hexdigest(), size
+    known = _by_sha256(stored.sha256)
+    if known is not None:   # the same volume again: keep one copy, answer with its segy_id
+        shutil.rmtree(stored.path.parent, ignore_errors=True)
+        return known
     try:
         geometry = segy.geometry(stored.path)
     except segy.SegyError as exc:
@@ -78,7 +82,17 @@ def store_segy(file: FileStorage) -> StoredSegy:
         raise ImageError(str(exc), code="invalid_segy") from None
     (stored.path.parent / "segy.json").write_text(json.dumps(
         {"filename": stored.filename, "sha256": stored.sha256, "size_bytes": size, "geometry": geometry}))
+    index = segy_root() / "by-sha256"
+    index.mkdir(exist_ok=True)
+    (index / stored.sha256).write_text(stored.segy_id)
     return stored
+
+
+def _by_sha256(sha256: str) -> StoredSegy | None:
+    """The stored volume with these bytes, if one is kept."""
+    entry = segy_root() / "by-sha256" / sha256
+    found = load_segy(entry.read_text().strip()) if entry.is_file() else None
+    return found[0] if found else None
 
 
 def load_segy(segy_id: str) -> tuple[StoredSegy, dict] | None:
@@ -92,11 +106,16 @@ def load_segy(segy_id: str) -> tuple[StoredSegy, dict] | None:
     return StoredSegy(segy_id, info["filename"], info["sha256"], info["size_bytes"]), info["geometry"]
 
 
-def read_salt_files(files: list[FileStorage]) -> list[Upload | StoredSegy | Refused]:
+def read_salt_files(files: list[FileStorage], segy_id: str | None = None) -> list[Upload | StoredSegy | Refused]:
     """The files of a salt request: images read into memory (each at most ``MAX_CONTENT_LENGTH``
-    bytes), SEG-Y files (``.sgy``/``.segy``) streamed to disk (at most ``SEGY_MAX_BYTES``)."""
+    bytes), SEG-Y files (``.sgy``/``.segy``) streamed to disk (at most ``SEGY_MAX_BYTES``), and
+    the volume ``segy_id`` already stored (no upload needed)."""
     image_limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
     out: list[Upload | StoredSegy | Refused] = []
+    if segy_id:
+        found = load_segy(segy_id.strip())
+        out.append(found[0] if found else Refused(
+            "segy_id", ImageError(f"no stored SEG-Y volume {segy_id.strip()!r}; upload the file", code="invalid_segy")))
     for f in files:
         if f is None or not (f.filename or f.content_length):
             continue

@@ -111,8 +111,9 @@ class TaskHandler:
         Raises :class:`app.errors.ApiError` (400) naming the bad field."""
         return {}
 
-    def read_inputs(self, files: list[FileStorage]) -> list[Any]:
-        """The items of a request's ``image`` files (each has ``filename`` and ``sha256``)."""
+    def read_inputs(self, files: list[FileStorage], form: MultiDict | None = None) -> list[Any]:
+        """The items of a request's ``image`` files (each has ``filename`` and ``sha256``); ``form``
+        may name inputs kept on the server (salt: ``segy_id``)."""
         return read_uploads(files)
 
     def check_model(self) -> None:
