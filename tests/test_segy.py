@@ -200,6 +200,9 @@ def test_a_volume_is_stored_once_and_reused_by_its_segy_id(client, app, tmp_path
     assert again["segy_id"] == first["segy_id"]
     stored = list((Path(app.config["UPLOAD_FOLDER"]) / "segy").glob("*/volume.sgy"))
     assert len(stored) == 1                                      # one copy on disk
+    page = client.get(f"/salt/result/{first['prediction_id']}").get_data(as_text=True)
+    assert f'/salt/segy/{first["segy_id"]}">pick another slice</a>' in page
+    assert "Kaggle submission CSV" not in page                  # the Kaggle CSV is for 101x101 tiles only
     reused = post(segy_id=first["segy_id"], slice="crossline:7")["results"][0]
     assert reused["segy_id"] == first["segy_id"] and reused["slice"] == "crossline:7"
     assert (reused["width"], reused["height"]) == (N_IL, N_S)

@@ -142,6 +142,8 @@ def result(public_id: str):
 
 @bp.get("/files/<public_id>/<name>")
 def result_file(public_id: str, name: str):
+    if name == "mask.npy":
+        return _mask_grid(public_id)
     path = find_stored(public_id, name)
     if path is None and name == "overlay.png":
         mask = find_stored(public_id, "mask.png")
@@ -152,6 +154,23 @@ def result_file(public_id: str, name: str):
     stem = name.rsplit(".", 1)[0]
     return send_file(path, mimetype=MIMETYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream"),
                      as_attachment=download, download_name=f"{public_id}_{stem}.{name.rsplit('.', 1)[-1]}")
+
+
+def _mask_grid(public_id: str):
+    """The mask as a NumPy ``.npy`` grid: uint8 (rows, columns) of the input (samples x traces for a
+    SEG-Y slice), 1 salt, 0 no salt, 255 no data."""
+    mask = find_stored(public_id, "mask.png") or abort(404)
+    with Image.open(mask) as m:
+        grid = (np.asarray(m) > 0).astype(np.uint8)
+    no_data = find_stored(public_id, "nodata.png")
+    if no_data is not None:
+        with Image.open(no_data) as nd:
+            grid[np.asarray(nd) > 0] = 255
+    buf = io.BytesIO()
+    np.save(buf, grid)
+    buf.seek(0)
+    return send_file(buf, mimetype="application/octet-stream", as_attachment=True,
+                     download_name=f"{public_id}_mask.npy")
 
 
 def _load(public_ids: list[str]) -> list[Prediction]:
