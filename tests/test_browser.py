@@ -87,7 +87,7 @@ def test_salt_and_rocks_flows_in_chromium(tmp_path, model_dir, rock_folder, whal
         page.set_input_files("input[name=image]", str(volume))
         page.click("input[type=submit]")
         page.wait_for_url("**/salt/segy/**")
-        assert "1 .. 150 (150)" in page.content()
+        assert "1 .. 150 (150, step 1)" in page.content()
         page.select_option("select[name=kind]", "crossline")
         page.fill("input[name=number]", "42")
         page.click("input[type=submit]")
@@ -134,5 +134,34 @@ def test_salt_and_rocks_flows_in_chromium(tmp_path, model_dir, rock_folder, whal
         assert "not a readable image" in page.locator(".errors").inner_text()
         page.screenshot(path=str(SHOTS / "salt_error.png"), full_page=True)
         assert errors == ["Failed to load resource: the server responded with a status of 400 (BAD REQUEST)"]
+    finally:
+        server.stop()
+
+
+def test_a_large_section_runs_as_a_job_with_a_progress_bar_and_the_api_docs_load(tmp_path, model_dir, browser):
+    """A 300x400 section (20 tiles) is above SYNC_MAX_TILES=4: the form leads to the job page, whose
+    progress bar refreshes itself (no script) until the result page; /api/docs runs Swagger UI
+    from local assets under its CSP."""
+    section = tmp_path / "section.png"
+    section.write_bytes(png_bytes(np.tile(np.linspace(20, 230, 400, dtype=np.uint8), (300, 1))))
+    server = LiveServer(tmp_path, model_dir, env={"SYNC_MAX_TILES": "4"})
+    try:
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"{server.url}/salt/")
+        page.set_input_files("input[name=image]", str(section))
+        page.click("input[type=submit]")
+        page.wait_for_url("**/salt/**")
+        if "/salt/jobs/" in page.url:            # the job may already be done when the page loads
+            assert page.locator("progress.job-progress").count() == 1
+            page.screenshot(path=str(SHOTS / "salt_job.png"), full_page=True)
+        page.wait_for_url("**/salt/result/**", timeout=120_000)
+        assert "section.png" in page.content() and "Salt coverage" in page.content()
+        page.goto(f"{server.url}/api/docs")
+        page.wait_for_selector(".opblock-summary", timeout=30_000)
+        assert page.locator(".opblock-summary-path", has_text="/api/v1/salt/segment").count() >= 1
+        page.screenshot(path=str(SHOTS / "api_docs.png"), full_page=True)
+        assert not errors, errors
     finally:
         server.stop()
