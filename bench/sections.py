@@ -33,12 +33,14 @@ def section(megapixels: float, seed: int = 0) -> np.ndarray:
     return np.kron(coarse, np.ones((16, 16), np.float32))[:side, :side]
 
 
-def segment(gray: np.ndarray, ckpt, batch: int) -> np.ndarray:
+def segment(gray: np.ndarray, ckpt, batch: int, bf16: bool) -> np.ndarray:
     inputs, origins, canvas = proc.model_inputs(gray, ckpt.meta, 26)
     outs = []
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(ckpt.device.type, dtype=torch.bfloat16, enabled=bf16):
         for i in range(0, len(inputs), batch):
-            outs.append(ckpt.module(torch.from_numpy(inputs[i:i + batch]).to(ckpt.device)).float().cpu().numpy())
+            x = torch.from_numpy(inputs[i:i + batch]).to(ckpt.device)
+            x = x.contiguous(memory_format=torch.channels_last) if bf16 else x
+            outs.append(ckpt.module(x).float().cpu().numpy())
     return proc.mask_from_outputs(np.concatenate(outs), origins, canvas, gray.shape, ckpt.meta,
                                   ckpt.meta["threshold"], 26)
 
@@ -48,20 +50,24 @@ def main() -> None:
     parser.add_argument("--sizes", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0, 2.0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--float32", action="store_true", help="float32 even when the checkpoint allows bfloat16")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "SECTIONS.md",
                         help="markdown file for the table (empty string: print only)")
     args = parser.parse_args()
     ckpt = load_checkpoint(ROOT / "models" / "salt", torch.device(args.device))
-    segment(section(0.05), ckpt, args.batch)  # warm-up
-    lines = [f"salt sections on {args.device} (threads {torch.get_num_threads()}), batch {args.batch}", "",
+    # the served default on CPU (CPU_BF16=auto): bfloat16 + channels-last for a checkpoint validated so
+    bf16 = args.device == "cpu" and bool(ckpt.meta.get("runtime", {}).get("cpu_bf16")) and not args.float32
+    segment(section(0.05), ckpt, args.batch, bf16)  # warm-up
+    precision = "bfloat16 autocast + channels-last" if bf16 else "float32"
+    lines = [f"salt sections on {args.device} (threads {torch.get_num_threads()}), batch {args.batch}, {precision}", "",
              "| megapixels | tiles | seconds | seconds per megapixel |", "|---|---|---|---|"]
     print("\n".join(lines))
     for mp in args.sizes:
         gray = section(mp)
         started = time.perf_counter()
-        segment(gray, ckpt, args.batch)
+        segment(gray, ckpt, args.batch, bf16)
         seconds = time.perf_counter() - started
-        n_tiles = len(proc.tile_starts(gray.shape[0], 101, 75)) * len(proc.tile_starts(gray.shape[1], 101, 75))
+        n_tiles = proc.tile_count(*gray.shape)
         lines.append(f"| {gray.size / 1e6:.2f} | {n_tiles} | {seconds:.2f} | {seconds / (gray.size / 1e6):.2f} |")
         print(lines[-1], flush=True)
     if str(args.out):
