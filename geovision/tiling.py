@@ -98,18 +98,27 @@ def model_inputs(gray: np.ndarray, meta: dict, overlap: int) -> tuple[np.ndarray
     return pad_for_model(tiles, int(meta["input_shape"][-1]), norm["mean"][0], norm["std"][0]), origins, canvas
 
 
-def mask_from_outputs(outputs: np.ndarray, origins: list[tuple[int, int]], canvas: tuple[int, int],
-                      shape: tuple[int, int], meta: dict, threshold: float, overlap: int) -> np.ndarray:
-    """Blend model outputs (n, 1, S, S) into a bool mask (H, W) cut at ``threshold``.
-
-    A single-tile image whose mask has fewer than ``meta["min_salt_pixels"]`` pixels is
-    emptied (the TGS empty-mask rule favours no salt over a speck).
-    """
+def probabilities(outputs: np.ndarray, origins: list[tuple[int, int]], canvas: tuple[int, int],
+                  shape: tuple[int, int], meta: dict, overlap: int) -> np.ndarray:
+    """Blend model outputs (n, 1, S, S) into salt probabilities float32 (H, W)."""
     tile = int(meta.get("tile_size", TILE))
-    mask = blend_tiles(crop_from_model(outputs, tile), origins, canvas, shape, overlap) > threshold
-    if len(origins) == 1 and mask.sum() < int(meta.get("min_salt_pixels", 0)):
+    return blend_tiles(crop_from_model(outputs, tile), origins, canvas, shape, overlap)
+
+
+def threshold_mask(probs: np.ndarray, n_tiles: int, meta: dict, threshold: float) -> np.ndarray:
+    """bool (H, W) ``probs > threshold``; a single-tile image whose mask has fewer than
+    ``meta["min_salt_pixels"]`` pixels is emptied (the TGS empty-mask rule favours no salt over a speck)."""
+    mask = probs > threshold
+    if n_tiles == 1 and mask.sum() < int(meta.get("min_salt_pixels", 0)):
         mask[:] = False
     return mask
+
+
+def mask_from_outputs(outputs: np.ndarray, origins: list[tuple[int, int]], canvas: tuple[int, int],
+                      shape: tuple[int, int], meta: dict, threshold: float, overlap: int) -> np.ndarray:
+    """Blend model outputs (n, 1, S, S) into a bool mask (H, W) cut at ``threshold``
+    (:func:`probabilities`, then :func:`threshold_mask`)."""
+    return threshold_mask(probabilities(outputs, origins, canvas, shape, meta, overlap), len(origins), meta, threshold)
 
 
 def overlay(gray: np.ndarray, mask: np.ndarray, color: tuple[int, int, int] = (255, 64, 32),

@@ -208,3 +208,28 @@ def test_a_volume_is_stored_once_and_reused_by_its_segy_id(client, app, tmp_path
     assert (reused["width"], reused["height"]) == (N_IL, N_S)
     unknown = client.post("/api/v1/salt/segment", data={"segy_id": "0" * 32, "slice": "inline:2"})
     assert unknown.status_code == 400 and unknown.get_json()["error"]["code"] == "invalid_segy"
+
+
+def test_results_have_axes_a_legend_and_a_probability_view(client, tmp_path):
+    from PIL import Image
+
+    from geovision.figures import LEFT, TOP, nice_step
+
+    path = tmp_path / "s.sgy"
+    survey(path)
+    r = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(path.read_bytes()), "s.sgy")],
+                                                   "slice": "inline:2", "domain": "depth"}).get_json()["results"][0]
+    assert r["axes"] == {"x": {"label": "crossline", "first": 1, "step": 1},
+                         "y": {"label": "depth (m)", "first": 0.0, "step": 4.0}} and r["domain"] == "depth"
+    figure = client.get(f"/salt/files/{r['prediction_id']}/figure.png")
+    probabilities = client.get(f"/salt/files/{r['prediction_id']}/probabilities.png")
+    assert figure.status_code == probabilities.status_code == 200
+    with Image.open(io.BytesIO(figure.data)) as im:
+        assert im.size[0] > N_XL + LEFT and im.size[1] > N_S + TOP         # framed with axes
+        assert np.asarray(im.convert("L"))[TOP + 5, LEFT + 5] < 250        # the section is inside the frame
+    with Image.open(io.BytesIO(probabilities.data)) as im:
+        assert im.size[0] > N_XL + LEFT + 60                               # with its colour bar
+    assert nice_step(1000) == 200 and nice_step(7) == 2 and nice_step(0.3) == 0.05
+    bad = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(path.read_bytes()), "s.sgy")],
+                                                     "domain": "furlongs"})
+    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_domain"

@@ -44,6 +44,8 @@ class SaltHandler(TaskHandler):
     api_fields = {
         "threshold": {"type": "number", "minimum": 0, "maximum": 1,
                       "description": "salt probability cut (default: the checkpoint's)"},
+        "domain": {"type": "string", "enum": ["time", "depth"], "default": "time",
+                   "description": "SEG-Y: the samples are two-way time in ms or depth in m (headers cannot tell)"},
         "segy_id": {"type": "string", "description": "a SEG-Y volume stored by an earlier upload (its segy_id): "
                                                      "segment one of its slices without sending it again"},
         "slice": {"type": "string", "pattern": r"^(inline|crossline|time):-?\d+(\.\d+)?$|^section$",
@@ -58,6 +60,8 @@ class SaltHandler(TaskHandler):
         "rle_mask": {"type": "string", "description": "Kaggle RLE: column-major, 1-based start/length pairs"},
         "mask_url": {"type": "string", "format": "uri"}, "overlay_url": {"type": "string", "format": "uri"},
         "slice": {"type": "string", "description": "SEG-Y only: the slice segmented"},
+        "domain": {"type": "string", "enum": ["time", "depth"], "default": "time",
+                   "description": "SEG-Y: the samples are two-way time in ms or depth in m (headers cannot tell)"},
         "segy_id": {"type": "string", "description": "SEG-Y only: the stored volume"},
     }
     api_errors = ("invalid_threshold", "invalid_slice", "invalid_segy", "not_amplitudes", "segy_too_large")
@@ -82,34 +86,40 @@ class SaltHandler(TaskHandler):
             spec = segy.parse_slice(form.get("slice"))
         except segy.SegyError as exc:
             raise ApiError("invalid_slice", str(exc)) from None
-        return {"threshold": threshold, "spec": spec}
+        domain = (form.get("domain") or "time").strip().lower()
+        if domain not in ("time", "depth"):
+            raise ApiError("invalid_domain", "domain must be time (samples in ms) or depth (samples in m)")
+        return {"threshold": threshold, "spec": spec, "domain": domain}
 
     def read_inputs(self, files: list[FileStorage], form: MultiDict | None = None) -> list:
         """The uploaded images and SEG-Y files, and the stored volume named by ``segy_id``."""
         return read_salt_files(files, (form or {}).get("segy_id"))
 
     def preprocess(self, item, ckpt: Checkpoint, threshold: float | None = None,
-                   spec: segy.SliceSpec | None = None) -> Prepared:
+                   spec: segy.SliceSpec | None = None, domain: str = "time") -> Prepared:
         """Grey image (H, W) in [0, 1] of an upload or a SEG-Y slice, cut into model inputs
         float32 (n, 1, S, S). Raises ImageError (``invalid_slice``, ``image_too_large``, ...)."""
         if isinstance(item, Refused):
             raise item.error
         if isinstance(item, StoredSegy):
-            gray, no_data, extra, save_input = _segy_slice(item, spec)
+            gray, no_data, extra, save_input, axes = _segy_slice(item, spec, domain)
         else:
             gray, no_data, extra, save_input = _image(item)
+            axes = {"x": {"label": "column (px)", "first": 0, "step": 1}, "y": {"label": "row (px)", "first": 0, "step": 1}}
         inputs, origins, canvas = tiling.model_inputs(nodata.fill_no_data(gray, no_data), ckpt.meta, OVERLAP)
         height, width = gray.shape
         return Prepared(torch.from_numpy(inputs), (width, height),
                         {"gray": gray, "no_data": no_data, "origins": origins, "canvas": canvas, "extra": extra,
-                         "save_input": save_input})
+                         "save_input": save_input, "axes": axes})
 
     def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint, public_id: str,
-                    threshold: float | None = None, spec: segy.SliceSpec | None = None) -> tuple[dict, dict]:
+                    threshold: float | None = None, spec: segy.SliceSpec | None = None,
+                    domain: str = "time") -> tuple[dict, dict]:
         state = prepared.state
         threshold = float(ckpt.meta.get("threshold", 0.5)) if threshold is None else threshold
-        mask = tiling.mask_from_outputs(outputs.float().numpy(), state["origins"], state["canvas"],
-                                        state["gray"].shape, ckpt.meta, threshold, OVERLAP)
+        probs = tiling.probabilities(outputs.float().numpy(), state["origins"], state["canvas"], state["gray"].shape,
+                                     ckpt.meta, OVERLAP)
+        mask = tiling.threshold_mask(probs, len(state["origins"]), ckpt.meta, threshold)
         no_data = state["no_data"]
         mask &= ~no_data                                   # no data is never salt
         live = int((~no_data).sum())
@@ -121,12 +131,14 @@ class SaltHandler(TaskHandler):
         tiling.mask_image(mask).save(folder / "mask.png", compress_level=1)
         if no_data.any():
             tiling.mask_image(no_data).save(folder / "nodata.png", compress_level=1)
+        Image.fromarray(np.round(np.where(no_data, 0, probs) * 255).astype(np.uint8), "L").save(
+            folder / "prob.png", compress_level=1)   # figures are drawn from it on first view
         (folder / "rle.txt").write_text(rle_mask + "\n")   # overlay.png is drawn on first view
         extra = state["extra"]
         summary = {"coverage": coverage, "no_data_fraction": no_data_fraction, "rle_mask": rle_mask,
-                   "threshold": threshold, "tiles": len(state["origins"]), **extra}
+                   "threshold": threshold, "tiles": len(state["origins"]), "axes": state["axes"], **extra}
         width, height = prepared.size
-        result = {**extra, "width": width, "height": height, "coverage": round(coverage, 6),
+        result = {**extra, "axes": state["axes"], "width": width, "height": height, "coverage": round(coverage, 6),
                   "no_data_fraction": round(no_data_fraction, 6), "rle_mask": rle_mask,
                   "mask_url": url_for("salt.result_file", public_id=public_id, name="mask.png", _external=True),
                   "overlay_url": url_for("salt.result_file", public_id=public_id, name="overlay.png", _external=True)}
@@ -142,7 +154,8 @@ class SaltHandler(TaskHandler):
                 ("coverage", "FP32", np.array([r["coverage"] for r in results], np.float32))]
 
     # --- background jobs ------------------------------------------------------------------------
-    def job_units(self, item, threshold: float | None = None, spec: segy.SliceSpec | None = None) -> int:
+    def job_units(self, item, threshold: float | None = None, spec: segy.SliceSpec | None = None,
+                  domain: str = "time") -> int:
         """101x101 tiles of an image (from its header) or of a SEG-Y slice (from the geometry)."""
         height, width = _input_size(item, spec)
         return tiling.tile_count(height, width, OVERLAP)
@@ -163,9 +176,11 @@ class SaltHandler(TaskHandler):
 
     def job_options(self, options: dict, restore: bool = False) -> dict:
         spec = options.get("spec")
+        domain = options.get("domain", "time")
         if restore:
-            return {"threshold": options.get("threshold"), "spec": segy.parse_slice(spec) if spec else None}
-        return {"threshold": options.get("threshold"), "spec": str(spec) if spec else None}
+            return {"threshold": options.get("threshold"), "spec": segy.parse_slice(spec) if spec else None,
+                    "domain": domain}
+        return {"threshold": options.get("threshold"), "spec": str(spec) if spec else None, "domain": domain}
 
     def history_text(self, summary: dict) -> str:
         where = f"SEG-Y {summary['slice']}: " if summary.get("slice") else ""
@@ -215,7 +230,8 @@ def _image(upload) -> tuple[np.ndarray, np.ndarray, dict, object]:
     return gray, nodata.image_no_data(gray), {}, save_input
 
 
-def _segy_slice(stored: StoredSegy, spec: segy.SliceSpec | None) -> tuple[np.ndarray, np.ndarray, dict, object]:
+def _segy_slice(stored: StoredSegy, spec: segy.SliceSpec | None,
+                domain: str = "time") -> tuple[np.ndarray, np.ndarray, dict, object, dict]:
     """Grey levels of one slice of a stored volume (the survey's default slice when ``spec`` is
     None); the result adds ``slice`` (e.g. ``inline:120``) and ``segy_id``."""
     info = load_segy(stored.segy_id)
@@ -239,7 +255,8 @@ def _segy_slice(stored: StoredSegy, spec: segy.SliceSpec | None) -> tuple[np.nda
     def save_input(folder: Path) -> None:
         Image.fromarray((gray * 255).round().astype(np.uint8), "L").save(folder / "input.png", compress_level=1)
 
-    return gray, no_data, {"slice": str(spec), "segy_id": stored.segy_id}, save_input
+    extra = {"slice": str(spec), "segy_id": stored.segy_id, "domain": domain}
+    return gray, no_data, extra, save_input, segy.slice_axes(geometry, spec, domain)
 
 
 def parse_threshold(value: str | None) -> float | None:

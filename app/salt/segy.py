@@ -203,6 +203,23 @@ def _place(values: np.ndarray, il_axis: np.ndarray, xl_axis: np.ndarray, il: np.
     return out
 
 
+def slice_axes(geometry: dict, spec: SliceSpec, domain: str = "time") -> dict:
+    """Axes of a slice's picture for :func:`geovision.figures.with_axes`: line or trace numbers
+    across, samples (time in ms or depth in m, as ``domain`` says) down; a time slice has
+    crosslines across and inlines down."""
+    first, last = geometry["time_range_ms"]
+    samples = {"label": "depth (m)" if domain == "depth" else "time (ms)", "first": first,
+               "step": geometry["sample_interval_ms"]}
+    line = lambda key, label: {"label": label, "first": geometry[key][0], "step": geometry[key][3]}  # noqa: E731
+    if spec.kind == "section":
+        return {"x": {"label": "trace", "first": 1, "step": 1}, "y": samples}
+    if spec.kind == "inline":
+        return {"x": line("crosslines", "crossline"), "y": samples}
+    if spec.kind == "crossline":
+        return {"x": line("inlines", "inline"), "y": samples}
+    return {"x": line("crosslines", "crossline"), "y": line("inlines", "inline")}
+
+
 def scale_amplitudes(section: np.ndarray, percentile: float = 99.0, live: np.ndarray | None = None) -> np.ndarray:
     """Grey levels float32 (H, W) in [0, 1]: amplitudes clipped at the ``percentile`` of their
     magnitude, zero at 0.5. ``live`` (H, W, bool): the samples the percentile is taken over (the

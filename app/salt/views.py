@@ -11,7 +11,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from markupsafe import Markup, escape
 from PIL import Image, ImageOps
 
-from geovision import tiling
+from geovision import figures, tiling
 from geovision.imaging import ImageError, to_gray
 
 from .. import jobs
@@ -26,6 +26,7 @@ from .volumes import StoredSegy, load_segy, read_salt_files
 
 bp = Blueprint("salt", __name__, url_prefix="/salt")
 MIMETYPES = {"png": "image/png", "txt": "text/plain"}
+SALT_COLOUR = (255, 64, 32)   #: the overlay's tint (geovision.tiling.overlay's default)
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -145,15 +146,44 @@ def result_file(public_id: str, name: str):
     if name == "mask.npy":
         return _mask_grid(public_id)
     path = find_stored(public_id, name)
-    if path is None and name == "overlay.png":
+    if path is None and name in ("overlay.png", "figure.png", "probabilities.png"):
         mask = find_stored(public_id, "mask.png")
         path = render_overlay(mask.parent) if mask else None
+        if path is not None and name != "overlay.png":
+            path = _render_figure(public_id, path.parent, name)
     if path is None:
         abort(404)
     download = request.args.get("download") == "1"
     stem = name.rsplit(".", 1)[0]
     return send_file(path, mimetype=MIMETYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream"),
                      as_attachment=download, download_name=f"{public_id}_{stem}.{name.rsplit('.', 1)[-1]}")
+
+
+def _render_figure(public_id: str, folder: Path, name: str) -> Path | None:
+    """``figure.png`` (the overlay with axes and a legend) or ``probabilities.png`` (with a colour
+    bar), drawn from the stored pictures and the recorded axes on first view."""
+    rows = _load([public_id])
+    if not rows or not (folder / "prob.png").exists():
+        return None
+    result = rows[0].result
+    axes = result.get("axes") or {"x": {"label": "column (px)", "first": 0, "step": 1},
+                                  "y": {"label": "row (px)", "first": 0, "step": 1}}
+    no_data = None
+    if (folder / "nodata.png").exists():
+        with Image.open(folder / "nodata.png") as nd:
+            no_data = np.asarray(nd) > 0
+    if name == "figure.png":
+        with Image.open(folder / "overlay.png") as im:
+            legend = [(SALT_COLOUR, "salt")] + ([((176, 176, 176), "no data")] if no_data is not None else [])
+            picture = figures.with_axes(im.convert("RGB"), axes["x"], axes["y"], title=rows[0].filename, legend=legend)
+    else:
+        with Image.open(folder / "prob.png") as pr:
+            probs = np.asarray(pr, np.float32) / 255
+        picture = figures.probability_figure(probs, no_data, axes["x"], axes["y"], float(result["threshold"]))
+    tmp = folder / f".{name}-{uuid.uuid4().hex}.png"
+    picture.save(tmp, compress_level=1)
+    tmp.replace(folder / name)
+    return folder / name
 
 
 def _mask_grid(public_id: str):

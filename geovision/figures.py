@@ -1,0 +1,101 @@
+"""Pictures for people: a section with labelled axes and a legend, probabilities with a colour bar.
+
+Pure PIL and NumPy. An axis is ``{"label": "crossline", "first": 2148, "step": 4}``: the value of
+pixel ``i`` along it is ``first + i * step`` (trace or line numbers across, time in ms or depth
+in m downwards, as the SEG-Y headers give them; pixel rows and columns for pictures).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+LEFT, TOP, RIGHT, BOTTOM = 64, 40, 16, 44      #: margins in pixels around the picture
+INK, GRID = (30, 30, 30), (120, 120, 120)
+#: Perceptually ordered colours for probabilities 0..1 (viridis anchors, linearly interpolated).
+VIRIDIS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float32)
+
+
+def nice_step(span: float, target: int = 6) -> float:
+    """A round tick spacing (1, 2 or 5 times a power of ten) giving about ``target`` ticks over ``span``."""
+    if span <= 0:
+        return 1.0
+    raw = span / target
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def _ticks(axis: dict, pixels: int) -> list[tuple[int, str]]:
+    """(pixel, label) of round values along an axis of ``pixels`` pixels."""
+    first, step = float(axis["first"]), float(axis["step"]) or 1.0
+    last = first + step * (pixels - 1)
+    lo, hi = min(first, last), max(first, last)
+    spacing = nice_step(hi - lo)
+    value = math.ceil(lo / spacing) * spacing
+    out = []
+    while value <= hi + 1e-9:
+        out.append((int(round((value - first) / step)), f"{value:g}"))
+        value += spacing
+    return out
+
+
+def with_axes(picture: Image.Image, x_axis: dict, y_axis: dict, title: str = "",
+              legend: list[tuple[tuple[int, int, int], str]] | None = None) -> Image.Image:
+    """``picture`` (RGB) framed with tick marks and labels on the top (x) and left (y) edges, a
+    title, and a legend of (colour, text) swatches under it."""
+    font = ImageFont.load_default()
+    w, h = picture.size
+    out = Image.new("RGB", (LEFT + w + RIGHT, TOP + h + BOTTOM), (255, 255, 255))
+    out.paste(picture.convert("RGB"), (LEFT, TOP))
+    draw = ImageDraw.Draw(out)
+    draw.rectangle([LEFT - 1, TOP - 1, LEFT + w, TOP + h], outline=INK)
+    for px, text in _ticks(x_axis, w):
+        draw.line([LEFT + px, TOP - 5, LEFT + px, TOP - 1], fill=INK)
+        draw.text((LEFT + px, TOP - 7), text, fill=INK, font=font, anchor="ms")
+    for py, text in _ticks(y_axis, h):
+        draw.line([LEFT - 5, TOP + py, LEFT - 1, TOP + py], fill=INK)
+        draw.text((LEFT - 7, TOP + py), text, fill=INK, font=font, anchor="rm")
+    draw.text((LEFT, 4), f"{title}  ({x_axis['label']} across, {y_axis['label']} down)".strip(), fill=INK, font=font)
+    x = LEFT
+    for colour, text in legend or []:
+        draw.rectangle([x, TOP + h + 14, x + 14, TOP + h + 28], fill=colour, outline=INK)
+        draw.text((x + 20, TOP + h + 21), text, fill=INK, font=font, anchor="lm")
+        x += 28 + int(draw.textlength(text, font=font)) + 16
+    return out
+
+
+def colourise(probs: np.ndarray, no_data: np.ndarray | None = None) -> Image.Image:
+    """RGB picture of probabilities (H, W) in [0, 1] on the viridis scale; no data in light grey."""
+    p = np.clip(np.nan_to_num(probs.astype(np.float32)), 0.0, 1.0) * (len(VIRIDIS) - 1)
+    low = np.minimum(p.astype(int), len(VIRIDIS) - 2)
+    frac = (p - low)[..., None]
+    rgb = VIRIDIS[low] * (1 - frac) + VIRIDIS[low + 1] * frac
+    if no_data is not None:
+        rgb[no_data] = 215.0
+    return Image.fromarray(rgb.astype(np.uint8), "RGB")
+
+
+def colour_bar(height: int, width: int = 14) -> Image.Image:
+    """A vertical viridis bar, 1 at the top, 0 at the bottom."""
+    ramp = np.linspace(1.0, 0.0, height, dtype=np.float32)[:, None].repeat(width, axis=1)
+    return colourise(ramp)
+
+
+def probability_figure(probs: np.ndarray, no_data: np.ndarray | None, x_axis: dict, y_axis: dict,
+                       threshold: float) -> Image.Image:
+    """Probabilities with axes and a colour bar marked at 0, the threshold and 1."""
+    h = probs.shape[0]
+    framed = with_axes(colourise(probs, no_data), x_axis, y_axis, title="salt probability",
+                       legend=[((215, 215, 215), "no data")] if no_data is not None and no_data.any() else None)
+    bar = colour_bar(max(h, 2))
+    out = Image.new("RGB", (framed.width + 70, framed.height), (255, 255, 255))
+    out.paste(framed, (0, 0))
+    out.paste(bar, (framed.width + 8, TOP))
+    draw, font = ImageDraw.Draw(out), ImageFont.load_default()
+    for value in (1.0, threshold, 0.0):
+        y = TOP + int(round((1.0 - value) * (h - 1)))
+        draw.line([framed.width + 22, y, framed.width + 26, y], fill=INK)
+        draw.text((framed.width + 29, y), f"{value:.2f}" + (" cut" if value == threshold else ""), fill=INK,
+                  font=font, anchor="lm")
+    return out
