@@ -49,6 +49,8 @@ class Config:
     JOB_CONCURRENCY = _env_int("JOB_CONCURRENCY", 1)
     JOB_MAX_PER_CLIENT = _env_int("JOB_MAX_PER_CLIENT", 2)
     JOB_MAX_ACTIVE = _env_int("JOB_MAX_ACTIVE", 8)
+    #: Rows a job hands the batcher at a time: the longest an interactive request waits behind it.
+    JOB_CHUNK_ROWS = _env_int("JOB_CHUNK_ROWS", 8)
     #: Largest SEG-Y upload in bytes (streamed to disk; the salt form and API only).
     SEGY_MAX_BYTES = _env_int("SEGY_MAX_BYTES", 2 * 1024 ** 3)
     #: Largest decoded image in pixels (decompression-bomb guard, HTTP 413 above it).

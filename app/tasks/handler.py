@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from flask import Blueprint, Flask, url_for
+from flask import Blueprint, Flask, current_app, url_for
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from geovision.checkpoint import Checkpoint
@@ -161,12 +161,15 @@ class TaskHandler:
 
     def infer(self, rows: torch.Tensor | None, priority: int = 0,
               progress: Callable[[int, int], None] | None = None) -> torch.Tensor | None:
-        """The model's output rows for ``rows`` (None: no forward pass), in chunks with ``progress``."""
+        """The model's output rows for ``rows`` (None: no forward pass); with ``progress``, in chunks of
+        ``JOB_CHUNK_ROWS`` submitted one after the other, reporting after each."""
         if rows is None:
             return None
         if progress is None:
             return engine.predict(self.model_task, rows, priority)
-        step, outputs = engine.state.max_batch_size, []
+        # background work goes in small chunks: an interactive request waits for one chunk at most
+        step = max(1, min(engine.state.max_batch_size, int(current_app.config.get("JOB_CHUNK_ROWS", 8))))
+        outputs = []
         for start in range(0, len(rows), step):
             outputs.append(engine.predict(self.model_task, rows[start:start + step], priority))
             progress(min(start + step, len(rows)), len(rows))
