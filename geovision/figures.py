@@ -40,13 +40,26 @@ def _ticks(axis: dict, pixels: int) -> list[tuple[int, str]]:
     return out
 
 
+def enlarge(picture: Image.Image, x_axis: dict, y_axis: dict, min_width: int = 320,
+            max_factor: int = 8) -> tuple[Image.Image, dict, dict]:
+    """A narrow picture (a few traces) scaled up by a whole factor (nearest neighbour, so samples
+    stay sharp) to about ``min_width`` pixels, with its axes' steps scaled to match."""
+    factor = min(max_factor, max(1, math.ceil(min_width / max(1, picture.width))))
+    if factor == 1:
+        return picture, x_axis, y_axis
+    big = picture.resize((picture.width * factor, picture.height * factor), Image.Resampling.NEAREST)
+    shrink = lambda axis: {**axis, "step": float(axis["step"]) / factor}  # noqa: E731
+    return big, shrink(x_axis), shrink(y_axis)
+
+
 def with_axes(picture: Image.Image, x_axis: dict, y_axis: dict, title: str = "",
               legend: list[tuple[tuple[int, int, int], str]] | None = None) -> Image.Image:
     """``picture`` (RGB) framed with tick marks and labels on the top (x) and left (y) edges, a
-    title, and a legend of (colour, text) swatches under it."""
+    title, and a legend of (colour, text) swatches under it; a narrow picture is enlarged first."""
+    picture, x_axis, y_axis = enlarge(picture, x_axis, y_axis)
     font = ImageFont.load_default()
     w, h = picture.size
-    out = Image.new("RGB", (LEFT + w + RIGHT, TOP + h + BOTTOM), (255, 255, 255))
+    out = Image.new("RGB", (LEFT + max(w, 320) + RIGHT, TOP + h + BOTTOM), (255, 255, 255))
     out.paste(picture.convert("RGB"), (LEFT, TOP))
     draw = ImageDraw.Draw(out)
     draw.rectangle([LEFT - 1, TOP - 1, LEFT + w, TOP + h], outline=INK)
@@ -85,8 +98,9 @@ def colour_bar(height: int, width: int = 14) -> Image.Image:
 def probability_figure(probs: np.ndarray, no_data: np.ndarray | None, x_axis: dict, y_axis: dict,
                        threshold: float) -> Image.Image:
     """Probabilities with axes and a colour bar marked at 0, the threshold and 1."""
-    h = probs.shape[0]
-    framed = with_axes(colourise(probs, no_data), x_axis, y_axis, title="salt probability",
+    picture, x_axis, y_axis = enlarge(colourise(probs, no_data), x_axis, y_axis)
+    h = picture.height
+    framed = with_axes(picture, x_axis, y_axis, title="salt probability",
                        legend=[((215, 215, 215), "no data")] if no_data is not None and no_data.any() else None)
     bar = colour_bar(max(h, 2))
     out = Image.new("RGB", (framed.width + 70, framed.height), (255, 255, 255))

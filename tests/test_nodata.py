@@ -62,6 +62,8 @@ def test_padding_is_never_salt_and_coverage_counts_live_pixels(client):
     grid = np.load(io.BytesIO(client.get(f"/salt/files/{r['prediction_id']}/mask.npy").data))
     assert grid.shape == (101, 101) and grid.dtype == np.uint8
     assert (grid[-21:] == 255).all() and (grid[:80, :45] == 1).all() and set(np.unique(grid)) == {0, 1, 255}
+    csv_grid = np.loadtxt(io.BytesIO(client.get(f"/salt/files/{r['prediction_id']}/mask.csv").data), delimiter=",")
+    assert (csv_grid == grid).all()
 
 
 def test_segy_mutes_and_dead_traces_through_the_api(client, tmp_path):

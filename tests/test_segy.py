@@ -233,3 +233,16 @@ def test_results_have_axes_a_legend_and_a_probability_view(client, tmp_path):
     bad = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(path.read_bytes()), "s.sgy")],
                                                      "domain": "furlongs"})
     assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_domain"
+
+
+def test_the_slice_page_takes_the_sample_domain(client, tmp_path):
+    path = tmp_path / "s.sgy"
+    survey(path)
+    segy_id = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(path.read_bytes()), "s.sgy")]}
+                          ).get_json()["results"][0]["segy_id"]
+    page = client.get(f"/salt/segy/{segy_id}").get_data(as_text=True)
+    assert 'name="domain"' in page and "depth (m)" in page
+    answer = client.post(f"/salt/segy/{segy_id}", data={"kind": "crossline", "number": "7", "domain": "depth"})
+    assert answer.status_code == 302
+    result = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "inline across and depth (m) down" in result

@@ -23,7 +23,10 @@ class SegySliceForm(FlaskForm):
     kind = SelectField("Slice", choices=[SelectChoice("inline", "inline"), SelectChoice("crossline", "crossline"),
                                          SelectChoice("time", "time slice (ms)"),
                                          SelectChoice("section", "whole 2-D section")])
-    number = IntegerField("Number (inline / crossline number, or time in ms)", validators=[Optional()])
+    number = IntegerField("Number (inline / crossline number, or the sample: time in ms or depth in m)",
+                          validators=[Optional()])
+    domain = SelectField("The samples are", default="time", choices=[
+        SelectChoice("time", "two-way time (ms)"), SelectChoice("depth", "depth (m)")])
     threshold = DecimalField("Salt probability threshold (blank = model default)", places=2,
                              validators=[Optional(), NumberRange(0, 1, "between 0 and 1")])
     submit = SubmitField("Segment this slice")

@@ -51,7 +51,8 @@ def upload():
             handler = tasks.get("salt")
             handler.check_ready()
             results, answered = answer_each(
-                images, lambda item: jobs.answer_or_queue(handler, item, {"threshold": threshold, "spec": None}))
+                images, lambda item: jobs.answer_or_queue(handler, item, {"threshold": threshold, "spec": None,
+                                                                          "domain": "time"}))
             errors = [r for r in results if "error" in r]
             queued = [r for r in results if r.get("job_id")]
             for job in queued[1:] if len(queued) == len(results) else queued:
@@ -89,7 +90,8 @@ def segy_page(segy_id: str):
             spec = segy.parse_slice(form.kind.data + number)
             handler = tasks.get("salt")
             handler.check_ready()
-            result = jobs.answer_or_queue(handler, stored, {"threshold": threshold, "spec": spec})
+            result = jobs.answer_or_queue(handler, stored, {"threshold": threshold, "spec": spec,
+                                                            "domain": form.domain.data or "time"})
             if result.get("job_id"):
                 return redirect(url_for("salt.job_page", job_id=result["job_id"]))
             return redirect(url_for("salt.result", public_id=result["prediction_id"]))
@@ -143,8 +145,8 @@ def result(public_id: str):
 
 @bp.get("/files/<public_id>/<name>")
 def result_file(public_id: str, name: str):
-    if name == "mask.npy":
-        return _mask_grid(public_id)
+    if name in ("mask.npy", "mask.csv"):
+        return _mask_grid(public_id, name.rsplit(".", 1)[1])
     path = find_stored(public_id, name)
     if path is None and name in ("overlay.png", "figure.png", "probabilities.png"):
         mask = find_stored(public_id, "mask.png")
@@ -186,9 +188,9 @@ def _render_figure(public_id: str, folder: Path, name: str) -> Path | None:
     return folder / name
 
 
-def _mask_grid(public_id: str):
-    """The mask as a NumPy ``.npy`` grid: uint8 (rows, columns) of the input (samples x traces for a
-    SEG-Y slice), 1 salt, 0 no salt, 255 no data."""
+def _mask_grid(public_id: str, fmt: str):
+    """The mask as a grid: uint8 (rows, columns) of the input (samples x traces for a SEG-Y slice),
+    1 salt, 0 no salt, 255 no data; ``fmt`` ``npy`` (NumPy) or ``csv`` (one row per line)."""
     mask = find_stored(public_id, "mask.png") or abort(404)
     with Image.open(mask) as m:
         grid = (np.asarray(m) > 0).astype(np.uint8)
@@ -197,10 +199,13 @@ def _mask_grid(public_id: str):
         with Image.open(no_data) as nd:
             grid[np.asarray(nd) > 0] = 255
     buf = io.BytesIO()
-    np.save(buf, grid)
+    if fmt == "csv":
+        np.savetxt(buf, grid, fmt="%d", delimiter=",")
+    else:
+        np.save(buf, grid)
     buf.seek(0)
-    return send_file(buf, mimetype="application/octet-stream", as_attachment=True,
-                     download_name=f"{public_id}_mask.npy")
+    return send_file(buf, mimetype="text/csv" if fmt == "csv" else "application/octet-stream", as_attachment=True,
+                     download_name=f"{public_id}_mask.{fmt}")
 
 
 def _load(public_ids: list[str]) -> list[Prediction]:
