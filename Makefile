@@ -36,8 +36,8 @@ run: setup   ## apply migrations, build missing galleries, then serve with gunic
 	  $(VENV)/bin/flask gallery build whales --data "$(WHALES_DATA)"; fi
 	PORT=$(PORT) $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
-test: setup-dev browser  ## run the test suite
-	$(PY) -m pytest -q -rs
+test: setup-dev browser  ## run the test suite (PYTEST_ARGS="-m postgres" for a part of it)
+	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
 lint: setup-dev  ## ruff, and the import contracts of .importlinter (layers, no cycles)
 	$(VENV)/bin/ruff check .

@@ -40,6 +40,7 @@ def create_app(config: type[Config] | dict | None = None, wait_for_models: bool 
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'app.db'}"
+    configure_database(app)
     check_secret_key(app)
 
     tasks.init_app(app, task_handlers if task_handlers is not None else default_tasks())
@@ -59,6 +60,20 @@ def default_tasks() -> list[TaskHandler]:
     from .whales.handler import handler as whales
 
     return [salt, rocks, similarity, whales]
+
+
+def configure_database(app: Flask) -> None:
+    """PostgreSQL URLs (``postgres://``, ``postgresql://``) go through psycopg 3, with a pool that
+    checks connections before use (``pool_pre_ping``) and ``DB_POOL_SIZE`` / ``DB_MAX_OVERFLOW``."""
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url[len(prefix):]
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    if url.startswith("postgresql"):
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {
+            "pool_pre_ping": True, "pool_size": int(app.config.get("DB_POOL_SIZE", 10)),
+            "max_overflow": int(app.config.get("DB_MAX_OVERFLOW", 20))})
 
 
 def check_secret_key(app: Flask) -> None:

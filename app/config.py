@@ -20,6 +20,9 @@ class Config:
     SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY)
     #: SQLAlchemy URL; ``None`` means SQLite ``app.db`` in the instance folder.
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL")
+    #: PostgreSQL connection pool per serving process (threads share it).
+    DB_POOL_SIZE = _env_int("DB_POOL_SIZE", 10)
+    DB_MAX_OVERFLOW = _env_int("DB_MAX_OVERFLOW", 20)
     #: Folder with one sub-folder per task holding ``model.pt`` + ``meta.json``.
     MODEL_DIR = os.environ.get("MODEL_DIR", str(ROOT / "models"))
     #: ``auto`` (cuda when available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``.

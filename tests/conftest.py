@@ -272,3 +272,77 @@ def model_dir(tiny_model_dir):
     """The committed checkpoints when present (the real serving path), else the tiny test models."""
     shipped = all((ROOT / "models" / task / "model.pt").exists() for task in ("salt", "rocks", "similarity"))
     return ROOT / "models" if shipped else tiny_model_dir
+
+
+def _postgres_bin() -> Path | None:
+    """The newest PostgreSQL server binaries of Debian's layout (``/usr/lib/postgresql/N/bin``)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL cluster on a free loopback port (``initdb`` + ``pg_ctl``, fsync off),
+    run as the ``postgres`` system user when the tests run as root; stopped at the end.
+    Yields the server URL without a database name. Skips when no server binaries exist."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin)")
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 and shutil.which("runuser") else []
+    folder = Path(tempfile.mkdtemp(prefix="geovision-pg-"))   # outside pytest's root-only tmp folders
+    if as_user:
+        shutil.chown(folder, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = folder / "data"
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-o",
+                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+                    "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A new, empty database on the throwaway server for one test, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = postgres_server.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{postgres_server}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_app(request, tiny_model_dir, tmp_path):
+    """The app on SQLite and on the throwaway PostgreSQL (the same tests run on both)."""
+    overrides = {}
+    if request.param == "postgres":
+        overrides["SQLALCHEMY_DATABASE_URI"] = request.getfixturevalue("postgres_url")
+    app = make_app(tiny_model_dir, tmp_path, SYNC_MAX_TILES=4, MAX_BATCH_SIZE=4, **overrides)
+    yield app
+    app.extensions["jobs"].pool.shutdown(wait=True, cancel_futures=True)
+    app.extensions["engine"].close()
+    with app.app_context():
+        from app.extensions import db
+
+        db.session.remove()
+        db.engine.dispose()

@@ -1,0 +1,69 @@
+"""The database layer on SQLite and on a real PostgreSQL: migrations, records, jobs, concurrent
+writers, rows deleted with a failed request. Each test runs once per backend (``db_app``)."""
+import io
+import threading
+import time
+
+import numpy as np
+
+from .conftest import fail_nth_batch, half_bright_tile, png_bytes
+
+
+def test_migrations_create_the_tables(db_app):
+    from sqlalchemy import inspect
+
+    from app.extensions import db
+
+    with db_app.app_context():
+        tables = set(inspect(db.engine).get_table_names())
+        assert {"prediction", "job", "alembic_version"} <= tables
+        assert db.session.execute(db.text("select version_num from alembic_version")).scalar() == "5c1e0a9d2f4b"
+
+
+def test_concurrent_answers_each_get_exactly_one_row(db_app):
+    from app.records import Prediction
+
+    def post(i: int) -> int:
+        tile = png_bytes(np.roll(half_bright_tile(), i, axis=1))
+        return db_app.test_client().post("/api/v1/salt/segment",
+                                         data={"image": [(io.BytesIO(tile), f"t{i}.png")]}).status_code
+
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda i=i: results.append(post(i))) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == [200] * 16
+    with db_app.app_context():
+        rows = Prediction.query.filter_by(task="salt").all()
+        assert sorted(r.filename for r in rows) == sorted(f"t{i}.png" for i in range(16))
+        assert len({r.public_id for r in rows}) == 16
+    history = db_app.test_client().get("/history?task=salt")
+    assert history.status_code == 200 and "% salt" in history.get_data(as_text=True)
+
+
+def test_a_request_failing_midway_keeps_no_rows(db_app, monkeypatch):
+    from app.records import Prediction
+
+    fail_nth_batch(monkeypatch, 2, "salt")
+    files = [(io.BytesIO(png_bytes(half_bright_tile())), f"{i}.png") for i in range(3)]
+    assert db_app.test_client().post("/api/v1/salt/segment", data={"image": files}).status_code == 503
+    with db_app.app_context():
+        assert Prediction.query.count() == 0
+
+
+def test_a_job_is_a_row_that_reaches_done(db_app):
+    from app.records import Job
+
+    client = db_app.test_client()
+    section = np.tile(np.linspace(20, 230, 400, dtype=np.uint8), (300, 1))
+    job = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(png_bytes(section)), "s.png")]}).get_json()
+    url = job["status_url"].removeprefix("http://localhost")
+    deadline = time.time() + 30
+    while (body := client.get(url).get_json())["status"] not in ("done", "failed") and time.time() < deadline:
+        time.sleep(0.05)
+    assert body["status"] == "done" and body["tiles_done"] == body["tiles_total"] == 20
+    with db_app.app_context():
+        row = Job.query.filter_by(public_id=job["job_id"]).one()
+        assert row.result["prediction_id"] == body["prediction_id"] and row.finished_at is not None
