@@ -1,4 +1,5 @@
-"""CLI commands: ``flask train-model TASK --data DIR ...`` (the ``train`` package's CLI)."""
+"""CLI commands: ``flask train-model TASK --data DIR ...`` (the ``train`` package's CLI) and
+``flask serve deploy`` (the Ray Serve backend)."""
 from __future__ import annotations
 
 import click
@@ -21,5 +22,22 @@ def train_model(ctx: click.Context, task: str) -> None:
     click.echo(f"exported {meta['task']} model: validation metrics {meta['metrics']}")
 
 
+@click.group("serve")
+def serve_cli() -> None:
+    """Ray Serve backend (INFERENCE_BACKEND=ray)."""
+
+
+@serve_cli.command("deploy")
+def serve_deploy() -> None:
+    """Deploy every checkpoint of MODEL_DIR as a Ray Serve application on the cluster at RAY_ADDRESS."""
+    from flask import current_app
+
+    from .engine import ray_backend
+
+    tasks = ray_backend.deploy(current_app.config)
+    click.echo(f"deployed {', '.join(tasks)} to Ray Serve ({current_app.config.get('RAY_ADDRESS') or 'local'})")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(train_model)
+    app.cli.add_command(serve_cli)

@@ -27,6 +27,15 @@ class Config:
     MODEL_DIR = os.environ.get("MODEL_DIR", str(ROOT / "models"))
     #: ``auto`` (cuda when available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``.
     DEVICE = os.environ.get("DEVICE", "auto")
+    #: ``local`` (the in-process dynamic batchers) or ``ray`` (Ray Serve deployments at RAY_ADDRESS,
+    #: deployed by ``flask serve deploy``; this process keeps the pre/post-processing).
+    INFERENCE_BACKEND = os.environ.get("INFERENCE_BACKEND", "local")
+    RAY_ADDRESS = os.environ.get("RAY_ADDRESS")
+    #: Per Serve replica: CPUs, GPUs; replicas between min and max (Serve's autoscaling).
+    RAY_NUM_CPUS = float(os.environ.get("RAY_NUM_CPUS", 1))
+    RAY_NUM_GPUS = float(os.environ.get("RAY_NUM_GPUS", 0))
+    RAY_MIN_REPLICAS = _env_int("RAY_MIN_REPLICAS", 1)
+    RAY_MAX_REPLICAS = _env_int("RAY_MAX_REPLICAS", 1)
     #: Dynamic batching knobs (names as in Triton / TorchServe).
     MAX_BATCH_SIZE = _env_int("MAX_BATCH_SIZE", 32)
     MAX_BATCH_DELAY_MS = _env_int("MAX_BATCH_DELAY_MS", 10)

@@ -88,6 +88,11 @@ def find_checkpoints(model_dir: str | Path) -> dict[str, Path]:
     return {p.parent.name: p.parent for p in sorted(root.glob("*/model.pt"))}
 
 
+def read_meta(folder: str | Path) -> dict:
+    """The validated ``meta.json`` of a checkpoint folder (raises FileNotFoundError, MetaError)."""
+    return validate_meta(json.loads((Path(folder) / "meta.json").read_text()))
+
+
 def load_checkpoint(folder: str | Path, device: torch.device) -> Checkpoint:
     """Load ``folder/model.pt`` onto ``device`` in eval mode, with ``folder/meta.json``.
 
@@ -97,7 +102,7 @@ def load_checkpoint(folder: str | Path, device: torch.device) -> Checkpoint:
         RuntimeError: if the TorchScript archive cannot be read.
     """
     folder = Path(folder)
-    meta = validate_meta(json.loads((folder / "meta.json").read_text()))
+    meta = read_meta(folder)
     with warnings.catch_warnings():  # the deprecation notice is handled by this one function
         warnings.simplefilter("ignore", FutureWarning)
         module = torch.jit.load(str(folder / "model.pt"), map_location=device)

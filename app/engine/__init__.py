@@ -16,7 +16,7 @@ import time
 import torch
 from flask import Flask, current_app
 
-from geovision.checkpoint import Checkpoint, find_checkpoints, load_checkpoint
+from geovision.checkpoint import Checkpoint, find_checkpoints, load_checkpoint, read_meta
 from geovision.device import select_device
 from geovision.inference import cpu_supports_bf16, optimise_for_cpu
 
@@ -43,6 +43,8 @@ class EngineState:
         self.max_queue_size = config.get("MAX_QUEUE_SIZE", 1024)
         amp = config.get("MIXED_PRECISION", "off")
         self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(amp) if self.device.type == "cuda" else None
+        self.backend = str(config.get("INFERENCE_BACKEND", "local")).lower()
+        self.config = dict(config)
         self.cpu_bf16 = str(config.get("CPU_BF16", "auto")).lower()
         self.cpu_freeze = bool(int(config.get("CPU_FREEZE", 1)))
         if self.device.type == "cuda":
@@ -57,7 +59,9 @@ class EngineState:
     def load_all(self) -> None:
         """Load and warm up every checkpoint; sets ``status`` to ready or failed."""
         started = time.perf_counter()
-        for task, folder in find_checkpoints(self.model_dir).items():
+        if self.backend == "ray":
+            self._connect_remote()
+        for task, folder in find_checkpoints(self.model_dir).items() if self.backend != "ray" else ():
             try:
                 ckpt = load_checkpoint(folder, self.device)
                 runtime = self.runtime_for(ckpt)
@@ -80,6 +84,29 @@ class EngineState:
         self.load_seconds = time.perf_counter() - started
         self.status = "failed" if self.errors else "ready"
         self.ready_event.set()
+
+    def _connect_remote(self) -> None:
+        """``INFERENCE_BACKEND=ray``: read each checkpoint's meta.json here and reach its Serve
+        application (deployed by ``flask serve deploy``); warm each up with one row."""
+        from . import ray_backend
+
+        try:
+            ray_backend.connect(self.config.get("RAY_ADDRESS"))
+        except Exception as exc:  # noqa: BLE001 - reported by /api/v1/ready
+            log.exception("could not reach the Ray cluster")
+            self.errors["*"] = f"Ray cluster: {type(exc).__name__}: {exc}"
+            return
+        for task, folder in find_checkpoints(self.model_dir).items():
+            try:
+                meta = read_meta(folder)
+                remote = ray_backend.RemoteModel(task, self.max_batch_size, self.max_batch_delay_ms)
+                remote(torch.zeros(1, *meta["input_shape"]), timeout=self.timeout)
+                self.checkpoints[task] = Checkpoint(task=meta.get("task", task), module=None, meta=meta,
+                                                    device=self.device, path=folder, extra={"backend": "ray"})
+                self.batchers[task] = remote
+            except Exception as exc:  # noqa: BLE001 - reported by /api/v1/ready
+                log.exception("could not reach the Serve application of %s", task)
+                self.errors[task] = f"{type(exc).__name__}: {exc}"
 
     def runtime_for(self, ckpt: Checkpoint) -> dict:
         """The forward-pass settings of one checkpoint on this device.
@@ -166,6 +193,7 @@ class InferenceEngine:
                 "task": task, "name": ckpt.name, "version": ckpt.version, "device": str(state.device),
                 "max_batch_size": batcher.max_batch_size, "max_batch_delay_ms": batcher.max_batch_delay_ms,
                 "precision": str(batcher.amp_dtype or torch.float32).removeprefix("torch."),
+                "backend": state.backend,
                 "metrics": ckpt.meta.get("metrics", {}),
                 "requests_served": batcher.requests_served,
                 "mean_batch_size": round(batcher.mean_batch_size, 2),

@@ -43,8 +43,7 @@ def predict(task: str, data: Path, out: Path, batch_size: int) -> None:
     if not paths:
         raise click.ClickException(f"no images in {folder}")
     threshold = float(ckpt.meta.get("threshold", 0.5))
-    device = engine.state.device
-    with open(out, "w", newline="") as fh, torch.inference_mode():
+    with open(out, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["id", "rle_mask"])
         for start in tqdm(range(0, len(paths), batch_size), desc=f"{task}: {len(paths)} images", unit="batch"):
@@ -55,7 +54,7 @@ def predict(task: str, data: Path, out: Path, batch_size: int) -> None:
                     grays.append(to_gray(im))
             prepared = [proc.model_inputs(g, ckpt.meta, OVERLAP) for g in grays]
             inputs = torch.from_numpy(np.concatenate([x for x, _, _ in prepared]))
-            outputs = torch.cat([ckpt.module(b.to(device)).float().cpu() for b in inputs.split(batch_size)]).numpy()
+            outputs = engine.predict(task, inputs).numpy()   # the local batcher or the Ray deployment
             offsets = np.cumsum([0] + [len(o) for _, o, _ in prepared])
             for i, (p, g, (_, origins, canvas)) in enumerate(zip(chunk, grays, prepared)):
                 mask = proc.mask_from_outputs(outputs[offsets[i]:offsets[i + 1]], origins, canvas, g.shape,

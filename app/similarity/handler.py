@@ -131,10 +131,8 @@ class SimilarityHandler(TaskHandler):
         ckpt = engine.checkpoint(self.model_task)
         thumbs, embs, batch = [], [], []
 
-        def flush() -> None:
-            with torch.inference_mode():
-                x = torch.from_numpy(np.stack([x for _, x in batch])).to(ckpt.device)
-                embs.append(ckpt.module(x).float().cpu().numpy())
+        def flush() -> None:   # through the engine: the local batcher or the Ray deployment
+            embs.append(engine.predict(self.model_task, torch.from_numpy(np.stack([x for _, x in batch]))).numpy())
             thumbs.extend(t for t, _ in batch)
             batch.clear()
 

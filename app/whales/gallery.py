@@ -133,10 +133,8 @@ def embed_images(images: Iterable[Image.Image], ckpt: Checkpoint, total: int | N
     """(float32 (N, D) L2-normalised embeddings, pHashes) of decoded photos, with a progress bar."""
     embs, hashes, batch = [], [], []
 
-    def flush():
-        with torch.inference_mode():
-            x = torch.from_numpy(np.stack(batch)).to(ckpt.device)
-            embs.append(ckpt.module(x).float().cpu().numpy())
+    def flush():   # through the engine: the local batcher or the Ray deployment
+        embs.append(engine.predict(TASK, torch.from_numpy(np.stack(batch))).numpy())
         batch.clear()
 
     for image in tqdm(images, total=total, desc=desc, unit="photo", mininterval=2):

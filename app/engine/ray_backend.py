@@ -1,0 +1,138 @@
+"""Ray Serve as the inference backend (``INFERENCE_BACKEND=ray``).
+
+Each task's checkpoint is a Serve application ``geovision-<task>``: a deployment whose replicas
+load the TorchScript model once and batch calls with ``@serve.batch`` (``MAX_BATCH_SIZE`` rows,
+``MAX_BATCH_DELAY_MS``; rows counted with ``batch_size_fn``, since one call may carry several
+tiles), with ``max_ongoing_requests`` large enough for batches to fill, ``num_gpus`` and
+autoscaling from the config. ``flask serve deploy`` (:func:`deploy`) puts them on the cluster at
+``RAY_ADDRESS``. The Flask front ends stay stateless clients: pre- and post-processing run in
+their task handlers, and :class:`RemoteModel` sends the model rows through a
+``DeploymentHandle`` (Serve's documented in-cluster path: no HTTP hop, no JSON encoding of
+tensors, and Serve routes to the least busy replica). ``ray.init`` runs in each serving process
+after gunicorn's fork (the engine loads in the worker), never in the master.
+Source: https://docs.ray.io/en/latest/serve/advanced-guides/dyn-req-batch.html
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from geovision.checkpoint import find_checkpoints, load_checkpoint
+
+from .batcher import QueueFullError
+
+log = logging.getLogger(__name__)
+APP_PREFIX = "geovision-"
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> None:
+    """Join the Ray cluster at ``address`` (``RAY_ADDRESS``; ``local`` starts one in this process,
+    with ``num_cpus``). The replicas import this project's packages: its root goes on their
+    ``PYTHONPATH`` (on a remote cluster the workers' image must hold the same code)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address or "local", num_cpus=num_cpus if (address or "local") == "local" else None,
+                 ignore_reinit_error=True, include_dashboard=False, logging_level=logging.WARNING,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+
+
+def model_deployment(folder: Path, config: dict):
+    """The bound Serve application of one checkpoint folder."""
+    from ray import serve
+
+    max_batch_size = int(config["MAX_BATCH_SIZE"])
+
+    @serve.deployment(name="model", max_ongoing_requests=max(4 * max_batch_size, 16),
+                      ray_actor_options={"num_cpus": float(config.get("RAY_NUM_CPUS", 1)),
+                                         "num_gpus": float(config.get("RAY_NUM_GPUS", 0))},
+                      autoscaling_config={"min_replicas": int(config.get("RAY_MIN_REPLICAS", 1)),
+                                          "max_replicas": int(config.get("RAY_MAX_REPLICAS", 1)),
+                                          "target_ongoing_requests": max_batch_size})
+    class Model:
+        def __init__(self, folder: str, device: str):
+            self.ckpt = load_checkpoint(folder, torch.device(device))
+            self.batch_sizes: list[int] = []
+
+        @serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=float(config["MAX_BATCH_DELAY_MS"]) / 1000,
+                     batch_size_fn=lambda items: sum(len(x) for x in items))
+        async def __call__(self, items: list[np.ndarray]) -> list[np.ndarray]:
+            sizes = [len(x) for x in items]
+            with torch.inference_mode():
+                out = self.ckpt.module(torch.from_numpy(np.concatenate(items)).to(self.ckpt.device)).float().cpu()
+            self.batch_sizes.append(sum(sizes))
+            return [o.numpy() for o in torch.split(out, sizes)]
+
+        def stats(self) -> dict:
+            """Rows per forward pass of this replica (for tests and /models)."""
+            return {"batches": len(self.batch_sizes), "max_batch": max(self.batch_sizes, default=0)}
+
+    device = "cuda" if float(config.get("RAY_NUM_GPUS", 0)) > 0 else "cpu"
+    return Model.bind(str(folder), device)
+
+
+def deploy(config: dict) -> list[str]:
+    """Deploy every checkpoint of ``MODEL_DIR`` as a Serve application; returns the task names."""
+    from ray import serve
+
+    connect(config.get("RAY_ADDRESS"))
+    serve.start(http_options={"host": "127.0.0.1", "port": int(config.get("RAY_SERVE_PORT", 8001))})
+    tasks = []
+    for task, folder in find_checkpoints(config["MODEL_DIR"]).items():
+        serve.run(model_deployment(folder, config), name=APP_PREFIX + task, route_prefix=None)  # returns once ready
+        tasks.append(task)
+        log.info("deployed %s from %s", task, folder)
+    return tasks
+
+
+class RemoteModel:
+    """The engine's view of a Serve application: called like a :class:`DynamicBatcher`."""
+
+    def __init__(self, task: str, max_batch_size: int, max_batch_delay_ms: float):
+        from ray import serve
+
+        self.name, self.max_batch_size, self.max_batch_delay_ms = task, max_batch_size, max_batch_delay_ms
+        self.handle = serve.get_app_handle(APP_PREFIX + task)
+        self.requests_served, self.mean_batch_size, self.queue_depth, self.amp_dtype = 0, 0.0, 0, None
+        self.batch_sizes: dict[int, int] = {}
+
+    def __call__(self, inputs: torch.Tensor, timeout: float | None = None, priority: int = 0) -> torch.Tensor:
+        """Rows (n, ...) -> outputs (n, ...), in calls of at most ``max_batch_size`` rows.
+
+        Raises ``concurrent.futures.TimeoutError`` when Serve does not answer in time, and
+        QueueFullError when a replica fails under the call (it is being replaced): both are
+        answered 503 with ``Retry-After``.
+        """
+        from ray.exceptions import GetTimeoutError, RayError
+        from ray.serve.exceptions import RayServeException
+
+        calls = [self.handle.remote(chunk.numpy()) for chunk in torch.split(inputs.float(), self.max_batch_size)]
+        try:
+            outputs = [np.asarray(call.result(timeout_s=timeout)) for call in calls]
+        except (GetTimeoutError, TimeoutError) as exc:
+            self._cancel(calls)
+            raise FutureTimeout(f"{self.name}: Ray Serve did not answer ({exc})") from None
+        except (RayError, RayServeException) as exc:
+            self._cancel(calls)
+            log.warning("%s: Serve call failed (%s)", self.name, type(exc).__name__)
+            raise QueueFullError(f"{self.name}: a model replica failed and is being replaced; retry shortly") from None
+        self.requests_served += 1
+        return torch.from_numpy(np.concatenate(outputs))
+
+    @staticmethod
+    def _cancel(calls) -> None:
+        for call in calls:
+            call.cancel()
+
+    def stats(self) -> dict:
+        return self.handle.stats.remote().result(timeout_s=10)
+
+    def close(self) -> None:
+        """Nothing to stop here: the deployment lives on the cluster."""
