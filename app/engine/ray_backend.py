@@ -39,7 +39,9 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address or "local", num_cpus=num_cpus if (address or "local") == "local" else None,
+        local = (address or "local") == "local"
+        ray.init(address=address or "local", num_cpus=num_cpus if local else None,
+                 _node_ip_address="127.0.0.1" if local else None,   # a local instance stays on loopback
                  ignore_reinit_error=True, include_dashboard=False, logging_level=logging.WARNING,
                  runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
 
