@@ -1,7 +1,23 @@
-"""Learning-rate schedule shared by the trainers."""
+"""Run set-up and learning-rate schedule shared by the trainers."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
+
+import torch
+
+from geovision.device import select_device
+
+
+def start_run(seed: int, threads: int, device: str, *folders: str) -> torch.device:
+    """Seed torch, set its CPU threads (0: PyTorch's default), create ``folders`` (the run and
+    output folders) and return the device (``auto``: cuda when available)."""
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
+    for folder in folders:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    return select_device(device)
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:

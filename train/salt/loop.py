@@ -21,10 +21,8 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from geovision.device import select_device
-
 from ..common.checkpoints import optimiser_step, resume_run, save_run
-from ..common.runtime import warmup_cosine
+from ..common.runtime import start_run, warmup_cosine
 from . import data as sd
 from .config import SaltTrainConfig
 from .evaluate import load_split, predict_tiles, tune_thresholds
@@ -41,13 +39,8 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
     """Train, validate and export the salt segmenter; returns the written ``meta.json`` dict."""
     if cfg.retune:
         return retune_and_export(cfg)
-    torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = select_device(cfg.device)
+    device = start_run(cfg.seed, cfg.threads, cfg.device, cfg.run_dir, cfg.output)
     run_dir, out_dir = Path(cfg.run_dir), Path(cfg.output)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     tr_x, tr_y, va_x, va_y = load_split(cfg.data, cfg.dry_run)
     mean, std = float(tr_x.mean() / 255), float(tr_x.std() / 255)

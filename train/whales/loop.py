@@ -28,13 +28,12 @@ from tqdm import tqdm
 
 from geovision import whales
 from geovision.checkpoint import write_meta
-from geovision.device import select_device
 from geovision.metrics import NEW_WHALE, insert_new_whale, map_at_5
 from geovision.whales import rank_individuals
 
 from ..common.checkpoints import resume_run, save_run
 from ..common.provenance import git_commit
-from ..common.runtime import warmup_cosine
+from ..common.runtime import start_run, warmup_cosine
 from . import data as wd
 from .model import ArcFace, WhaleEmbedder, WhaleNet
 
@@ -154,12 +153,8 @@ def _load(cfg: WhalesTrainConfig):
 
 def train_whales(cfg: WhalesTrainConfig) -> dict:
     """Train, validate (MAP@5 with a calibrated ``new_whale`` threshold) and export; returns meta.json."""
-    torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = select_device(cfg.device)
+    device = start_run(cfg.seed, cfg.threads, cfg.device, cfg.run_dir)
     run_dir, out_dir = Path(cfg.run_dir), Path(cfg.output)
-    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "args.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     train_rows, queries, tr_x, va_x = _load(cfg)
