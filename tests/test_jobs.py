@@ -167,3 +167,22 @@ def test_the_page_follows_a_job_with_a_progress_bar(job_app):
     wait_for(client, f"/api/v1/salt/jobs/{job_id}")
     done = client.get(response.headers["Location"])
     assert done.status_code == 302 and "/salt/result/" in done.headers["Location"]
+
+
+def test_the_job_route_takes_segy_volumes_above_the_image_limit(tiny_model_dir, tmp_path):
+    from .conftest import survey
+
+    app = make_app(tiny_model_dir, tmp_path, MAX_CONTENT_LENGTH=20_000, SYNC_MAX_TILES=4)
+    try:
+        path = tmp_path / "s.sgy"
+        survey(path)
+        assert path.stat().st_size > 20_000
+        client = app.test_client()
+        job = client.post("/api/v1/salt/jobs", data={"image": [(io.BytesIO(path.read_bytes()), "s.sgy")]})
+        assert job.status_code == 202
+        assert wait_for(client, job.get_json()["status_url"].removeprefix("http://localhost"))["status"] == "done"
+        big_image = client.post("/api/v1/salt/jobs", data={"image": [(io.BytesIO(bytes(30_000)), "big.png")]})
+        assert big_image.status_code == 413 and big_image.get_json()["error"]["code"] == "payload_too_large"
+    finally:
+        app.extensions["jobs"].pool.shutdown(wait=True, cancel_futures=True)
+        app.extensions["engine"].close()

@@ -37,12 +37,16 @@ def init_app(app: Flask, handlers: list[TaskHandler]) -> None:
     app.before_request(_allow_large_uploads)
 
 
+#: API endpoints that take a task's uploads (the task comes from the URL).
+UPLOAD_ENDPOINTS = {"api.task_api", "api.job_create"}
+
+
 def _allow_large_uploads() -> None:
     """Raise the request-size limit for a task whose ``request_limit`` allows more (SEG-Y uploads:
-    each file is then held to its own limit by the handler)."""
+    each file is then held to its own limit by the handler): its upload page and its API routes."""
     name = (request.view_args or {}).get("task") if request.blueprint in ("api", "tasks") else request.blueprint
     handler = current_app.extensions["tasks"].get(name or "")
-    if handler is not None and request.endpoint in (f"{name}.upload", "api.task_api"):
+    if handler is not None and (request.endpoint in UPLOAD_ENDPOINTS or request.endpoint == f"{name}.upload"):
         limit = handler.request_limit(current_app.config)
         if limit is not None:
             request.max_content_length = limit
