@@ -61,7 +61,15 @@ class EngineState:
         started = time.perf_counter()
         if self.backend == "ray":
             self._connect_remote()
-        for task, folder in find_checkpoints(self.model_dir).items() if self.backend != "ray" else ():
+        else:
+            self._load_local()
+        self.load_seconds = time.perf_counter() - started
+        self.status = "failed" if self.errors else "ready"
+        self.ready_event.set()
+
+    def _load_local(self) -> None:
+        """The local backend: each checkpoint loaded here, with its dynamic batcher, warmed up."""
+        for task, folder in find_checkpoints(self.model_dir).items():
             try:
                 ckpt = load_checkpoint(folder, self.device)
                 runtime = self.runtime_for(ckpt)
@@ -81,9 +89,6 @@ class EngineState:
             except Exception as exc:  # noqa: BLE001 - reported by /api/v1/ready
                 log.exception("could not load model %s from %s", task, folder)
                 self.errors[task] = f"{type(exc).__name__}: {exc}"
-        self.load_seconds = time.perf_counter() - started
-        self.status = "failed" if self.errors else "ready"
-        self.ready_event.set()
 
     def _connect_remote(self) -> None:
         """``INFERENCE_BACKEND=ray``: read each checkpoint's meta.json here and reach its Serve

@@ -27,8 +27,6 @@ from .batcher import QueueFullError
 
 log = logging.getLogger(__name__)
 APP_PREFIX = "geovision-"
-
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -148,11 +148,11 @@ def result_file(public_id: str, name: str):
     if name in ("mask.npy", "mask.csv"):
         return _mask_grid(public_id, name.rsplit(".", 1)[1])
     path = find_stored(public_id, name)
-    if path is None and name in ("overlay.png", "figure.png", "probabilities.png"):
-        mask = find_stored(public_id, "mask.png")
-        path = render_overlay(mask.parent) if mask else None
-        if path is not None and name != "overlay.png":
-            path = _render_figure(public_id, path.parent, name)
+    mask = find_stored(public_id, "mask.png") if path is None else None
+    if mask is not None and name == "overlay.png":
+        path = render_overlay(mask.parent)
+    elif mask is not None and name in ("figure.png", "probabilities.png"):
+        path = _render_figure(public_id, mask.parent, name)
     if path is None:
         abort(404)
     download = request.args.get("download") == "1"
@@ -175,7 +175,8 @@ def _render_figure(public_id: str, folder: Path, name: str) -> Path | None:
         with Image.open(folder / "nodata.png") as nd:
             no_data = np.asarray(nd) > 0
     if name == "figure.png":
-        with Image.open(folder / "overlay.png") as im:
+        overlay = find_stored(public_id, "overlay.png") or render_overlay(folder)
+        with Image.open(overlay) as im:
             legend = [(SALT_COLOUR, "salt")] + ([((176, 176, 176), "no data")] if no_data is not None else [])
             picture = figures.with_axes(im.convert("RGB"), axes["x"], axes["y"], title=rows[0].filename, legend=legend)
     else:
