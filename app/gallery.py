@@ -4,8 +4,9 @@ A gallery lives in ``<instance>/gallery/<task>``, a symbolic link to a versioned
 holding ``index.faiss`` (exact inner product on L2-normalised embeddings) and ``items.json``
 (id, label, source path and task-specific fields of each row); the similarity gallery also
 keeps ``pixels.npy`` (uint8 thumbnails at the model's input size, also the vectors of the
-seed's raw-pixel search) and ``kmeans.npz`` (the seed's K-Means clustering). Build writes a new folder and swaps the link atomically
-(``os.replace``), so a running server never sees half a gallery.
+seed's raw-pixel search) and ``kmeans.npz`` (the seed's K-Means clustering); the whale gallery
+keeps each photo's local features in ``ragged.npz`` (arrays of a different length per row).
+Build writes a new folder and swaps the link atomically (``os.replace``), so a running server never sees half a gallery.
 """
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ class Gallery:
     pixels: np.ndarray | None
     kmeans: dict | None
     version: str
+    #: name -> one array per row (e.g. the whales' keypoints and descriptors), or empty
+    ragged: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
     _pixel_index: faiss.Index | None = field(default=None, repr=False)
     #: per-version derived data of a task (e.g. the whales' hash array), dropped with the version
     cache: dict = field(default_factory=dict, repr=False)
@@ -82,16 +85,17 @@ class Gallery:
         return [{**self.items[i], "score": round(float(s), 6)} for s, i in zip(scores[0], ids[0]) if i >= 0]
 
 
-def replace_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None) -> int:
+def replace_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None,
+                    ragged: dict[str, list[np.ndarray]] | None = None) -> int:
     """:func:`write_gallery` under :func:`gallery_lock` (a rebuild never interleaves with an append);
     returns the gallery size."""
     with gallery_lock(root):
-        write_gallery(root, items, embeddings, pixels)
+        write_gallery(root, items, embeddings, pixels, ragged=ragged)
     return len(items)
 
 
 def write_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None,
-                  n_clusters: int = 6) -> Path:
+                  n_clusters: int = 6, ragged: dict[str, list[np.ndarray]] | None = None) -> Path:
     """Write a complete gallery folder beside ``root`` and point ``root`` at it atomically (callers
     hold :func:`gallery_lock`).
 
@@ -100,6 +104,8 @@ def write_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels:
         items: one dict per row with ``label`` and ``path``; ``id`` is set to the row number.
         embeddings: float32 (N, D), L2-normalised; pixels: uint8 (N, H, W, 3), or None for a
             gallery searched by embedding only (no pixels.npy, no kmeans.npz).
+        ragged: name -> one array per row (same dtype and trailing shape), kept in ``ragged.npz``
+            as the concatenation and the row offsets.
     Returns:
         The new versioned folder.
     """
@@ -115,6 +121,8 @@ def write_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels:
     (folder / "items.json").write_text(json.dumps(items))
     if pixels is not None:
         _write_pixels(folder, pixels, n_clusters)
+    if ragged:
+        _write_ragged(folder / "ragged.npz", ragged, len(items))
     tmp_link = root.parent / f".{root.name}.{uuid.uuid4().hex}"
     os.symlink(folder.name, tmp_link)
     os.replace(tmp_link, root)
@@ -139,7 +147,29 @@ def _write_pixels(folder: Path, pixels: np.ndarray, n_clusters: int) -> None:
     np.savez(folder / "kmeans.npz", centroids=centroids, assign=assign, dist=dist)
 
 
-def append_to_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None) -> int:
+def _write_ragged(path: Path, ragged: dict[str, list[np.ndarray]], n: int) -> None:
+    arrays = {}
+    for name, rows in ragged.items():
+        if len(rows) != n:
+            raise ValueError(f"ragged {name!r} has {len(rows)} rows for {n} items")
+        arrays[name] = np.concatenate(rows)
+        arrays[f"{name}__offsets"] = np.cumsum([0] + [len(r) for r in rows])
+    np.savez(path, **arrays)
+
+
+def _read_ragged(path: Path) -> dict[str, list[np.ndarray]]:
+    if not path.exists():
+        return {}
+    with np.load(path) as npz:
+        out = {}
+        for name in (k for k in npz.files if not k.endswith("__offsets")):
+            data, off = npz[name], npz[f"{name}__offsets"]
+            out[name] = [data[a:b] for a, b in zip(off[:-1], off[1:])]
+    return out
+
+
+def append_to_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None,
+                      ragged: dict[str, list[np.ndarray]] | None = None) -> int:
     """Add rows to the gallery at ``root`` (creating it) without re-embedding; returns its new size.
 
     The read-modify-swap holds :func:`gallery_lock`, so concurrent appends never lose rows.
@@ -152,7 +182,11 @@ def append_to_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pix
             embeddings = np.concatenate([old.index.reconstruct_n(0, old.index.ntotal), embeddings])
             if old.pixels is not None and pixels is not None:
                 pixels = np.concatenate([old.pixels, pixels])
-        write_gallery(root, items, embeddings, pixels)
+            if old.ragged and ragged:
+                ragged = {k: old.ragged[k] + list(v) for k, v in ragged.items() if k in old.ragged}
+            elif old.ragged or ragged:
+                ragged = None   # rows without features cannot be mixed in: the task falls back to its embedding
+        write_gallery(root, items, embeddings, pixels, ragged=ragged)
     return len(items)
 
 
@@ -172,7 +206,7 @@ def read_gallery(root: Path) -> Gallery:
         km = np.load(folder / "kmeans.npz")
         kmeans = {k: km[k] for k in ("centroids", "assign", "dist")}
     return Gallery(items=items, index=faiss.read_index(str(folder / "index.faiss")), pixels=pixels,
-                   kmeans=kmeans, version=folder.name)
+                   kmeans=kmeans, version=folder.name, ragged=_read_ragged(folder / "ragged.npz"))
 
 
 class GalleryStore:

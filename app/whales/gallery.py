@@ -21,7 +21,7 @@ from flask import current_app
 from PIL import Image
 from tqdm import tqdm
 
-from geovision import retrieval
+from geovision import photoid, retrieval
 from geovision.checkpoint import Checkpoint
 from geovision.imaging import normalise
 from geovision.metrics import NEW_WHALE, insert_new_whale
@@ -129,9 +129,15 @@ def find_duplicate(gallery: Gallery, phash: str, max_distance: int) -> dict | No
 # --- building and extending the gallery -------------------------------------------------
 
 def embed_images(images: Iterable[Image.Image], ckpt: Checkpoint, total: int | None = None,
-                 desc: str = "embedding whale photos", batch_size: int = 64) -> tuple[np.ndarray, list[str]]:
-    """(float32 (N, D) L2-normalised embeddings, pHashes) of decoded photos, with a progress bar."""
+                 desc: str = "describing whale photos", batch_size: int = 64,
+                 viewpoints: Iterable[str] | None = None) -> tuple[np.ndarray, list[str], dict[str, list[np.ndarray]]]:
+    """(float32 (N, D) L2-normalised embeddings, pHashes, local features) of decoded photos, with a
+    progress bar. The local features (:func:`geovision.photoid.extract_features`, right views
+    mirrored) are ``{"keypoints": [float32 (M, 3)], "descriptors": [uint8 (M, 128)]}``; a photo's
+    viewpoint comes from ``viewpoints`` (``top``/``left``/``right``), else from its shape."""
     embs, hashes, batch = [], [], []
+    local: dict[str, list[np.ndarray]] = {"keypoints": [], "descriptors": []}
+    views = iter(viewpoints) if viewpoints is not None else None
 
     def flush():   # through the engine: the local batcher or the Ray deployment
         embs.append(engine.predict(TASK, torch.from_numpy(np.stack(batch))).numpy())
@@ -140,12 +146,16 @@ def embed_images(images: Iterable[Image.Image], ckpt: Checkpoint, total: int | N
     for image in tqdm(images, total=total, desc=desc, unit="photo", mininterval=2):
         batch.append(model_input(image, ckpt))
         hashes.append(perceptual_hash(image))
+        view = next(views) if views is not None else photoid.guess_viewpoint(*image.size)
+        feats = photoid.extract_features(image, mirror=view == "right")
+        local["keypoints"].append(feats.keypoints)
+        local["descriptors"].append(feats.descriptors)
         if len(batch) == batch_size:
             flush()
     if batch:
         flush()
     dim = int(ckpt.meta.get("embedding_dim", 0))
-    return (np.concatenate(embs) if embs else np.zeros((0, dim), np.float32)), hashes
+    return (np.concatenate(embs) if embs else np.zeros((0, dim), np.float32)), hashes, local
 
 
 def _open(path: Path) -> Image.Image:
@@ -171,15 +181,35 @@ def read_train_csv(data: Path, exclude_split: Path | None = None) -> list[dict]:
     return [{**r, "path": str((folder / r["Image"]).resolve())} for r in rows]
 
 
+def read_viewpoints(data: Path) -> dict[str, str]:
+    """Image -> viewpoint (``top``/``left``/``right``) of ``DATA/metadata.csv``; empty without it."""
+    path = Path(data) / "metadata.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="") as fh:
+        return {r["Image"]: r["viewpoint"] for r in csv.DictReader(fh)
+                if r.get("viewpoint") in photoid.VIEWPOINTS}
+
+
 def build_gallery(data: Path, exclude_split: Path | None = None) -> int:
-    """Embed every photo of ``DATA/train.csv`` and swap in the new whale gallery; returns its size."""
+    """Describe every photo of ``DATA/train.csv`` (embedding, pHash, local features; viewpoints
+    from ``metadata.csv`` when present) and swap in the new whale gallery; returns its size."""
     ckpt = engine.checkpoint(TASK)
     rows = read_train_csv(data, exclude_split)
     if not rows:
         raise GalleryUnavailable(f"no photos of known individuals in {data}/train.csv")
-    embs, hashes = embed_images((_open(Path(r["path"])) for r in rows), ckpt, total=len(rows))
-    items = [{"label": r["Id"], "image": r["Image"], "path": r["path"], "phash": h} for r, h in zip(rows, hashes)]
-    return replace_gallery(store().folder / TASK, items, embs)
+    known = read_viewpoints(data)
+    views = []
+    for r in rows:
+        if r["Image"] not in known:
+            with Image.open(r["path"]) as im:
+                known[r["Image"]] = photoid.guess_viewpoint(*im.size)
+        views.append(known[r["Image"]])
+    embs, hashes, local = embed_images((_open(Path(r["path"])) for r in rows), ckpt, total=len(rows),
+                                       viewpoints=views)
+    items = [{"label": r["Id"], "image": r["Image"], "path": r["path"], "phash": h, "viewpoint": v}
+             for r, h, v in zip(rows, hashes, views)]
+    return replace_gallery(store().folder / TASK, items, embs, ragged=local)
 
 
 def enrolled_folder() -> Path:
@@ -188,26 +218,28 @@ def enrolled_folder() -> Path:
     return folder
 
 
-def enrol(whale_id: str, photos: list[tuple[str, Image.Image, bytes | None]]) -> int:
+def enrol(whale_id: str, photos: list[tuple[str, Image.Image, bytes | None]], viewpoint: str = "auto") -> int:
     """Add photos of one individual (known or new) to the gallery without retraining.
 
     Args:
         photos: (display name, decoded image, original bytes or None to keep the image where it is).
             Uploaded bytes are kept under ``WHALES_ENROLLED_FOLDER`` with a generated name.
+        viewpoint: ``top``, ``left``, ``right``, or ``auto`` (portrait photos top, others left).
     Returns the new gallery size.
     """
     whale_id = whale_id.strip()
     if not whale_id or whale_id == NEW_WHALE:
         raise ValueError("give the individual's id (--id ID on the command line), not new_whale")
     ckpt = engine.checkpoint(TASK)
-    embs, hashes = embed_images((im for _, im, _ in photos), ckpt, total=len(photos))
+    views = [photoid.guess_viewpoint(*im.size) if viewpoint == "auto" else viewpoint for _, im, _ in photos]
+    embs, hashes, local = embed_images((im for _, im, _ in photos), ckpt, total=len(photos), viewpoints=views)
     items = []
-    for (name, _, data), h in zip(photos, hashes):
+    for (name, _, data), h, view in zip(photos, hashes, views):
         if data is not None:
             suffix = Path(name).suffix.lower()
             path = enrolled_folder() / f"{uuid.uuid4().hex}{suffix if suffix in IMAGE_SUFFIXES else '.img'}"
             path.write_bytes(data)
         else:
             path = Path(name).resolve()
-        items.append({"label": whale_id, "image": Path(name).name, "path": str(path), "phash": h})
-    return append_to_gallery(store().folder / TASK, items, embs)
+        items.append({"label": whale_id, "image": Path(name).name, "path": str(path), "phash": h, "viewpoint": view})
+    return append_to_gallery(store().folder / TASK, items, embs, ragged=local)

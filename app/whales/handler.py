@@ -1,6 +1,7 @@
 """Whale identification handler: photo -> letterboxed input -> embedding -> 5 individuals or new_whale."""
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -9,13 +10,17 @@ import torch
 from flask import current_app, url_for
 from PIL import Image
 
+from geovision import photoid
 from geovision.checkpoint import Checkpoint
 from geovision.imaging import decode_image
 from geovision.metrics import NEW_WHALE
 
+from ..errors import ApiError
 from ..gallery import store
 from ..tasks.handler import Prepared, TaskHandler
+from ..uploads import storage_dir
 from . import gallery as whale_gallery
+from . import matching
 from .views import bp
 
 PHOTOS_PER_CANDIDATE = 3
@@ -36,11 +41,25 @@ class WhalesHandler(TaskHandler):
     result_schema = {
         "predictions": {"type": "array", "minItems": 5, "maxItems": 5, "items": {"type": "object", "properties": {
             "whale_id": {"type": "string", "description": "a known individual, or new_whale"},
-            "score": {"type": "number", "description": "cosine similarity of its best gallery photo"}}}},
+            "score": {"type": "number", "description": "LNBNN votes of the individual (new_whale: the votes "
+                      "the first would need to be accepted); cosine similarity on a gallery without local features"},
+            "inliers": {"type": "integer", "nullable": True,
+                        "description": "RANSAC inliers of its best verified photo (null: not verified)"}}}},
+        "shortlist": {"type": "array", "items": {"type": "object", "properties": {
+            "whale_id": {"type": "string"}, "score": {"type": "number"},
+            "inliers": {"type": "integer", "nullable": True}}},
+            "description": "the k best individuals (no new_whale), verified ones with their inliers"},
+        "viewpoint": {"type": "string", "description": "top or side: the gallery part the photo was matched with"},
         "duplicate_of": {"type": "object", "nullable": True, "properties": {
             "image": {"type": "string"}, "whale_id": {"type": "string"}}},
     }
-    api_errors = ("gallery_empty",)
+    api_fields = {
+        "k": {"type": "integer", "minimum": 5, "maximum": 50, "default": 20, "description": "shortlist length"},
+        "viewpoint": {"type": "string", "enum": ["auto", *photoid.VIEWPOINTS], "default": "auto",
+                      "description": "top (drone view of the back), left or right side view; auto: portrait "
+                                     "photos are top views, landscape ones side views of either side"},
+    }
+    api_errors = ("gallery_empty", "invalid_k", "invalid_viewpoint")
     config_defaults = {
         #: Largest pHash (256 bits) Hamming distance at which an upload is a duplicate of a gallery photo.
         "WHALES_DUPLICATE_DISTANCE": int(os.environ.get("WHALES_DUPLICATE_DISTANCE", 16)),
@@ -48,45 +67,85 @@ class WhalesHandler(TaskHandler):
         "WHALES_ENROLLED_FOLDER": os.environ.get("WHALES_ENROLLED_FOLDER"),
     }
 
+    def parse_options(self, form) -> dict:
+        """``k`` (5..50, default 20) and ``viewpoint`` (auto, top, left, right)."""
+        try:
+            k = int(form.get("k") or 20)
+            if not 5 <= k <= 50:
+                raise ValueError
+        except ValueError:
+            raise ApiError("invalid_k", "k must be an integer between 5 and 50") from None
+        viewpoint = (form.get("viewpoint") or "auto").strip().lower()
+        if viewpoint not in ("auto", *photoid.VIEWPOINTS):
+            raise ApiError("invalid_viewpoint", "viewpoint must be one of auto, top, left, right") from None
+        return {"k": k, "viewpoint": viewpoint}
+
     def check_ready(self) -> None:
         super().check_ready()
         store().get(self.name)   # 409 before decoding when there is no gallery
 
     def preprocess(self, item, ckpt: Checkpoint, with_photos: bool = False,
-                   image: Image.Image | None = None) -> Prepared:
+                   image: Image.Image | None = None, **options) -> Prepared:
         """``image``: the upload already decoded (the page decodes it for its thumbnail)."""
         gallery = store().get(self.name)
         if image is None:
             image = decode_image(item.data, current_app.config["MAX_IMAGE_PIXELS"])
         x = whale_gallery.model_input(image, ckpt)
         return Prepared(torch.from_numpy(x[None]), image.size,
-                        {"gallery": gallery, "phash": whale_gallery.perceptual_hash(image)})
+                        {"gallery": gallery, "phash": whale_gallery.perceptual_hash(image), "image": image,
+                         "data": item.data, "filename": item.filename})
 
     def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint, public_id: str,
-                    with_photos: bool = False, image: Image.Image | None = None) -> tuple[dict, dict]:
-        """``predictions`` (5 x ``{"whale_id", "score"}``) and ``duplicate_of``; with ``with_photos``
-        each known candidate gets ``photo_urls`` (up to 3 gallery photos, most similar first) and
-        the duplicate its ``distance`` and ``photo_url``."""
+                    with_photos: bool = False, image: Image.Image | None = None, k: int = 20,
+                    viewpoint: str = "auto") -> tuple[dict, dict]:
+        """``predictions`` (5 x ``{"whale_id", "score", "inliers"}``), ``shortlist`` (k), ``viewpoint``
+        and ``duplicate_of``. With ``with_photos`` (the page) each known candidate gets ``photo_urls``
+        and ``match_png`` (the query beside its best verified photo, inlier matches drawn).
+        The query photo is kept with the answer (``query`` file) for the admin's confirm/new flows."""
         gallery, phash = prepared.state["gallery"], prepared.state["phash"]
-        embedding = outputs[0].float().numpy()
-        threshold = float(ckpt.meta["new_whale_threshold"])
         duplicate = whale_gallery.find_duplicate(gallery, phash, current_app.config["WHALES_DUPLICATE_DISTANCE"])
-        preds, photos = whale_gallery.rank_gallery(gallery, embedding, threshold, duplicate)
-        predictions = [{"whale_id": w, "score": round(float(s), 6)} for w, s in preds]
+        suffix = Path(prepared.state["filename"] or "").suffix.lower()
+        (storage_dir(public_id) / f"query{suffix if suffix in whale_gallery.IMAGE_SUFFIXES else '.img'}"
+         ).write_bytes(prepared.state["data"])
+        if matching.has_features(gallery):
+            found = matching.identify(gallery, prepared.state["image"], ckpt.meta.get("photoid", {}), k, viewpoint)
+            predictions = found.predictions(duplicate["whale_id"] if duplicate else None)
+            shortlist, group, threshold = found.shortlist(k), found.group, found.threshold
+            photos = {w: [row] for w, (row, _, _) in found.best.items()}
+        else:   # a gallery built before local features: the CNN embedding's cosine ranking
+            found, group, threshold = None, "all", float(ckpt.meta["new_whale_threshold"])
+            preds, photos = whale_gallery.rank_gallery(gallery, outputs[0].float().numpy(), threshold, duplicate)
+            predictions = [{"whale_id": w, "score": round(float(s), 6), "inliers": None} for w, s in preds]
+            shortlist = [p for p in predictions if p["whale_id"] != NEW_WHALE]
         public_dup = {"image": duplicate["image"], "whale_id": duplicate["whale_id"]} if duplicate else None
         summary = {"predictions": predictions, "duplicate_of": public_dup, "new_whale_threshold": threshold,
-                   "gallery": gallery.version, "phash": phash}
-        result = {"predictions": [dict(p) for p in predictions], "duplicate_of": public_dup}
+                   "gallery": gallery.version, "phash": phash, "viewpoint": group}
+        result = {"predictions": [dict(p) for p in predictions], "shortlist": shortlist, "viewpoint": group,
+                  "duplicate_of": public_dup}
         if with_photos:
-            by_whale = whale_gallery.photos_by_whale(gallery)
-            for p in result["predictions"]:
-                if p["whale_id"] != NEW_WHALE:
-                    ids = (photos.get(p["whale_id"]) or by_whale.get(p["whale_id"], []))[:PHOTOS_PER_CANDIDATE]
-                    p["photo_urls"] = [url_for("whales.gallery_image", item_id=i) for i in ids]
-            if duplicate:
-                result["duplicate_of"] = {**public_dup, "distance": duplicate["distance"],
-                                          "photo_url": url_for("whales.gallery_image", item_id=duplicate["id"])}
+            self._add_photos(result, gallery, photos, found, duplicate, prepared.state["image"])
         return result, summary
+
+    def _add_photos(self, result: dict, gallery, photos: dict, found, duplicate: dict | None, image) -> None:
+        by_whale = whale_gallery.photos_by_whale(gallery)
+        for p in result["predictions"]:
+            if p["whale_id"] == NEW_WHALE:
+                continue
+            ids = list(dict.fromkeys(photos.get(p["whale_id"], []) + by_whale.get(p["whale_id"], [])))
+            p["photo_urls"] = [url_for("whales.gallery_image", item_id=i) for i in ids[:PHOTOS_PER_CANDIDATE]]
+            if found is not None and p["whale_id"] in found.best:
+                row, check, variant = found.best[p["whale_id"]]
+                item = gallery.items[row]
+                try:
+                    with Image.open(item["path"]) as photo:
+                        png = photoid.draw_matches(image, photo, check, query_mirror=found.mirrored[variant],
+                            photo_mirror=item.get("viewpoint") == "right")
+                    p["match_png"] = "data:image/png;base64," + base64.b64encode(png).decode()
+                except OSError:
+                    pass
+        if duplicate:
+            result["duplicate_of"] = {**result["duplicate_of"], "distance": duplicate["distance"],
+                                      "photo_url": url_for("whales.gallery_image", item_id=duplicate["id"])}
 
     def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
         """``whale_ids`` BYTES [N, 5] (``new_whale`` among them) and ``scores`` FP32 [N, 5], best first."""

@@ -1,0 +1,99 @@
+"""Identification of a whale photo against the gallery's local features (see geovision.photoid).
+
+The gallery's per-photo keypoints and descriptors (``ragged.npz``, written by ``flask gallery
+build whales``) are indexed once per gallery version and viewpoint group; a query gets LNBNN
+votes, its shortlist is verified by RANSAC, and ``new_whale`` is placed by the ratio threshold
+calibrated offline (``meta.json`` ``photoid``, ``python -m train.whales.photoid``).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from geovision import photoid
+from geovision.metrics import NEW_WHALE
+
+from ..gallery import Gallery
+
+_LOCK = threading.Lock()
+DEFAULTS = {"ratio_threshold": 2.0, "rerank_weight": 0.0, "lnbnn_k": 2, "photos_verified": 2, "shortlist": 20}
+
+
+def has_features(gallery: Gallery) -> bool:
+    return "descriptors" in gallery.ragged
+
+
+def features_of(gallery: Gallery, row: int) -> photoid.Features:
+    return photoid.Features(gallery.ragged["keypoints"][row], gallery.ragged["descriptors"][row], (0, 0))
+
+
+def feature_index(gallery: Gallery, group: str) -> photoid.FeatureIndex:
+    """The FAISS index of one viewpoint group of the gallery (built once per gallery version)."""
+    key = f"photoid-{group}"
+    with _LOCK:
+        if key not in gallery.cache:
+            rows = [it["id"] for it in gallery.items
+                    if photoid.viewpoint_group(it.get("viewpoint", "top")) == group]
+            gallery.cache[key] = photoid.FeatureIndex(rows, [features_of(gallery, r) for r in rows],
+                                                      [gallery.items[r]["label"] for r in rows])
+        return gallery.cache[key]
+
+
+@dataclass
+class Identification:
+    """``ranked`` [(whale_id, score)] best first, ``inliers`` {whale_id: n} of the verified ones,
+    ``best`` {whale_id: (gallery row, Verification, query variant)}, ``new_first``."""
+
+    ranked: list[tuple[str, float]]
+    inliers: dict[str, int]
+    best: dict[str, tuple[int, photoid.Verification, int]] = field(repr=False)
+    new_first: bool
+    threshold: float
+    group: str
+    mirrored: list[bool] = field(default_factory=lambda: [False])
+
+    def predictions(self, duplicate: str | None = None) -> list[dict]:
+        """Five ``{"whale_id", "score", "inliers"}``; a duplicate's individual goes first."""
+        ranked = self.ranked
+        if duplicate:
+            ranked = [(w, s) for w, s in ranked if w == duplicate][:1] or [(duplicate, 0.0)]
+            ranked += [(w, s) for w, s in self.ranked if w != duplicate]
+        ids = photoid.five_predictions(ranked, self.new_first and not duplicate)
+        scores = dict(ranked)
+        second = ranked[1][1] if len(ranked) > 1 else 0.0
+        return [{"whale_id": w, "inliers": self.inliers.get(w) if w != NEW_WHALE else None,
+                 "score": round(self.threshold * second if w == NEW_WHALE else scores[w], 6)} for w in ids]
+
+    def shortlist(self, k: int) -> list[dict]:
+        return [{"whale_id": w, "score": round(s, 6), "inliers": self.inliers.get(w)} for w, s in self.ranked[:k]]
+
+
+def identify(gallery: Gallery, image: Image.Image, params: dict, shortlist: int = 20,
+             viewpoint: str = "auto") -> Identification:
+    """Rank the gallery's individuals for one photo (raises ValueError for an unknown viewpoint)."""
+    params = {**DEFAULTS, **params}
+    group, variants = photoid.query_variants(image, viewpoint)
+    index = feature_index(gallery, group)
+    scores: dict[str, float] = {}
+    photos: dict[str, list[tuple[float, int, int]]] = {}
+    for v, feats in enumerate(variants):   # a side view of unknown side: the better mirror wins
+        votes = index.lnbnn(feats, int(params["lnbnn_k"]))
+        for w, s in votes.individuals.items():
+            scores[w] = max(scores.get(w, 0.0), s)
+        for row, s in votes.photos.items():
+            photos.setdefault(gallery.items[row]["label"], []).append((s, row, v))
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    inliers, best = {}, {}
+    verified = int(params["shortlist"])   # as calibrated offline; the answer's shortlist may be longer
+    for w, _ in ranked[:max(shortlist, verified)]:
+        for _, row, v in sorted(photos.get(w, []), reverse=True)[:int(params["photos_verified"])]:
+            check = photoid.verify(variants[v], features_of(gallery, row))
+            if w not in best or check.inliers > best[w][1].inliers:
+                best[w] = (row, check, v)
+        inliers[w] = best[w][1].inliers if w in best else 0
+    ranked = photoid.rerank(ranked, inliers, float(params["rerank_weight"]), verified)
+    threshold = float(params["ratio_threshold"])
+    return Identification(ranked, inliers, best, photoid.decide_new_whale(ranked, threshold), threshold, group,
+                          [f.mirrored for f in variants])
