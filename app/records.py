@@ -62,3 +62,21 @@ class Job(db.Model):
 
     def __repr__(self) -> str:
         return f"<Job {self.task} {self.public_id} {self.status}>"
+
+
+class WhaleDecision(db.Model):
+    """An admin's verdict on a whale answer: the query photo belongs to a known individual
+    (``confirm``) or to a new one (``new``, with the id created for it); the photo is enrolled."""
+
+    __tablename__ = "whale_decision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prediction_id: Mapped[str] = mapped_column(String(32), index=True)   #: the answer's public id
+    action: Mapped[str] = mapped_column(String(16))                      #: confirm | new
+    whale_id: Mapped[str] = mapped_column(String(64), index=True)
+    decided_by: Mapped[str] = mapped_column(String(64))                  #: the name the admin gave
+    client: Mapped[str] = mapped_column(String(64))                      #: the request's address
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
+
+    def __repr__(self) -> str:
+        return f"<WhaleDecision {self.action} {self.whale_id} for {self.prediction_id}>"

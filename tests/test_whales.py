@@ -2,6 +2,7 @@
 identify through the API and the page, duplicates, enrolment."""
 from __future__ import annotations
 
+import base64
 import io
 import json
 from collections import Counter
@@ -134,8 +135,11 @@ def test_identify_a_gallery_photo(whale_app, whale_folder):
     (result,) = response.get_json()["results"]
     assert result["filename"] == "query.jpg"
     preds = result["predictions"]
-    assert len(preds) == 5 and [set(p) for p in preds] == [{"whale_id", "score"}] * 5
-    assert preds[0]["whale_id"] == "whale01" and preds[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert len(preds) == 5 and [set(p) for p in preds] == [{"whale_id", "score", "inliers"}] * 5
+    assert preds[0]["whale_id"] == "whale01" and preds[0]["inliers"] >= 10   # its own photo verifies
+    assert result["viewpoint"] == "top" and 5 <= len(result["shortlist"]) <= 20
+    assert NEW_WHALE not in {s["whale_id"] for s in result["shortlist"]}
+    assert result["shortlist"][0]["whale_id"] == "whale01"
     assert sum(p["whale_id"] == NEW_WHALE for p in preds) <= 1
     assert len({p["whale_id"] for p in preds}) == 5
     assert result["duplicate_of"] == {"image": "w01e1p0.jpg", "whale_id": "whale01"}
@@ -144,21 +148,18 @@ def test_identify_a_gallery_photo(whale_app, whale_folder):
 def test_new_whale_inserted_below_the_threshold(whale_app, whale_folder):
     data = jpeg(whale_photo(42, 0, 0))   # an individual the gallery does not know
     ckpt = whale_app.extensions["engine"].checkpoints["whales"]
-    for threshold, rank in ((1.01, 0), (-1.0, None)):
-        ckpt.meta["new_whale_threshold"] = threshold
-        preds = identify(whale_app.test_client(), (data, "q.jpg")).get_json()["results"][0]["predictions"]
-        ids = [p["whale_id"] for p in preds]
-        assert len(ids) == 5 and len(set(ids)) == 5
-        if rank is None:
-            assert NEW_WHALE not in ids
-        else:
-            assert ids[rank] == NEW_WHALE and preds[rank]["score"] == threshold
+    for threshold, rank in ((1e6, 0), (0.0, 1)):
+        ckpt.meta["photoid"] = {"ratio_threshold": threshold}
+        result = identify(whale_app.test_client(), (data, "q.jpg")).get_json()["results"][0]
+        preds, ids = result["predictions"], [p["whale_id"] for p in result["predictions"]]
+        assert len(ids) == 5 and len(set(ids)) == 5 and ids[rank] == NEW_WHALE
+        assert preds[rank]["score"] == pytest.approx(threshold * result["shortlist"][1]["score"], rel=1e-4)
 
 
 def test_a_duplicate_puts_its_individual_first(whale_app, whale_folder):
     data = (whale_folder / "images" / "w06e0p1.jpg").read_bytes()
     ckpt = whale_app.extensions["engine"].checkpoints["whales"]
-    ckpt.meta["new_whale_threshold"] = 1.01   # the embedding alone would answer new_whale first
+    ckpt.meta["photoid"] = {"ratio_threshold": 1e6}   # the votes alone would answer new_whale first
     result = identify(whale_app.test_client(), (data, "q.jpg")).get_json()["results"][0]
     ids = [p["whale_id"] for p in result["predictions"]]
     assert result["duplicate_of"]["whale_id"] == "whale06"
@@ -249,8 +250,11 @@ def test_page_shows_candidates_with_gallery_photos(whale_app, whale_folder):
     assert page.status_code == 200 and "mine.jpg" in html
     assert html.count('class="known"') + html.count('class="new-whale"') == 5
     assert "Duplicate of gallery photo" in html and "1. whale05" in html
-    urls = [part.split('"')[0] for part in html.split('src="/whales/gallery/')[1:]]
-    assert urls
-    thumb = client.get("/whales/gallery/" + urls[0])
+    matches = [part.split('"')[0] for part in html.split('class="match" src="data:image/png;base64,')[1:]]
+    assert matches   # the query beside the candidate's best photo, matched keypoints drawn
+    picture = Image.open(io.BytesIO(base64.b64decode(matches[0])))
+    assert picture.height == 320 and picture.width > 2 * 100   # two narrow photos side by side
+    assert "shortlist" in html and html.count("<tr><td>") >= 5
+    thumb = client.get("/whales/gallery/0.jpg")
     assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
     assert client.get("/whales/gallery/9999.jpg").status_code == 404

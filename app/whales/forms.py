@@ -1,8 +1,8 @@
 """Forms of the whale pages: identification and (admin) enrolment."""
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, MultipleFileField
-from wtforms import PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length, Regexp
+from wtforms import PasswordField, SelectField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from ..uploads import IMAGE_EXTENSIONS
 
@@ -10,6 +10,9 @@ from ..uploads import IMAGE_EXTENSIONS
 class WhaleUploadForm(FlaskForm):
     image = MultipleFileField("Whale photos (PNG, JPEG or TIFF; several at once)",
                               validators=[FileAllowed(IMAGE_EXTENSIONS, "PNG, JPEG or TIFF images only")])
+    viewpoint = SelectField("Viewpoint", default="auto", choices=[
+        ("auto", "auto (portrait: top view, landscape: side view)"), ("top", "top (drone, the back)"),
+        ("left", "left side"), ("right", "right side")])
     submit = SubmitField("Identify")
 
 
@@ -21,3 +24,14 @@ class WhaleEnrolForm(FlaskForm):
     image = MultipleFileField("Photos of this individual",
                               validators=[FileAllowed(IMAGE_EXTENSIONS, "PNG, JPEG or TIFF images only")])
     submit = SubmitField("Enrol")
+
+
+class WhaleDecisionForm(FlaskForm):
+    """An admin's verdict on one answer: ``confirm`` (the photo is ``whale_id``) or ``new``."""
+
+    admin_token = PasswordField("Admin token", validators=[DataRequired("the admin token is required")])
+    decided_by = StringField("Your name", validators=[DataRequired("say who decides"), Length(max=64)])
+    whale_id = StringField("Individual", validators=[Length(max=64), Optional(), Regexp(
+        r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", message="letters, digits, '_', '.' and '-' only")])
+    confirm = SubmitField("Confirm this individual")
+    new = SubmitField("New individual")

@@ -19,8 +19,11 @@ from ..errors import ApiError
 from ..gallery import store
 from ..tasks.handler import Prepared, TaskHandler
 from ..uploads import storage_dir
+from . import (
+    decisions,  # noqa: F401  (registers the admin's confirm/new route on bp)
+    matching,
+)
 from . import gallery as whale_gallery
-from . import matching
 from .views import bp
 
 PHOTOS_PER_CANDIDATE = 3

@@ -13,7 +13,7 @@ from geovision.imaging import ImageError, decode_image
 from ..gallery import GalleryUnavailable, store
 from ..tasks import registry as tasks
 from ..uploads import Upload, answer_each, read_uploads
-from .forms import WhaleEnrolForm, WhaleUploadForm
+from .forms import WhaleDecisionForm, WhaleEnrolForm, WhaleUploadForm
 
 bp = Blueprint("whales", __name__, url_prefix="/whales")
 
@@ -44,7 +44,7 @@ def upload():
 
         def handle(up: Upload) -> dict:
             image = decode_image(up.data, current_app.config["MAX_IMAGE_PIXELS"])
-            answer = handler.answer(up, with_photos=True, image=image)
+            answer = handler.answer(up, with_photos=True, image=image, k=20, viewpoint=form.viewpoint.data)
             answer["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(_thumbnail_jpeg(image)).decode()
             return answer
 
@@ -56,7 +56,8 @@ def upload():
         errors = [r for r in results if "error" in r]
         status = 200 if answers else (409 if gallery_error else 400)
     return render_template("whales/upload.html", form=form, answers=answers, errors=errors,
-                           gallery_error=gallery_error), status
+                           gallery_error=gallery_error, decision_form=WhaleDecisionForm(formdata=None),
+                           admin=bool(current_app.config.get("ADMIN_TOKEN"))), status
 
 
 @bp.get("/gallery/<int:item_id>.jpg")
