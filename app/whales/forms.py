@@ -2,6 +2,7 @@
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, MultipleFileField
 from wtforms import PasswordField, SelectField, StringField, SubmitField
+from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from ..uploads import IMAGE_EXTENSIONS
@@ -11,8 +12,9 @@ class WhaleUploadForm(FlaskForm):
     image = MultipleFileField("Whale photos (PNG, JPEG or TIFF; several at once)",
                               validators=[FileAllowed(IMAGE_EXTENSIONS, "PNG, JPEG or TIFF images only")])
     viewpoint = SelectField("Viewpoint", default="auto", choices=[
-        ("auto", "auto (portrait: top view, landscape: side view)"), ("top", "top (drone, the back)"),
-        ("left", "left side"), ("right", "right side")])
+        SelectChoice("auto", "auto (portrait: top view, landscape: side view)"),
+        SelectChoice("top", "top (drone, the back)"), SelectChoice("left", "left side"),
+        SelectChoice("right", "right side")])
     submit = SubmitField("Identify")
 
 

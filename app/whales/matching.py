@@ -41,6 +41,16 @@ def feature_index(gallery: Gallery, group: str) -> photoid.FeatureIndex:
         return gallery.cache[key]
 
 
+def most_common(gallery: Gallery) -> list[str]:
+    """Individuals with the most gallery photos, most first (ties by id)."""
+    if "most_common" not in gallery.cache:
+        counts: dict[str, int] = {}
+        for item in gallery.items:
+            counts[item["label"]] = counts.get(item["label"], 0) + 1
+        gallery.cache["most_common"] = sorted(counts, key=lambda w: (-counts[w], w))[:5]
+    return gallery.cache["most_common"]
+
+
 @dataclass
 class Identification:
     """``ranked`` [(whale_id, score)] best first, ``inliers`` {whale_id: n} of the verified ones,
@@ -85,6 +95,8 @@ def identify(gallery: Gallery, image: Image.Image, params: dict, shortlist: int 
         for row, s in votes.photos.items():
             photos.setdefault(gallery.items[row]["label"], []).append((s, row, v))
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    if len(ranked) < 5:   # too few votes (a side view, a tiny gallery): the most photographed individuals follow
+        ranked += [(w, 0.0) for w in most_common(gallery) if w not in scores][:5 - len(ranked)]
     inliers, best = {}, {}
     verified = int(params["shortlist"])   # as calibrated offline; the answer's shortlist may be longer
     for w, _ in ranked[:max(shortlist, verified)]:

@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--split", type=Path, default=wd.SPLIT_FILE)
     parser.add_argument("--step", type=int, default=1, help="every STEP-th query (quick trials)")
     parser.add_argument("--write-meta", action="store_true")
+    parser.add_argument("--threshold", type=float, help="score with this ratio threshold (and --rerank-weight) "
+                        "instead of calibrating: what the served model does")
+    parser.add_argument("--rerank-weight", type=float, default=0.0)
     parser.add_argument("--model", type=Path, default=Path("models/whales"), help="folder of meta.json")
     args = parser.parse_args(argv)
 
@@ -108,6 +111,12 @@ def main(argv: list[str] | None = None) -> dict:
              figures(truths, [[(w, 0.0) for w in common]] * len(truths), [True] * len(truths)),
              "baseline new_whale + 4 most common query individuals (peeks at the answers)":
              figures(truths, [[(w, 0.0) for w in peek]] * len(truths), [True] * len(truths))}
+    if args.threshold is not None:
+        rr = [photoid.rerank(r, v, args.rerank_weight, SHORTLIST) for r, v in zip(ranked, verified)]
+        fig = figures(truths, rr, [photoid.decide_new_whale(r, args.threshold) for r in rr])
+        print(json.dumps(fig))
+        return {"metrics": fig, "predictions": [photoid.five_predictions(r, photoid.decide_new_whale(
+            r, args.threshold)) for r in rr], "images": [q["Image"] for q in queries]}
     chosen = {}
     for name, weight in (("LNBNN upright RootSIFT", None), ("LNBNN + RANSAC inliers (w=0.1)", 0.1),
                          ("LNBNN + RANSAC inliers (w=0.3)", 0.3)):
