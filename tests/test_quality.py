@@ -85,46 +85,4 @@ def test_committed_rock_models_through_the_api(tmp_path):
         app.extensions["engine"].close()
 
 
-WHALES_DATA = DATA / "whales"
-
-
-@pytest.mark.skipif(not WHALES_DATA.is_dir(), reason="../shared/data absent")
-@pytest.mark.skipif(not (ROOT / "models" / "whales" / "model.pt").exists(), reason="no committed whales checkpoint")
-def test_committed_whale_model_through_the_api(tmp_path):
-    """MAP@5 through the API on the validation queries (a third of them new_whale), gallery = the
-    training photos (`flask gallery build whales --exclude` the split), measured on the known-individual
-    queries apart: with the released threshold (1.0) every answer starts with new_whale, so the
-    new_whale queries alone give the overall figure; the known ones say whether the embedding finds
-    anyone. Both must equal meta.json, and a known individual must be found at least sometimes."""
-    from geovision.metrics import NEW_WHALE, map_at_5
-    from train.whales.data import SPLIT_FILE, read_split
-
-    app = make_app(ROOT / "models", tmp_path, MAX_BATCH_SIZE=32)
-    try:
-        built = app.test_cli_runner().invoke(
-            args=["gallery", "build", "whales", "--data", str(WHALES_DATA), "--exclude", str(SPLIT_FILE)])
-        assert built.exit_code == 0, built.output
-        client = app.test_client()
-        split = read_split()
-        truths, preds = [], []
-        for start in range(0, len(split), 40):
-            chunk = split[start:start + 40]
-            files = [(io.BytesIO((WHALES_DATA / "images" / r["Image"]).read_bytes()), r["Image"]) for r in chunk]
-            resp = client.post("/api/v1/whales/identify", data={"image": files}, content_type="multipart/form-data")
-            assert resp.status_code == 200
-            for row, result in zip(chunk, resp.get_json()["results"]):
-                assert result["filename"] == row["Image"] and len(result["predictions"]) == 5
-                truths.append(NEW_WHALE if row["role"] == "query_new" else row["Id"])
-                preds.append([p["whale_id"] for p in result["predictions"]])
-        known = [i for i, t in enumerate(truths) if t != NEW_WHALE]
-        score = map_at_5(truths, preds)
-        known_score = map_at_5([truths[i] for i in known], [preds[i] for i in known])
-        meta = json.loads((ROOT / "models" / "whales" / "meta.json").read_text())
-        print(f"whales through the API: MAP@5 {score:.4f} on {len(split)} queries, known individuals "
-              f"{known_score:.4f} on {len(known)} (meta.json: {meta['metrics']['val_map_at_5']}, "
-              f"{meta['metrics']['val_map_at_5_known']}; threshold {meta['new_whale_threshold']})")
-        assert abs(score - meta["metrics"]["val_map_at_5"]) < 0.01
-        assert abs(known_score - meta["metrics"]["val_map_at_5_known"]) < 0.005
-        assert known_score > 0.0
-    finally:
-        app.extensions["engine"].close()
+# The whales' quality through the API: tests/test_photoid.py::test_served_figures_equal_the_offline_evaluation
