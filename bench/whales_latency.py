@@ -21,6 +21,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from flask_migrate import upgrade  # noqa: E402
+
 from app import create_app  # noqa: E402
 
 
@@ -34,6 +36,8 @@ def main() -> None:
                           "INSTANCE_PATH": f"{tmp}/instance", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/b.db",
                           "UPLOAD_FOLDER": f"{tmp}/uploads", "GALLERY_FOLDER": f"{tmp}/gallery",
                           "MODEL_DIR": str(ROOT / "models")})
+        with app.app_context():
+            upgrade()   # the database tables (Alembic)
         t = time.perf_counter()
         result = app.test_cli_runner().invoke(args=["gallery", "build", "whales", "--data", str(args.data)])
         assert result.exit_code == 0, result.output
