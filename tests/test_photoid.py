@@ -152,6 +152,7 @@ WHALES = DATA / "whales"
 def test_served_figures_equal_the_offline_evaluation(tmp_path):
     """Every 8th validation query through the API, against the offline script on the same queries."""
     from geovision.metrics import map_at_5
+    from geovision.whales import partition
     from train.whales import data as wd
     from train.whales.photoid import main as offline
 
@@ -171,6 +172,6 @@ def test_served_figures_equal_the_offline_evaluation(tmp_path):
         served.append([p["whale_id"] for p in response.get_json()["results"][0]["predictions"]])
     same = sum(a == b[:len(a)] for a, b in zip(expected["predictions"], served))
     assert same >= len(served) - 1, "served answers differ from the offline pipeline's"
-    truths = [q["truth"] for q in wd.partition(wd.read_rows(WHALES), wd.read_split())[1]][::8]
+    truths = [q["truth"] for q in partition(wd.read_rows(WHALES), wd.read_split())[1]][::8]
     assert map_at_5(truths, served) == pytest.approx(expected["metrics"]["map_at_5"], abs=0.01)
     app.extensions["engine"].close()
