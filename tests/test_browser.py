@@ -120,7 +120,9 @@ def test_salt_and_rocks_flows_in_chromium(tmp_path, model_dir, rock_folder, whal
             page.wait_for_selector("ol.candidates")
             assert page.locator("ol.candidates > li").count() == 5
             assert "Duplicate of gallery photo" in page.content()
-            assert page.locator(".cand-photos img").count() >= 1
+            assert page.locator("img.match").count() >= 1   # query beside the candidate, matches drawn
+            page.click("details.shortlist summary")
+            assert page.locator("details.shortlist tbody tr").count() >= 5
             assert page.wait_for_function(
                 "() => [...document.querySelectorAll('article.whale img')].every(i => i.complete && i.naturalWidth > 0)")
             page.screenshot(path=str(SHOTS / "whales_result.png"), full_page=True)

@@ -16,8 +16,8 @@ def test_migrations_create_the_tables(db_app):
 
     with db_app.app_context():
         tables = set(inspect(db.engine).get_table_names())
-        assert {"prediction", "job", "alembic_version"} <= tables
-        assert db.session.execute(db.text("select version_num from alembic_version")).scalar() == "5c1e0a9d2f4b"
+        assert {"prediction", "job", "whale_decision", "alembic_version"} <= tables
+        assert db.session.execute(db.text("select version_num from alembic_version")).scalar() == "9a4f6c2e1b7d"
 
 
 def test_concurrent_answers_each_get_exactly_one_row(db_app):
