@@ -26,6 +26,7 @@ look left; top views only with top views.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -150,6 +151,7 @@ class FeatureIndex:
     def __init__(self, rows: list[int], features: list[Features], labels: list[str]):
         self.rows = np.asarray(rows, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=object)
+        self.label_of = dict(zip(self.rows.tolist(), labels))
         counts = [len(f) for f in features]
         self.owner = np.repeat(np.arange(len(features)), counts)
         self.index = faiss.IndexFlatL2(128)
@@ -206,6 +208,36 @@ def verify(query: Features, photo: Features, ratio: float = 0.85, reprojection_p
         return empty
     keep = inl.ravel().astype(bool)
     return Verification(int(keep.sum()), np.hstack([q[keep], g[keep]]))
+
+
+def rank_and_verify(index: FeatureIndex, variants: list[Features], photo: Callable[[int], Features],
+                    verify_first: int, lnbnn_k: int = 2, photos_verified: int = 2
+                    ) -> tuple[list[tuple[str, float]], dict[str, int], dict[str, tuple[int, Verification, int]]]:
+    """LNBNN ranking of a query's variants (each individual keeps its best variant's votes) and
+    RANSAC verification of the first ``verify_first`` individuals on their ``photos_verified``
+    best-voted photos (``photo(row)`` gives a gallery photo's features).
+
+    Returns (ranked [(whale_id, votes)], inliers {whale_id: best photo's inliers},
+    best {whale_id: (row, Verification, variant index)}).
+    """
+    scores: dict[str, float] = {}
+    photos: dict[str, list[tuple[float, int, int]]] = {}
+    for v, feats in enumerate(variants):
+        votes = index.lnbnn(feats, lnbnn_k)
+        for w, s in votes.individuals.items():
+            scores[w] = max(scores.get(w, 0.0), s)
+        for row, s in votes.photos.items():
+            photos.setdefault(index.label_of[row], []).append((s, row, v))
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    inliers: dict[str, int] = {}
+    best: dict[str, tuple[int, Verification, int]] = {}
+    for w, _ in ranked[:verify_first]:
+        for _, row, v in sorted(photos.get(w, []), reverse=True)[:photos_verified]:
+            check = verify(variants[v], photo(row))
+            if w not in best or check.inliers > best[w][1].inliers:
+                best[w] = (row, check, v)
+        inliers[w] = best[w][1].inliers if w in best else 0
+    return ranked, inliers, best
 
 
 def decide_new_whale(ranked: list[tuple[str, float]], ratio_threshold: float) -> bool:

@@ -85,26 +85,12 @@ def identify(gallery: Gallery, image: Image.Image, params: dict, shortlist: int 
     """Rank the gallery's individuals for one photo (raises ValueError for an unknown viewpoint)."""
     params = {**DEFAULTS, **params}
     group, variants = photoid.query_variants(image, viewpoint)
-    index = feature_index(gallery, group)
-    scores: dict[str, float] = {}
-    photos: dict[str, list[tuple[float, int, int]]] = {}
-    for v, feats in enumerate(variants):   # a side view of unknown side: the better mirror wins
-        votes = index.lnbnn(feats, int(params["lnbnn_k"]))
-        for w, s in votes.individuals.items():
-            scores[w] = max(scores.get(w, 0.0), s)
-        for row, s in votes.photos.items():
-            photos.setdefault(gallery.items[row]["label"], []).append((s, row, v))
-    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-    if len(ranked) < 5:   # too few votes (a side view, a tiny gallery): the most photographed individuals follow
-        ranked += [(w, 0.0) for w in most_common(gallery) if w not in scores][:5 - len(ranked)]
-    inliers, best = {}, {}
     verified = int(params["shortlist"])   # as calibrated offline; the answer's shortlist may be longer
-    for w, _ in ranked[:max(shortlist, verified)]:
-        for _, row, v in sorted(photos.get(w, []), reverse=True)[:int(params["photos_verified"])]:
-            check = photoid.verify(variants[v], features_of(gallery, row))
-            if w not in best or check.inliers > best[w][1].inliers:
-                best[w] = (row, check, v)
-        inliers[w] = best[w][1].inliers if w in best else 0
+    ranked, inliers, best = photoid.rank_and_verify(
+        feature_index(gallery, group), variants, lambda row: features_of(gallery, row), max(shortlist, verified),
+        int(params["lnbnn_k"]), int(params["photos_verified"]))
+    if len(ranked) < 5:   # too few votes (a side view, a tiny gallery): the most photographed individuals follow
+        ranked += [(w, 0.0) for w in most_common(gallery) if w not in dict(ranked)][:5 - len(ranked)]
     ranked = photoid.rerank(ranked, inliers, float(params["rerank_weight"]), verified)
     threshold = float(params["ratio_threshold"])
     return Identification(ranked, inliers, best, photoid.decide_new_whale(ranked, threshold), threshold, group,

@@ -90,15 +90,9 @@ def main(argv: list[str] | None = None) -> dict:
     for q in tqdm(queries, desc="identifying", unit="query", mininterval=5):
         t = time.time()
         qf = feats[q["Image"]]
-        votes = groups[photoid.viewpoint_group(q.get("viewpoint", "top"))].lnbnn(qf, LNBNN_K)
-        r = votes.ranked()
-        best_photos: dict[str, list[tuple[float, int]]] = {}
-        for row, s in votes.photos.items():
-            best_photos.setdefault(train[row]["Id"], []).append((s, row))
-        inl = {}
-        for w, _ in r[:SHORTLIST]:
-            photos = sorted(best_photos.get(w, []), reverse=True)[:PHOTOS_VERIFIED]
-            inl[w] = max([photoid.verify(qf, feats[train[row]["Image"]]).inliers for _, row in photos] or [0])
+        r, inl, _ = photoid.rank_and_verify(groups[photoid.viewpoint_group(q.get("viewpoint", "top"))], [qf],
+                                            lambda row: feats[train[row]["Image"]], SHORTLIST, LNBNN_K,
+                                            PHOTOS_VERIFIED)
         times.append(time.time() - t)
         truths.append(q["truth"])
         ranked.append(r)
