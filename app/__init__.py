@@ -98,13 +98,14 @@ def _instance_secret_key(instance: Path) -> str:
 
 
 def register_extensions(app: Flask, wait_for_models: bool) -> None:
-    from . import gallery, jobs
+    from . import gallery, jobs, storage
     from .extensions import csrf, db, engine, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
     engine.init_app(app, wait=wait_for_models, on_batch=metrics.observe_batch)
+    storage.init_app(app)
     gallery.init_app(app)
     jobs.init_app(app)
 

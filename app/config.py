@@ -77,6 +77,15 @@ class Config:
     ADMIN_TOKEN = os.environ.get("ADMIN_TOKEN") or None
     #: Where galleries live; ``None`` = instance/gallery.
     GALLERY_FOLDER = os.environ.get("GALLERY_FOLDER")
+    #: Shared store of uploads, results and galleries for several front ends (fsspec URL, e.g.
+    #: s3://bucket/prefix); None = the local folders above are the store. See app/storage.py.
+    STORAGE_URL = os.environ.get("STORAGE_URL") or None
+    #: JSON object of the store's filesystem arguments, e.g. {"endpoint_url": "http://minio:9000"}.
+    STORAGE_OPTIONS = os.environ.get("STORAGE_OPTIONS") or "{}"
+    #: Seconds between checks of the shared store for a new gallery version.
+    GALLERY_POLL_S = float(os.environ.get("GALLERY_POLL_S", "5"))
+    #: Seconds between looks for queued jobs of any front end (0 = only the jobs this process queued).
+    JOB_POLL_S = float(os.environ.get("JOB_POLL_S", "5"))
     # Task-specific keys (WHALES_DUPLICATE_DISTANCE, ...) are the handlers' ``config_defaults``.
     HISTORY_PER_PAGE = 25
     WTF_CSRF_TIME_LIMIT = None
@@ -91,6 +100,7 @@ class TestingConfig(Config):
     WTF_CSRF_ENABLED = False
     SQLALCHEMY_DATABASE_URI = "sqlite://"
     MAX_BATCH_DELAY_MS = 5
+    JOB_POLL_S = 0.0      # tests call JobRunner.claim_queued themselves
 
 
 class ProductionConfig(Config):

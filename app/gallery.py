@@ -85,15 +85,6 @@ class Gallery:
         return [{**self.items[i], "score": round(float(s), 6)} for s, i in zip(scores[0], ids[0]) if i >= 0]
 
 
-def replace_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None,
-                    ragged: dict[str, list[np.ndarray]] | None = None) -> int:
-    """:func:`write_gallery` under :func:`gallery_lock` (a rebuild never interleaves with an append);
-    returns the gallery size."""
-    with gallery_lock(root):
-        write_gallery(root, items, embeddings, pixels, ragged=ragged)
-    return len(items)
-
-
 def write_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None,
                   n_clusters: int = 6, ragged: dict[str, list[np.ndarray]] | None = None) -> Path:
     """Write a complete gallery folder beside ``root`` and point ``root`` at it atomically (callers
@@ -174,19 +165,23 @@ def append_to_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pix
 
     The read-modify-swap holds :func:`gallery_lock`, so concurrent appends never lose rows.
     """
-    root = Path(root)
     with gallery_lock(root):
-        if (root / "items.json").exists():
-            old = read_gallery(root)
-            items = old.items + items
-            embeddings = np.concatenate([old.index.reconstruct_n(0, old.index.ntotal), embeddings])
-            if old.pixels is not None and pixels is not None:
-                pixels = np.concatenate([old.pixels, pixels])
-            if old.ragged and ragged:
-                ragged = {k: old.ragged[k] + list(v) for k, v in ragged.items() if k in old.ragged}
-            elif old.ragged or ragged:
-                ragged = None   # rows without features cannot be mixed in: the task falls back to its embedding
-        write_gallery(root, items, embeddings, pixels, ragged=ragged)
+        return _append_locked(Path(root), items, embeddings, pixels, ragged)
+
+
+def _append_locked(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None,
+                   ragged: dict[str, list[np.ndarray]] | None) -> int:
+    if (root / "items.json").exists():
+        old = read_gallery(root)
+        items = old.items + items
+        embeddings = np.concatenate([old.index.reconstruct_n(0, old.index.ntotal), embeddings])
+        if old.pixels is not None and pixels is not None:
+            pixels = np.concatenate([old.pixels, pixels])
+        if old.ragged and ragged:
+            ragged = {k: old.ragged[k] + list(v) for k, v in ragged.items() if k in old.ragged}
+        elif old.ragged or ragged:
+            ragged = None   # rows without features cannot be mixed in: the task falls back to its embedding
+    write_gallery(root, items, embeddings, pixels, ragged=ragged)
     return len(items)
 
 
@@ -210,21 +205,80 @@ def read_gallery(root: Path) -> Gallery:
 
 
 class GalleryStore:
-    """Per-app cache of loaded galleries, reloaded when the link points to a new version."""
+    """Per-app cache of loaded galleries, reloaded when the link points to a new version.
 
-    def __init__(self, folder: Path):
+    With an object store (:mod:`app.storage`), the store's pointer ``gallery/<task>.current`` names
+    the current version: it is read at most every ``poll_s`` seconds, a new version's folder is
+    copied into the local folder and the local link moved to it, so every front end serves the
+    gallery that any of them built or extended.
+    """
+
+    def __init__(self, folder: Path, files=None, poll_s: float = 5.0):
         self.folder = Path(folder)
+        self.files = files            #: :class:`app.storage.SharedFiles`, or None (local only)
+        self.poll_s = poll_s
         self._lock = threading.Lock()
         self._cache: dict[str, Gallery] = {}
+        self._polled: dict[str, float] = {}
 
     def get(self, task: str) -> Gallery:
         """The current gallery of ``task``; raises GalleryUnavailable."""
+        self.sync(task)
         folder = (self.folder / task).resolve()   # one version for the whole read
         with self._lock:
             cached = self._cache.get(task)
             if cached is None or cached.version != folder.name:
                 self._cache[task] = read_gallery(folder)
             return self._cache[task]
+
+    def sync(self, task: str, force: bool = False) -> None:
+        """Point the local link of ``task`` at the store's current version (no-op without a store,
+        or when polled less than ``poll_s`` seconds ago unless ``force``)."""
+        if self.files is None or not self.files.remote:
+            return
+        now = time.monotonic()
+        if not force and now - self._polled.get(task, -1e9) < self.poll_s:
+            return
+        self._polled[task] = now
+        version = (self.files.read_text(f"gallery/{task}.current") or "").strip()
+        link = self.folder / task
+        if not version or (link.is_symlink() and os.readlink(link) == version):
+            return
+        if not self.files.fetch(self.folder / version, folder=True):
+            log.warning("gallery %s: version %s is named by the store but has no files", task, version)
+            return
+        tmp_link = self.folder / f".{task}.{uuid.uuid4().hex}"
+        os.symlink(version, tmp_link)
+        os.replace(tmp_link, link)
+        log.info("gallery %s: now version %s from the shared store", task, version)
+
+    def replace(self, task: str, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None,
+                ragged: dict[str, list[np.ndarray]] | None = None) -> int:
+        """:func:`write_gallery` of ``task`` under :func:`gallery_lock` (a rebuild never interleaves
+        with an append), then published to the store; returns the size."""
+        with gallery_lock(self.folder / task):
+            write_gallery(self.folder / task, items, embeddings, pixels, ragged=ragged)
+            self._publish(task)
+        return len(items)
+
+    def append(self, task: str, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None,
+               ragged: dict[str, list[np.ndarray]] | None = None) -> int:
+        """:func:`append_to_gallery` of ``task`` on the store's current version, then published.
+
+        Appends are serialised per machine by :func:`gallery_lock`; front ends on several machines
+        should leave enrolment to one of them (the admin pages) or rebuild."""
+        with gallery_lock(self.folder / task):
+            self.sync(task, force=True)
+            size = _append_locked(self.folder / task, items, embeddings, pixels, ragged)
+            self._publish(task)
+        return size
+
+    def _publish(self, task: str) -> None:
+        if self.files is None or not self.files.remote:
+            return
+        version = os.readlink(self.folder / task)
+        self.files.publish(self.folder / version)
+        self.files.write_text(f"gallery/{task}.current", version + "\n")   # last: readers see whole versions
 
 
 def store() -> GalleryStore:
@@ -235,5 +289,7 @@ def store() -> GalleryStore:
 
 
 def init_app(app) -> None:
-    folder = app.config.get("GALLERY_FOLDER") or Path(app.instance_path) / "gallery"
-    app.extensions["galleries"] = GalleryStore(Path(folder))
+    from .storage import gallery_folder
+
+    app.extensions["galleries"] = GalleryStore(gallery_folder(app), app.extensions.get("shared_files"),
+                                               float(app.config.get("GALLERY_POLL_S", 5.0)))

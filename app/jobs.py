@@ -26,6 +26,7 @@ from geovision.imaging import ImageError
 from .errors import ApiError
 from .extensions import db
 from .records import Job
+from .storage import shared
 from .tasks.handler import TaskHandler
 from .uploads import upload_root
 
@@ -44,11 +45,53 @@ class JobRunner:
 
     def __init__(self, app: Flask):
         self.app = app
-        self.pool = ThreadPoolExecutor(max_workers=int(app.config.get("JOB_CONCURRENCY", 1)),
-                                       thread_name_prefix="job")
+        self.concurrency = int(app.config.get("JOB_CONCURRENCY", 1))
+        self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="job")
         self.cancelled: set[str] = set()
+        self.submitted: set[str] = set()     #: job ids handed to this pool and not finished
         self.recovered = False
         self.lock = threading.Lock()
+        self.poller: threading.Thread | None = None
+
+    def start_polling(self) -> None:
+        """Start the ``JOB_POLL_S`` poller once per process (on its first request: after the fork,
+        and never in CLI commands that run before the database is migrated)."""
+        poll_s = float(self.app.config.get("JOB_POLL_S", 0) or 0)
+        if poll_s <= 0 or self.poller is not None:
+            return
+        with self.lock:
+            if self.poller is None:
+                self.poller = threading.Thread(target=self._poll, args=(poll_s,), name="job-claim", daemon=True)
+                self.poller.start()
+
+    def submit(self, job_id: str) -> None:
+        """Hand ``job_id`` to this process's pool (it runs if this process wins :func:`claim`)."""
+        with self.lock:
+            if job_id in self.submitted:
+                return
+            self.submitted.add(job_id)
+        self.pool.submit(_run, self.app, job_id)
+
+    def claim_queued(self) -> int:
+        """Submit the oldest queued jobs (any front end's) that fit this pool's free slots; returns
+        how many were submitted. Called every ``JOB_POLL_S`` seconds when that is set."""
+        free = self.concurrency - len(self.submitted)
+        if free <= 0:
+            return 0
+        with self.app.app_context():
+            ids = db.session.scalars(db.select(Job.public_id).where(Job.status == "queued")
+                                     .order_by(Job.created_at).limit(free)).all()
+        for job_id in ids:
+            self.submit(job_id)
+        return len(ids)
+
+    def _poll(self, every_s: float) -> None:
+        while True:
+            time.sleep(every_s)
+            try:
+                self.claim_queued()
+            except Exception:  # noqa: BLE001 - a database hiccup must not end the poller
+                log.exception("claiming queued jobs failed")
 
     def recover(self) -> None:
         """Mark the active jobs of processes that no longer exist as failed (once per process)."""
@@ -104,8 +147,9 @@ def create(handler: TaskHandler, item, options: dict, units: int) -> Job:
     folder.mkdir(parents=True, exist_ok=True)
     job.inputs = {"item": handler.job_input(item, folder), "options": handler.job_options(options),
                   "base_url": request.host_url}
+    shared().publish(folder)      # any front end may claim the job
     db.session.commit()
-    jobs.pool.submit(_run, jobs.app, job.public_id)
+    jobs.submit(job.public_id)
     return job
 
 
@@ -147,44 +191,64 @@ def describe(job: Job) -> dict:
 
 
 def _run(app: Flask, job_id: str) -> None:
-    """Run one job in a pool thread: mark it running, answer its item with progress, store the result."""
+    """Run one job in a pool thread if this process claims it (:func:`claim`)."""
     with app.app_context():
-        job = db.session.scalar(db.select(Job).where(Job.public_id == job_id))
-        if job is None or job.status != "queued":
-            return
-        handler = app.extensions["tasks"][job.task]
-        job.status, job.started_at = "running", datetime.now(UTC)
-        db.session.commit()
-        last_write = [0.0]
-
-        def progress(done: int, total: int) -> None:
-            if job_id in app.extensions["jobs"].cancelled:
-                raise JobCancelled
-            if time.monotonic() - last_write[0] > 0.5 or done == total:
-                job.tiles_done, job.tiles_total = done, total
-                db.session.commit()
-                last_write[0] = time.monotonic()
-
         try:
-            with app.test_request_context(base_url=job.inputs.get("base_url")):
-                item = handler.job_item(job.inputs["item"])
-                options = handler.job_options(job.inputs["options"], restore=True)
-                job.result = handler.answer(item, progress=progress, priority=JOB_PRIORITY, **options)
-            _finish(job, "done")
-        except JobCancelled:
-            db.session.rollback()
-            job = db.session.scalar(db.select(Job).where(Job.public_id == job_id))
-            _finish(job, "cancelled", "cancelled by the client")
-        except ImageError as exc:
-            db.session.rollback()
-            _finish(job, "failed", f"{exc.code}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - recorded on the job, logged with its trace
-            log.exception("job %s failed", job_id)
-            db.session.rollback()
-            _finish(job, "failed", f"{type(exc).__name__}: {exc}")
-        db.session.commit()
-        app.extensions["jobs"].cancelled.discard(job_id)
+            if claim(job_id):
+                _run_claimed(app, job_id)
+        finally:
+            app.extensions["jobs"].submitted.discard(job_id)
+            app.extensions["jobs"].cancelled.discard(job_id)
+
+
+def claim(job_id: str) -> bool:
+    """Take a queued job for this process: one atomic ``UPDATE ... WHERE status = 'queued'``, so of
+    several front ends polling one database exactly one runs it. Returns whether this one won."""
+    claimed = db.session.execute(
+        db.update(Job).where(Job.public_id == job_id, Job.status == "queued")
+        .values(status="running", worker=WORKER, started_at=datetime.now(UTC)))
+    db.session.commit()
+    return claimed.rowcount == 1
+
+
+def _run_claimed(app: Flask, job_id: str) -> None:
+    """Answer a claimed job's item with progress and store the result (or the reason it failed)."""
+    job = db.session.scalar(db.select(Job).where(Job.public_id == job_id))
+    handler = app.extensions["tasks"][job.task]
+    shared().fetch(upload_root() / "jobs" / job_id, folder=True)   # its input, if another front end took it
+    last_write = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if job_id in app.extensions["jobs"].cancelled:
+            raise JobCancelled
+        if time.monotonic() - last_write[0] > 0.5 or done == total:
+            job.tiles_done, job.tiles_total = done, total
+            db.session.commit()
+            last_write[0] = time.monotonic()
+            status = db.session.scalar(db.select(Job.status).where(Job.public_id == job_id))
+            if status == "cancelled":    # cancelled through another front end
+                raise JobCancelled
+
+    try:
+        with app.test_request_context(base_url=job.inputs.get("base_url")):
+            item = handler.job_item(job.inputs["item"])
+            options = handler.job_options(job.inputs["options"], restore=True)
+            job.result = handler.answer(item, progress=progress, priority=JOB_PRIORITY, **options)
+        _finish(job, "done")
+    except JobCancelled:
+        db.session.rollback()
+        job = db.session.scalar(db.select(Job).where(Job.public_id == job_id))
+        _finish(job, "cancelled", "cancelled by the client")
+    except ImageError as exc:
+        db.session.rollback()
+        _finish(job, "failed", f"{exc.code}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - recorded on the job, logged with its trace
+        log.exception("job %s failed", job_id)
+        db.session.rollback()
+        _finish(job, "failed", f"{type(exc).__name__}: {exc}")
+    db.session.commit()
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["jobs"] = JobRunner(app)
+    app.extensions["jobs"] = jobs = JobRunner(app)
+    app.before_request(jobs.start_polling)

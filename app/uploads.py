@@ -19,6 +19,7 @@ from geovision.imaging import ImageError
 
 from .extensions import db
 from .records import Prediction
+from .storage import shared, upload_root  # noqa: F401 - upload_root is used through this module too
 
 log = logging.getLogger(__name__)
 #: File name extensions the upload forms accept for images.
@@ -88,12 +89,6 @@ def forget(public_ids: list[str]) -> None:
     db.session.commit()
 
 
-def upload_root(app: Flask | None = None) -> Path:
-    """The folder holding every prediction's files (``UPLOAD_FOLDER``, default instance/uploads)."""
-    app = app or current_app
-    return Path(app.config.get("UPLOAD_FOLDER") or Path(app.instance_path) / "uploads")
-
-
 def storage_dir(public_id: str) -> Path:
     """Folder of one prediction's files (generated id, outside ``static/``)."""
     folder = upload_root() / public_id[:2] / public_id
@@ -103,22 +98,28 @@ def storage_dir(public_id: str) -> Path:
 
 def find_stored(public_id: str, name: str) -> Path | None:
     """Path of a stored result file, or None (``name`` must be a plain file name)."""
-    if "/" in name or "\\" in name or name.startswith("."):
+    if "/" in name or "\\" in name or name.startswith(".") or "/" in public_id or public_id.startswith("."):
         return None
-    path = upload_root() / public_id[:2] / public_id / name
-    return path if path.is_file() else None
+    folder = upload_root() / public_id[:2] / public_id
+    files = shared()
+    if not folder.is_dir():   # another front end answered it: copy its whole folder from the store
+        files.fetch(folder, folder=True)
+    path = folder / name
+    return path if files.fetch(path) and path.is_file() else None
 
 
 def record(task: str, upload, size: tuple[int, int], ckpt: Checkpoint, result: dict,
            timings: dict, public_id: str | None = None) -> Prediction:
     """Write one database row for an answered file and commit it (``upload`` has ``filename`` and
-    ``sha256``: an :class:`Upload` or a stored SEG-Y volume)."""
+    ``sha256``: an :class:`Upload` or a stored SEG-Y volume); the answer's files, when it has any,
+    are published to the shared store first (:mod:`app.storage`)."""
     row = Prediction(task=task, filename=upload.filename, input_sha256=upload.sha256,
                      width=size[0], height=size[1], model_name=ckpt.name, model_version=ckpt.version,
                      result=result, decode_ms=timings["decode_ms"], inference_ms=timings["inference_ms"],
                      total_ms=timings["total_ms"])
     if public_id:
         row.public_id = public_id
+        shared().publish(upload_root() / public_id[:2] / public_id)   # files first, then the row
     db.session.add(row)
     db.session.commit()
     return row

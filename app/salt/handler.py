@@ -23,7 +23,7 @@ from geovision.tiling import OVERLAP
 
 from ..errors import ApiError
 from ..tasks.handler import Prepared, TaskHandler
-from ..uploads import Upload, storage_dir
+from ..uploads import Upload, storage_dir, upload_root
 from . import segy
 from .commands import predict
 from .views import bp
@@ -163,8 +163,8 @@ class SaltHandler(TaskHandler):
     def job_input(self, item, folder: Path) -> dict:
         if isinstance(item, StoredSegy):
             return {"kind": "segy", "segy_id": item.segy_id}
-        (folder / "input").write_bytes(item.data)
-        return {"kind": "upload", "filename": item.filename, "path": str(folder / "input")}
+        (folder / "input").write_bytes(item.data)   # the path is kept relative to UPLOAD_FOLDER
+        return {"kind": "upload", "filename": item.filename, "path": f"jobs/{folder.name}/input"}
 
     def job_item(self, saved: dict):
         if saved["kind"] == "segy":
@@ -172,7 +172,7 @@ class SaltHandler(TaskHandler):
             if found is None:
                 raise ImageError("the SEG-Y volume is no longer stored; upload it again", code="invalid_segy")
             return found[0]
-        return Upload(saved["filename"], Path(saved["path"]).read_bytes())
+        return Upload(saved["filename"], (upload_root() / saved["path"]).read_bytes())   # absolute: older rows
 
     def job_options(self, options: dict, restore: bool = False) -> dict:
         spec = options.get("spec")

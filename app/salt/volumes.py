@@ -18,6 +18,7 @@ from werkzeug.datastructures import FileStorage
 
 from geovision.imaging import ImageError
 
+from ..storage import shared
 from ..uploads import Upload, client_filename, upload_root
 from . import segy
 
@@ -85,13 +86,15 @@ def store_segy(file: FileStorage) -> StoredSegy:
     index = segy_root() / "by-sha256"
     index.mkdir(exist_ok=True)
     (index / stored.sha256).write_text(stored.segy_id)
+    shared().publish(stored.path.parent)      # the volume first, then its entry in the index
+    shared().publish(index / stored.sha256)
     return stored
 
 
 def _by_sha256(sha256: str) -> StoredSegy | None:
     """The stored volume with these bytes, if one is kept."""
     entry = segy_root() / "by-sha256" / sha256
-    found = load_segy(entry.read_text().strip()) if entry.is_file() else None
+    found = load_segy(entry.read_text().strip()) if shared().fetch(entry) and entry.is_file() else None
     return found[0] if found else None
 
 
@@ -100,6 +103,8 @@ def load_segy(segy_id: str) -> tuple[StoredSegy, dict] | None:
     if not _SEGY_ID.match(segy_id or ""):
         return None
     info_path = segy_root() / segy_id / "segy.json"
+    if not info_path.is_file() and shared().fetch(info_path):
+        shared().fetch(info_path.parent / "volume.sgy")   # stored by another front end
     if not info_path.is_file():
         return None
     info = json.loads(info_path.read_text())

@@ -19,7 +19,7 @@ from geovision.retrieval import METHODS
 
 from ..errors import ApiError
 from ..extensions import engine
-from ..gallery import GalleryUnavailable, append_to_gallery, replace_gallery, store
+from ..gallery import GalleryUnavailable, store
 from ..tasks.handler import Prepared, TaskHandler
 from .views import bp
 
@@ -115,7 +115,7 @@ class SimilarityHandler(TaskHandler):
         images = (_open(p) for p in paths)
         thumbs, embs = self._embed(images, len(paths))
         items = [{"label": p.parent.name if p.parent != data else "", "path": str(p.resolve())} for p in paths]
-        return replace_gallery(self.gallery_root(), items, embs, thumbs)
+        return store().replace(self.name, items, embs, thumbs)
 
     def add_to_gallery(self, label: str | None, photos: list[tuple[str, Image.Image, bytes | None]]) -> int:
         """Add photos under ``label`` (None: each file's folder name); uploaded ones (bytes given)
@@ -124,7 +124,7 @@ class SimilarityHandler(TaskHandler):
         items = [{"label": label or Path(name).parent.name,
                   "path": f"upload:{name}" if data is not None else str(Path(name).resolve())}
                  for name, _, data in photos]
-        return append_to_gallery(self.gallery_root(), items, embs, thumbs)
+        return store().append(self.name, items, embs, thumbs)
 
     def _embed(self, images, total: int, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 thumbnails (N, S, S, 3), float32 L2-normalised embeddings (N, D)), with a progress bar."""

@@ -16,6 +16,7 @@ from geovision.metrics import NEW_WHALE
 
 from ..extensions import db
 from ..records import Prediction, WhaleDecision
+from ..storage import shared
 from ..tasks import registry as tasks
 from ..uploads import upload_root
 from .forms import WhaleDecisionForm
@@ -29,6 +30,7 @@ def new_whale_id() -> str:
 def query_photo(prediction_id: str):
     """Path of the query photo kept with a whale answer, or None."""
     folder = upload_root() / prediction_id[:2] / prediction_id
+    shared().fetch(folder, folder=True)
     return next(iter(sorted(folder.glob("query.*"))), None) if folder.is_dir() else None
 
 

@@ -28,7 +28,8 @@ from geovision.metrics import NEW_WHALE, insert_new_whale
 from geovision.whales import image_folder, partition, prepare_image, rank_individuals, read_split
 
 from ..extensions import engine
-from ..gallery import Gallery, GalleryUnavailable, append_to_gallery, replace_gallery, store
+from ..gallery import Gallery, GalleryUnavailable, store
+from ..storage import shared
 
 TASK = "whales"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".webp"}
@@ -209,13 +210,28 @@ def build_gallery(data: Path, exclude_split: Path | None = None) -> int:
                                        viewpoints=views)
     items = [{"label": r["Id"], "image": r["Image"], "path": r["path"], "phash": h, "viewpoint": v}
              for r, h, v in zip(rows, hashes, views)]
-    return replace_gallery(store().folder / TASK, items, embs, ragged=local)
+    return store().replace(TASK, items, embs, ragged=local)
 
 
 def enrolled_folder() -> Path:
-    folder = Path(current_app.config.get("WHALES_ENROLLED_FOLDER") or Path(current_app.instance_path) / "whales-enrolled")
+    """Where enrolled photos are kept: ``WHALES_ENROLLED_FOLDER``, default instance/whales-enrolled,
+    or with a shared store (``STORAGE_URL``) ``<GALLERY_FOLDER>/enrolled-whales``, published there."""
+    default = Path(current_app.instance_path) / "whales-enrolled"
+    if shared().remote:
+        default = store().folder / "enrolled-whales"
+    folder = Path(current_app.config.get("WHALES_ENROLLED_FOLDER") or default)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def photo_path(item: dict) -> Path:
+    """Local path of a gallery row's photo, copied from the shared store when another front end
+    enrolled it (photos of ``flask gallery build --data`` must be on a volume every front end mounts)."""
+    if item.get("key"):            # enrolled with a shared store: the same key on every front end
+        path = shared().local(item["key"])
+        shared().fetch(path)
+        return path
+    return Path(item["path"])
 
 
 def enrol(whale_id: str, photos: list[tuple[str, Image.Image, bytes | None]], viewpoint: str = "auto") -> int:
@@ -241,5 +257,9 @@ def enrol(whale_id: str, photos: list[tuple[str, Image.Image, bytes | None]], vi
             path.write_bytes(data)
         else:
             path = Path(name).resolve()
-        items.append({"label": whale_id, "image": Path(name).name, "path": str(path), "phash": h, "viewpoint": view})
-    return append_to_gallery(store().folder / TASK, items, embs, ragged=local)
+        item = {"label": whale_id, "image": Path(name).name, "path": str(path), "phash": h, "viewpoint": view}
+        if data is not None and shared().remote:
+            shared().publish(path)         # raises ValueError for a WHALES_ENROLLED_FOLDER outside the shared folders
+            item["key"] = shared().key(path)
+        items.append(item)
+    return store().append(TASK, items, embs, ragged=local)

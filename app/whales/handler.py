@@ -140,7 +140,7 @@ class WhalesHandler(TaskHandler):
                 row, check, variant = found.best[p["whale_id"]]
                 item = gallery.items[row]
                 try:
-                    with Image.open(item["path"]) as photo:
+                    with Image.open(whale_gallery.photo_path(item)) as photo:
                         png = photoid.draw_matches(image, photo, check, query_mirror=found.mirrored[variant],
                             photo_mirror=item.get("viewpoint") == "right")
                     p["match_png"] = "data:image/png;base64," + base64.b64encode(png).decode()

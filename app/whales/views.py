@@ -13,6 +13,7 @@ from geovision.imaging import ImageError, decode_image
 from ..gallery import GalleryUnavailable, store
 from ..tasks import registry as tasks
 from ..uploads import Upload, answer_each, read_uploads
+from . import gallery as whale_gallery
 from .forms import WhaleDecisionForm, WhaleEnrolForm, WhaleUploadForm
 
 bp = Blueprint("whales", __name__, url_prefix="/whales")
@@ -70,7 +71,7 @@ def gallery_image(item_id: int):
     if not 0 <= item_id < len(gallery):
         abort(404)
     try:
-        with Image.open(gallery.items[item_id]["path"]) as im:
+        with Image.open(whale_gallery.photo_path(gallery.items[item_id])) as im:
             data = _thumbnail_jpeg(im)
     except OSError:
         abort(404)

@@ -32,5 +32,6 @@ class SaltTrainConfig:
     init_from: str = ""            #: start from these weights (run last.pt or exported model.pt), fresh schedule
     pseudo_keep: float = 0.0       #: pseudo-label the unlabelled tiles, keep this most confident fraction
     pseudo_fraction: float = 0.5   #: pseudo-labelled tiles per epoch, as a fraction of the labelled ones
+    holdout: str = ""              #: file of tile ids kept out of this run entirely (an untouched test split)
     bf16: bool = True              #: bfloat16 autocast for the forward pass (CPU: 2.4x faster with channels-last)
     command: str = ""

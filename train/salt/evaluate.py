@@ -52,13 +52,17 @@ def tune_thresholds(probs: np.ndarray, salts: np.ndarray, masks: np.ndarray) -> 
     return best
 
 
-def load_split(data: str, dry_run: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_split(data: str, dry_run: bool = False, holdout: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(train images, train masks, validation images, validation masks) of the fixed split.
 
     A dry run uses the first 16 tiles, the last 4 for validation; a first real run writes
-    the split file.
+    the split file. ``holdout`` names a file of ids (one per line, e.g.
+    ``train/splits/salt_untouched_ids.txt``) removed from both parts: tiles no choice of the run sees.
     """
     ids = sd.read_ids(Path(data))
+    if holdout:
+        held = set(sd.read_split(Path(holdout)))
+        ids = [i for i in ids if i not in held]
     if dry_run:
         ids = ids[:16]
     images, masks = sd.load_tiles(Path(data), ids)

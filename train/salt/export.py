@@ -31,7 +31,7 @@ def retune_and_export(cfg: SaltTrainConfig) -> dict:
     state = torch.load(Path(cfg.run_dir) / "last.pt", map_location=device)
     ema = AveragedModel(build_unet(), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     ema.load_state_dict(state["ema"])
-    tr_x, _, va_x, va_y = load_split(cfg.data, cfg.dry_run)
+    tr_x, _, va_x, va_y = load_split(cfg.data, cfg.dry_run, cfg.holdout)
     mean, std = float(tr_x.mean() / 255), float(tr_x.std() / 255)
     probs, salts = predict_tiles(ema.module.to(device), va_x, mean, std, device)
     best = {**tune_thresholds(probs, salts, va_y), "epoch": state["epoch"] + 1}

@@ -42,7 +42,7 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
     device = start_run(cfg.seed, cfg.threads, cfg.device, cfg.run_dir, cfg.output)
     run_dir, out_dir = Path(cfg.run_dir), Path(cfg.output)
 
-    tr_x, tr_y, va_x, va_y = load_split(cfg.data, cfg.dry_run)
+    tr_x, tr_y, va_x, va_y = load_split(cfg.data, cfg.dry_run, cfg.holdout)
     mean, std = float(tr_x.mean() / 255), float(tr_x.std() / 255)
     if cfg.label_fraction < 1:
         keep = subset_fraction(len(tr_x), tr_y.reshape(len(tr_y), -1).any(1), cfg.label_fraction, cfg.seed)
@@ -122,6 +122,8 @@ def _training_extras(cfg: SaltTrainConfig, pseudo_tiles: int, pretext_info: dict
     if cfg.init_from or cfg.pseudo_keep > 0:
         extra.update(init_from=cfg.init_from, pseudo_keep=cfg.pseudo_keep,
                      pseudo_fraction=cfg.pseudo_fraction, pseudo_tiles=pseudo_tiles)
+    if cfg.holdout:
+        extra.update(holdout=cfg.holdout)
     if pretext_info is not None or cfg.label_fraction < 1 or cfg.max_steps:
         extra.update(pretrain=cfg.pretrain, pretext=pretext_info,
                      label_fraction=cfg.label_fraction, max_steps=cfg.max_steps)
