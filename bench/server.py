@@ -5,7 +5,6 @@ import os
 import secrets
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -65,9 +64,17 @@ class LiveServer:
         raise TimeoutError("server not ready")
 
     def rows(self, task: str | None = None) -> list[tuple]:
-        with sqlite3.connect(self.db_path) as con:
-            sql = "SELECT task, filename, input_sha256 FROM prediction" + (" WHERE task = ?" if task else "")
-            return con.execute(sql, (task,) if task else ()).fetchall()
+        """(task, filename, input_sha256) of the recorded answers, in the server's database
+        (``DATABASE_URL``: its SQLite file, or the PostgreSQL given in ``env``)."""
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(self.env["DATABASE_URL"])
+        try:
+            with engine.connect() as con:
+                sql = "SELECT task, filename, input_sha256 FROM prediction" + (" WHERE task = :task" if task else "")
+                return [tuple(r) for r in con.execute(sa.text(sql), {"task": task} if task else {})]
+        finally:
+            engine.dispose()
 
     def stop(self, timeout: float = 60) -> float:
         """SIGTERM the master; returns the seconds it took to exit."""
