@@ -47,3 +47,23 @@ def cpu_supports_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def runtime_settings(meta: dict, device: torch.device, cpu_bf16: str = "auto", cpu_freeze: bool = True,
+                     cuda_amp: torch.dtype | None = None) -> dict:
+    """The forward-pass settings of one checkpoint on ``device``: ``amp_dtype`` (autocast dtype or
+    None), ``channels_last`` (4-D inputs in channels-last memory format), ``frozen`` (serve
+    :func:`optimise_for_cpu`'s copy).
+
+    CUDA: ``cuda_amp`` autocast. CPU: bfloat16 autocast with channels-last inputs when ``cpu_bf16``
+    is ``on``, or ``auto`` and ``meta["runtime"]["cpu_bf16"]`` says the checkpoint's metric was
+    checked in bfloat16 and the CPU has native bfloat16; otherwise float32, frozen unless
+    ``cpu_freeze`` is False (``bench/salt_speed.py`` measures each setting).
+    """
+    if device.type != "cpu":
+        return {"amp_dtype": cuda_amp, "channels_last": False, "frozen": False}
+    validated = bool(meta.get("runtime", {}).get("cpu_bf16"))
+    bf16 = cpu_bf16 == "on" or (cpu_bf16 == "auto" and validated and cpu_supports_bf16())
+    if bf16:
+        return {"amp_dtype": torch.bfloat16, "channels_last": len(meta["input_shape"]) == 3, "frozen": False}
+    return {"amp_dtype": None, "channels_last": False, "frozen": cpu_freeze}

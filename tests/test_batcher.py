@@ -135,9 +135,10 @@ def test_cpu_bf16_and_channels_last_reach_the_model():
     ("off", True, True, None), ("on", False, False, torch.bfloat16)])
 def test_cpu_runtime_follows_config_and_meta(monkeypatch, setting, validated, supported, expected):
     import app.engine as engine_module
+    import geovision.inference
     from geovision.checkpoint import Checkpoint
 
-    monkeypatch.setattr(engine_module, "cpu_supports_bf16", lambda: supported)
+    monkeypatch.setattr(geovision.inference, "cpu_supports_bf16", lambda: supported)
     state = engine_module.EngineState({"DEVICE": "cpu", "MODEL_DIR": "none", "MAX_BATCH_SIZE": 4,
                                        "MAX_BATCH_DELAY_MS": 1, "INFERENCE_TIMEOUT_S": 5, "CPU_BF16": setting})
     meta = {"input_shape": [1, 8, 8], "runtime": {"cpu_bf16": validated}}

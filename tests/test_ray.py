@@ -108,3 +108,19 @@ def test_a_killed_replica_is_replaced_and_every_request_is_answered(serve_cluste
         assert late.status_code == 200
     finally:
         app.extensions["engine"].close()
+
+
+def test_the_serve_config_builder_makes_the_same_application(tiny_model_dir):
+    """deploy/kuberay-rayservice.yaml's import path builds a bound Serve application of one task."""
+    import yaml
+    from ray.serve import Application
+
+    from app.engine import ray_backend
+
+    spec = yaml.safe_load((ray_backend.ROOT / "deploy" / "kuberay-rayservice.yaml").read_text())
+    apps = yaml.safe_load(spec["spec"]["serveConfigV2"])["applications"]
+    assert {a["name"] for a in apps} == {ray_backend.APP_PREFIX + t for t in ("salt", "rocks", "similarity", "whales")}
+    module, _, name = apps[0]["import_path"].partition(":")
+    assert module == ray_backend.__name__ and name == "app_builder"
+    built = ray_backend.app_builder({**apps[0]["args"], "model_dir": str(tiny_model_dir)})
+    assert isinstance(built, Application)

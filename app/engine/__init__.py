@@ -18,7 +18,7 @@ from flask import Flask, current_app
 
 from geovision.checkpoint import Checkpoint, find_checkpoints, load_checkpoint, read_meta
 from geovision.device import select_device
-from geovision.inference import cpu_supports_bf16, optimise_for_cpu
+from geovision.inference import optimise_for_cpu, runtime_settings
 
 from .batcher import BatchCallback, DynamicBatcher, QueueFullError
 
@@ -114,21 +114,9 @@ class EngineState:
                 self.errors[task] = f"{type(exc).__name__}: {exc}"
 
     def runtime_for(self, ckpt: Checkpoint) -> dict:
-        """The forward-pass settings of one checkpoint on this device.
-
-        CUDA: ``MIXED_PRECISION`` autocast. CPU: bfloat16 autocast with channels-last inputs when
-        ``CPU_BF16`` is ``on``, or ``auto`` (default) and the checkpoint's ``meta.json`` says
-        ``runtime.cpu_bf16`` (its metric was checked in bfloat16) and the CPU has native bfloat16;
-        otherwise float32, frozen and optimised for inference unless ``CPU_FREEZE=0``
-        (``bench/salt_speed.py`` measures each setting).
-        """
-        if self.device.type != "cpu":
-            return {"amp_dtype": self.amp_dtype, "channels_last": False, "frozen": False}
-        validated = bool(ckpt.meta.get("runtime", {}).get("cpu_bf16"))
-        bf16 = self.cpu_bf16 == "on" or (self.cpu_bf16 == "auto" and validated and cpu_supports_bf16())
-        if bf16:
-            return {"amp_dtype": torch.bfloat16, "channels_last": len(ckpt.meta["input_shape"]) == 3, "frozen": False}
-        return {"amp_dtype": None, "channels_last": False, "frozen": self.cpu_freeze}
+        """The forward-pass settings of one checkpoint on this device (``CPU_BF16``, ``CPU_FREEZE``,
+        ``MIXED_PRECISION``): :func:`geovision.inference.runtime_settings`."""
+        return runtime_settings(ckpt.meta, self.device, self.cpu_bf16, self.cpu_freeze, self.amp_dtype)
 
     def close(self) -> None:
         for batcher in self.batchers.values():

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from geovision.checkpoint import find_checkpoints, load_checkpoint
+from geovision.inference import optimise_for_cpu, runtime_settings
 
 from .batcher import QueueFullError
 
@@ -58,15 +59,25 @@ def model_deployment(folder: Path, config: dict):
                                           "target_ongoing_requests": max_batch_size})
     class Model:
         def __init__(self, folder: str, device: str):
+            if config.get("TORCH_THREADS"):
+                torch.set_num_threads(int(config["TORCH_THREADS"]))
             self.ckpt = load_checkpoint(folder, torch.device(device))
+            # the local engine's settings (bfloat16 + channels-last, or frozen float32 on CPU)
+            self.runtime = runtime_settings(self.ckpt.meta, self.ckpt.device, str(config.get("CPU_BF16", "auto")).lower(),
+                                            str(config.get("CPU_FREEZE", "1")) != "0")
+            self.module = optimise_for_cpu(self.ckpt.module) if self.runtime["frozen"] else self.ckpt.module
             self.batch_sizes: list[int] = []
 
         @serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=float(config["MAX_BATCH_DELAY_MS"]) / 1000,
                      batch_size_fn=lambda items: sum(len(x) for x in items))
         async def __call__(self, items: list[np.ndarray]) -> list[np.ndarray]:
             sizes = [len(x) for x in items]
-            with torch.inference_mode():
-                out = self.ckpt.module(torch.from_numpy(np.concatenate(items)).to(self.ckpt.device)).float().cpu()
+            x = torch.from_numpy(np.concatenate(items)).to(self.ckpt.device)
+            if self.runtime["channels_last"] and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            amp = self.runtime["amp_dtype"]
+            with torch.inference_mode(), torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
+                out = self.module(x).float().cpu()
             self.batch_sizes.append(sum(sizes))
             return [o.numpy() for o in torch.split(out, sizes)]
 
@@ -76,6 +87,15 @@ def model_deployment(folder: Path, config: dict):
 
     device = "cuda" if float(config.get("RAY_NUM_GPUS", 0)) > 0 else "cpu"
     return Model.bind(str(folder), device)
+
+
+def app_builder(args: dict):
+    """Serve application builder for a Serve config file or a KubeRay ``RayService``
+    (``import_path: app.engine.ray_backend:app_builder``, ``args: {task, model_dir, ...}``): the
+    same application :func:`deploy` runs, its settings (``MAX_BATCH_SIZE``, ``RAY_NUM_GPUS``, ...)
+    from ``args`` with this project's defaults."""
+    config = {"MAX_BATCH_SIZE": 32, "MAX_BATCH_DELAY_MS": 10, **{k.upper(): v for k, v in args.items()}}
+    return model_deployment(Path(config["MODEL_DIR"]) / config["TASK"], config)
 
 
 def deploy(config: dict) -> list[str]:
