@@ -58,6 +58,7 @@ class DistillConfig:
     batch_size: int = 32
     lr: float = 5e-4
     soft_weight: float = 0.5
+    holdout: str = ""              #: ids never seen (train/splits/salt_untouched_ids.txt; the teacher must not have seen them either)
     ema_decay: float = 0.995
     seed: int = 42
     threads: int = 0
@@ -108,7 +109,7 @@ def distill(cfg: DistillConfig) -> dict:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     Path(cfg.output).mkdir(parents=True, exist_ok=True)
-    tr_x, tr_y, va_x, va_y = load_split(cfg.data, cfg.dry_run)
+    tr_x, tr_y, va_x, va_y = load_split(cfg.data, cfg.dry_run, cfg.holdout)
     mean, std = float(tr_x.mean() / 255), float(tr_x.std() / 255)
     un_x = load_unlabelled(Path(cfg.data) / "test" / "images", 16 if cfg.dry_run else None)
     pool_x = np.concatenate([tr_x, un_x])
