@@ -9,6 +9,7 @@ from . import jobs
 from .errors import ApiError
 from .extensions import db, engine
 from .records import Job
+from .storage import shared
 from .tasks.registry import registered
 from .uploads import answer_each
 
@@ -27,6 +28,12 @@ def ready():
     if state.status == "ready" and not state.checkpoints:
         body["status"] = "failed"
         body["errors"] = {"*": "no model is installed (MODEL_DIR holds no <task>/model.pt)"}
+    files = shared()
+    if files.remote:
+        problem = files.problem()
+        body["storage"] = {"url": files.url, "reachable": problem is None}
+        if problem and body["status"] == "ready":
+            body["status"], body["errors"] = "degraded", {**body["errors"], "storage": problem}
     return jsonify(body), 200 if body["status"] == "ready" else 503
 
 

@@ -100,8 +100,11 @@ def build_spec() -> dict:
                                               "description": "ADMIN_TOKEN (admin API off when unset)"})
     ok = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
     spec.path("/api/v1/health", operations={"get": {"tags": ["server"], "summary": "Liveness", "responses": {"200": ok}}})
-    spec.path("/api/v1/ready", operations={"get": {"tags": ["server"], "summary": "Every model loaded and warm",
-                                                   "responses": {"200": ok, "503": ok}}})
+    spec.path("/api/v1/ready", operations={"get": {
+        "tags": ["server"], "summary": "Every model loaded and warm (and the shared store reachable, when one is set)",
+        "description": "`status`: ready, loading, failed, or degraded (models ready, `STORAGE_URL` unreachable); "
+                       "`storage` {url, reachable} only with a shared store.",
+        "responses": {"200": ok, "503": ok}}})
     spec.path("/api/v1/models", operations={"get": {"tags": ["server"], "summary": "Loaded models and their metrics",
                                                     "responses": {"200": ok}}})
     spec.path("/api/v1/openapi.json", operations={"get": {"tags": ["server"], "summary": "This document",

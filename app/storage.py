@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class SharedFiles:
         self.roots = {name: Path(folder) for name, folder in roots.items()}
         self.url = url or ""
         self.fs, self.base = None, ""
+        self._checked: tuple[float, str | None] = (-1e9, None)
         if self.url:
             from fsspec.core import url_to_fs
 
@@ -130,6 +132,20 @@ class SharedFiles:
         """Write a small object to the store (one PUT: readers see the old or the new text)."""
         if self.remote:
             self.fs.pipe_file(self._remote(key), text.encode())
+
+    def problem(self, cache_s: float = 10.0) -> str | None:
+        """Why the store cannot be used now (None when it answers or there is none); checked at
+        most every ``cache_s`` seconds (``/api/v1/ready`` asks on every probe)."""
+        if not self.remote:
+            return None
+        now = time.monotonic()
+        if now - self._checked[0] >= cache_s:
+            try:
+                self.fs.ls(self.base.split("/", 1)[0], detail=False, refresh=True)   # the bucket answers
+                self._checked = (now, None)
+            except Exception as exc:  # noqa: BLE001 - any client error means "not usable", with its text
+                self._checked = (now, f"{type(exc).__name__}: {exc}"[:300])
+        return self._checked[1]
 
     def remove(self, path: Path) -> None:
         """Delete the store's copy of a local file or folder (no-op without a store)."""

@@ -150,3 +150,18 @@ def test_a_queued_job_is_claimed_once_and_reported_by_either_front_end(front_end
 def test_a_bad_storage_url_is_refused_at_start(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="STORAGE_URL"):
         make_app(tiny_model_dir, tmp_path, STORAGE_URL="nosuchprotocol://bucket/x")
+
+
+def test_ready_reports_the_store_and_refuses_traffic_when_it_is_unreachable(front_ends, tiny_model_dir, tmp_path):
+    ready = front_ends[0].test_client().get("/api/v1/ready")
+    assert ready.status_code == 200 and ready.get_json()["storage"]["reachable"] is True
+    dead = {"endpoint_url": f"http://127.0.0.1:{_free_port()}", "key": "x", "secret": "x",
+            "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1}}
+    app = make_app(tiny_model_dir, tmp_path / "dead", STORAGE_URL="s3://nowhere/x", STORAGE_OPTIONS=dead)
+    try:
+        body = app.test_client().get("/api/v1/ready")
+        assert body.status_code == 503
+        assert body.get_json()["status"] == "degraded" and body.get_json()["storage"]["reachable"] is False
+        assert body.get_json()["errors"]["storage"]
+    finally:
+        app.extensions["engine"].close()
