@@ -87,9 +87,10 @@ class SnapshotEnsemble(nn.Module):
         return torch.logit(m), torch.logit(s)
 
 
-def evaluate(net: nn.Module, data: str) -> dict:
-    """Tuned validation TGS metric of ``net`` (flip TTA) on the fixed split."""
-    tr_x, _, va_x, va_y = load_split(data)
+def evaluate(net: nn.Module, data: str, holdout: str = "") -> dict:
+    """Tuned validation TGS metric of ``net`` (flip TTA) on the fixed split (``holdout``: ids
+    left out of the training part, as in the members' runs)."""
+    tr_x, _, va_x, va_y = load_split(data, holdout=holdout)
     mean, std = float(tr_x.mean() / 255), float(tr_x.std() / 255)
     probs, salts = predict_tiles(net, va_x, mean, std, torch.device("cpu"))
     return {**tune_thresholds(probs, salts, va_y), "mean": mean, "std": std, "n_train": len(tr_x), "n_val": len(va_x)}
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--mode", choices=["average", "ensemble"], default="average")
     parser.add_argument("--export", help="output folder (model.pt + meta.json)")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--holdout", default="", help="ids the members never saw (their runs' --holdout)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -111,12 +113,12 @@ def main(argv: list[str] | None = None) -> dict:
     member_meta = [_member_meta(p) for p in args.members]  # before --export may overwrite them
     nets, epochs = [n for n, _ in loaded], [e for _, e in loaded]
     net = average_weights(nets) if args.mode == "average" else SnapshotEnsemble(nets).eval()
-    result = evaluate(net, args.data)
+    result = evaluate(net, args.data, args.holdout)
     log.info("%s of epochs %s: validation TGS metric %.4f (%s)", args.mode, epochs, result["tgs_metric"],
              {k: result[k] for k in ("threshold", "empty_threshold", "min_salt_pixels")})
     if args.export:
         command = "python -m train.salt.snapshots " + shlex.join(argv if argv is not None else sys.argv[1:])
-        cfg = SaltTrainConfig(data=args.data, output=args.export, command=command)
+        cfg = SaltTrainConfig(data=args.data, output=args.export, command=command, holdout=args.holdout)
         best = {k: result[k] for k in ("tgs_metric", "threshold", "empty_threshold", "min_salt_pixels")}
         best["epoch"] = max(epochs)
         Path(args.export).mkdir(parents=True, exist_ok=True)
@@ -130,7 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
                            torch.device("cpu"), extra={
                                "snapshots": {"mode": args.mode, "epochs": epochs,
                                              "members": [str(p) for p in args.members], "member_meta": member_meta},
-                               "training": {**training, "snapshots": combined},
+                               "training": {**training, "snapshots": combined,
+                                            **({"holdout": args.holdout} if args.holdout else {})},
                                "architecture": ARCHITECTURE + architecture})
     return result
 
