@@ -3,17 +3,13 @@ store and the Ray Serve backend on a Ray head of its own (separate processes), u
 of the single-server test: 640 requests from 32 clients, zero 5xx, one row per answer."""
 from __future__ import annotations
 
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 import requests
 
 from bench.cluster import RayHead, ray_available
 from bench.server import LiveServer
 
-from .test_server import _send, _tiles
+from .test_server import salt_load
 from .test_storage import s3_endpoint  # noqa: F401 - the module fixture, shared
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.postgres]
@@ -42,20 +38,7 @@ def test_two_front_ends_on_postgres_and_ray_lose_nothing(ray_head, postgres_url,
         for name in ("a", "b"):
             (tmp_path / name).mkdir()
             servers.append(LiveServer(tmp_path / name, tiny_model_dir, env=env))
-        tiles = _tiles(64)
-        local = threading.local()
-        jobs = [(f"tile{i}.png", b"not an image" if i % 20 == 7 else tiles[i % len(tiles)], i % 20 == 7, servers[i % 2])
-                for i in range(640)]
-
-        def run(job):
-            if not hasattr(local, "session"):
-                local.session = requests.Session()
-            return job, _send(job[3].url, job[1], job[0], local.session)
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(32) as pool:
-            outcomes = list(pool.map(run, jobs))
-        wall = time.perf_counter() - started
+        outcomes, wall = salt_load([server.url for server in servers])
         statuses = [status for _, (status, _) in outcomes]
         assert not [s for s in statuses if s == "refused" or (isinstance(s, int) and s >= 500)]
         answered = [job for job, (status, _) in outcomes if status == 200]
@@ -65,11 +48,12 @@ def test_two_front_ends_on_postgres_and_ray_lose_nothing(ray_head, postgres_url,
         for server in servers:                    # both front ends answered, through the Ray replicas
             models = requests.get(f"{server.url}/api/v1/models").json()["models"]
             assert {m["backend"] for m in models} == {"ray"}
-            assert sum(1 for job in answered if job[3] is server) == sum(1 for job in jobs if job[3] is server and not job[2])
+            assert sum(1 for job in answered if job[3] == server.url) == sum(
+                1 for job, _ in outcomes if job[3] == server.url and not job[2])
         print(f"\ntwo front ends + PostgreSQL + Ray: 640 requests, 32 clients, {wall:.1f} s, "
               f"{len(answered) / wall:.1f} answered/s, 5xx 0, rows {len(rows)}")
         # an answer of front end A is served by front end B (the shared store)
-        first = requests.post(f"{servers[0].url}/api/v1/salt/segment", files={"image": ("x.png", tiles[0])}).json()
+        first = requests.post(f"{servers[0].url}/api/v1/salt/segment", files={"image": ("x.png", answered[0][1])}).json()
         mask = first["results"][0]["mask_url"].split("/salt/", 1)[1]
         assert requests.get(f"{servers[1].url}/salt/{mask}").status_code == 200
     finally:

@@ -36,25 +36,32 @@ def _send(url: str, data: bytes, name: str, session: requests.Session) -> tuple[
         return "refused", time.perf_counter() - started
 
 
+def salt_load(urls: list[str], requests_total: int = 640, clients: int = 32) -> tuple[list, float]:
+    """Send ``requests_total`` salt uploads (every 20th a bad one, ``b"not an image"``) from
+    ``clients`` threads, upload i to server ``urls[i % len(urls)]`` by client ``i % clients``: each
+    client keeps one keep-alive connection to one server (no idle connection that the server may
+    close under a client's next request). Returns ([((name, data, bad, url), (status, seconds))]
+    in upload order, wall seconds)."""
+    tiles = _tiles(64)
+    jobs = [(f"tile{i}.png", b"not an image" if i % 20 == 7 else tiles[i % len(tiles)], i % 20 == 7, urls[i % len(urls)])
+            for i in range(requests_total)]
+    outcomes: list = [None] * len(jobs)
+
+    def client(c: int) -> None:
+        with requests.Session() as session:
+            for i in range(c, len(jobs), clients):
+                outcomes[i] = (jobs[i], _send(jobs[i][3], jobs[i][1], jobs[i][0], session))
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    return outcomes, time.perf_counter() - started
+
+
 def test_640_requests_from_32_clients_lose_nothing(tmp_path, model_dir):
     server = LiveServer(tmp_path, model_dir)
     try:
-        tiles = _tiles(64)
-        local = threading.local()
-        jobs = []
-        for i in range(640):
-            bad = i % 20 == 7                      # 32 refused uploads mixed in
-            jobs.append((f"tile{i}.png", b"not an image" if bad else tiles[i % len(tiles)], bad))
-
-        def run(job):
-            if not hasattr(local, "session"):
-                local.session = requests.Session()
-            return job, _send(server.url, job[1], job[0], local.session)
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(32) as pool:
-            outcomes = list(pool.map(run, jobs))
-        wall = time.perf_counter() - started
+        outcomes, wall = salt_load([server.url])            # 32 refused uploads mixed in
         statuses = [status for _, (status, _) in outcomes]
         assert not [s for s in statuses if s == "refused" or (isinstance(s, int) and s >= 500)]
         answered = [job for job, (status, _) in outcomes if status == 200]
