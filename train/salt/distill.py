@@ -163,12 +163,13 @@ def distill(cfg: DistillConfig) -> dict:
         if row["tgs_metric"] > best["tgs_metric"]:
             best = {k: row[k] for k in ("tgs_metric", "threshold", "empty_threshold", "min_salt_pixels", "epoch")}
             train_cfg = SaltTrainConfig(data=cfg.data, output=cfg.output, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                                        lr=cfg.lr, dry_run=cfg.dry_run, command=cfg.command)
+                                        lr=cfg.lr, dry_run=cfg.dry_run, command=cfg.command, holdout=cfg.holdout)
             export_salt(ema.module, train_cfg, best, mean, std, n_lab, len(va_x), row["minutes"], torch.device("cpu"),
                         extra={"training": {"distillation": {
                             "teacher": cfg.teacher, "student_init": f"teacher member {cfg.student_member}",
                             "unlabelled_tiles": len(un_x), "unlabelled_per_epoch": n_unl,
-                            "soft_weight": cfg.soft_weight, "bf16_autocast": cfg.bf16}}})
+                            "soft_weight": cfg.soft_weight, "bf16_autocast": cfg.bf16},
+                            **({"holdout": cfg.holdout} if cfg.holdout else {})}})
         with open(run_dir / "metrics.csv", "a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(row))
             if fh.tell() == 0:
