@@ -67,7 +67,7 @@ def main() -> None:
     score = measure(args.model, ids, args.data)
     meta = json.loads((args.model / "meta.json").read_text())
     print(json.dumps({"model": str(args.model), "split": args.split.name, "tiles": len(ids),
-                      "tgs_metric": round(score, 4), "holdout": meta.get("training", {}).get("holdout"),
+                      "tgs_metric": round(score, 4), "holdout": meta.get("data", {}).get("holdout"),
                       "val_tgs_metric": meta.get("metrics", {}).get("val_tgs_metric")}))
 
 

@@ -168,8 +168,7 @@ def distill(cfg: DistillConfig) -> dict:
                         extra={"training": {"distillation": {
                             "teacher": cfg.teacher, "student_init": f"teacher member {cfg.student_member}",
                             "unlabelled_tiles": len(un_x), "unlabelled_per_epoch": n_unl,
-                            "soft_weight": cfg.soft_weight, "bf16_autocast": cfg.bf16},
-                            **({"holdout": cfg.holdout} if cfg.holdout else {})}})
+                            "soft_weight": cfg.soft_weight, "bf16_autocast": cfg.bf16}}})
         with open(run_dir / "metrics.csv", "a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(row))
             if fh.tell() == 0:

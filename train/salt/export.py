@@ -71,7 +71,8 @@ def export_salt(net: torch.nn.Module, cfg: SaltTrainConfig, best: dict, mean: fl
                     "epoch": best["epoch"]},
         "data": {"dataset": "TGS Salt Identification (Kaggle 2018), train/",
                  "train_tiles": n_train, "val_tiles": n_val,
-                 "val_split": "train/splits/salt_val_ids.txt"},
+                 "val_split": "train/splits/salt_val_ids.txt",
+                 **({"holdout": cfg.holdout} if cfg.holdout else {})},   # ids no stage of the run saw
         "training": {"epochs": cfg.epochs, "lovasz_from": cfg.lovasz_from, "batch_size": cfg.batch_size,
                      "lr": cfg.lr, "minutes": round(minutes, 1), "device": str(device),
                      "threads": torch.get_num_threads(), "torch": torch.__version__},

@@ -122,8 +122,6 @@ def _training_extras(cfg: SaltTrainConfig, pseudo_tiles: int, pretext_info: dict
     if cfg.init_from or cfg.pseudo_keep > 0:
         extra.update(init_from=cfg.init_from, pseudo_keep=cfg.pseudo_keep,
                      pseudo_fraction=cfg.pseudo_fraction, pseudo_tiles=pseudo_tiles)
-    if cfg.holdout:
-        extra.update(holdout=cfg.holdout)
     if pretext_info is not None or cfg.label_fraction < 1 or cfg.max_steps:
         extra.update(pretrain=cfg.pretrain, pretext=pretext_info,
                      label_fraction=cfg.label_fraction, max_steps=cfg.max_steps)

@@ -132,8 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
                            torch.device("cpu"), extra={
                                "snapshots": {"mode": args.mode, "epochs": epochs,
                                              "members": [str(p) for p in args.members], "member_meta": member_meta},
-                               "training": {**training, "snapshots": combined,
-                                            **({"holdout": args.holdout} if args.holdout else {})},
+                               "training": {**training, "snapshots": combined},
                                "architecture": ARCHITECTURE + architecture})
     return result
 
