@@ -58,20 +58,20 @@ def test_batches_grow_under_load():
 
 
 def test_exception_reaches_only_its_batch():
-    model = Doubler(delay=0.05)
+    model = Doubler(delay=0.2)      # the three rows below queue while the first pass sleeps
     batcher = DynamicBatcher(model, max_batch_size=4, max_batch_delay_ms=30)
     try:
         blocker = batcher.submit(torch.ones(1, 1))          # occupies the worker
         while not model.calls:                              # until its forward pass runs
             time.sleep(0.001)
         bad_batch = [batcher.submit(torch.full((1, 1), v)) for v in (1.0, -1.0, 2.0)]
-        time.sleep(0.2)
-        good = batcher.submit(torch.full((1, 1), 3.0))
         assert blocker.result(5).item() == 2.0
-        for f in bad_batch:
+        for f in bad_batch:                                  # one pass, all three fail
             with pytest.raises(ValueError, match="negative"):
                 f.result(5)
+        good = batcher.submit(torch.full((1, 1), 3.0))      # the worker survives the error
         assert good.result(5).item() == 6.0
+        assert model.calls == [1, 3, 1]
     finally:
         batcher.close()
 
