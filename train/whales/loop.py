@@ -55,6 +55,7 @@ class WhalesTrainConfig:
     margin_warmup: int = 8         #: epochs over which the ArcFace margin grows from 0 to ``margin``
     scale: float = 30.0
     flip_new_id: bool = False      #: a mirrored photo counts as another individual (else plain augmentation)
+    init_from: str = ""            #: start from these network weights (e.g. ``runs/whales_ssl/encoder.pt``)
     embedding_dim: int = 512
     width: int = 32
     eval_every: int = 3
@@ -170,6 +171,8 @@ def train_whales(cfg: WhalesTrainConfig) -> dict:
              len(tr_x), n_classes, len(queries), n_new, device)
 
     net = WhaleNet(cfg.embedding_dim, cfg.width).to(device)
+    if cfg.init_from:
+        net.load_state_dict(torch.load(cfg.init_from, map_location=device))
     n_heads = 2 * n_classes if cfg.flip_new_id else n_classes
     head = ArcFace(cfg.embedding_dim, n_heads, cfg.scale, cfg.margin).to(device)
     params = list(net.parameters()) + list(head.parameters())
@@ -270,7 +273,8 @@ def _export(net: WhaleNet, cfg: WhalesTrainConfig, best: dict, mean: torch.Tenso
                  "train_images": n_train, "train_individuals": n_classes,
                  "val_split": "train/splits/whales_val.csv (by encounter; whole individuals held out as new_whale)"},
         "training": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "minutes": round(minutes, 1),
-                     "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__},
+                     "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                     "init_from": cfg.init_from},
         "command": cfg.command,
         "git_commit": git_commit(),
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import time
 from collections import Counter
 from pathlib import Path
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
                         "instead of calibrating: what the served model does")
     parser.add_argument("--rerank-weight", type=float, default=0.0)
     parser.add_argument("--model", type=Path, default=Path("models/whales"), help="folder of meta.json")
+    parser.add_argument("--dump", type=Path, help="also save queries, ranked shortlists and inliers (pickle) "
+                        "for re-ranking trials without recomputing features")
     args = parser.parse_args(argv)
 
     rows = wd.read_rows(args.data)
@@ -98,6 +101,9 @@ def main(argv: list[str] | None = None) -> dict:
         ranked.append(r)
         verified.append(inl)
 
+    if args.dump:
+        with open(args.dump, "wb") as fh:
+            pickle.dump({"queries": queries, "truths": truths, "ranked": ranked, "verified": verified}, fh)
     counts = Counter(r["Id"] for r in train)
     common = [w for w, _ in counts.most_common(4)]
     peek = [w for w, _ in Counter(t for t in truths if t != NEW_WHALE).most_common(4)]
