@@ -9,6 +9,14 @@ import torch
 from app.engine.batcher import DynamicBatcher, QueueFullError
 
 
+def wait_until(condition, timeout: float = 10.0) -> None:
+    """Poll ``condition`` until true (instead of sleeping a fixed time on a possibly loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.001)
+
+
 class Doubler(torch.nn.Module):
     """Returns 2 * x; fails the whole batch when any row holds a negative value."""
 
@@ -88,7 +96,7 @@ def test_large_request_runs_in_chunks_and_queue_is_bounded():
     slow = DynamicBatcher(lambda x: (gate.wait(5), x)[1], max_batch_size=1, max_queue_size=2)
     try:
         slow.submit(torch.ones(1))
-        time.sleep(0.05)   # the worker holds the first one
+        wait_until(lambda: slow.queue_depth == 0)   # the worker holds the first one
         slow.submit(torch.ones(1))
         slow.submit(torch.ones(1))
         with pytest.raises(QueueFullError):
@@ -152,9 +160,10 @@ class Gated:
     """A model that waits for ``gate`` before each forward pass and logs the first value of each row."""
 
     def __init__(self):
-        self.gate, self.rows = threading.Event(), []
+        self.gate, self.entered, self.rows = threading.Event(), threading.Event(), []
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.entered.set()
         assert self.gate.wait(10)
         self.rows.extend(int(v) for v in x[:, 0])
         return x * 2
@@ -166,11 +175,11 @@ def test_large_requests_run_in_chunks_and_urgent_ones_cut_in():
     try:
         with ThreadPoolExecutor(3) as pool:
             blocker = pool.submit(batcher, torch.full((1, 1), -1.0))       # occupies the worker
-            time.sleep(0.05)
+            assert model.entered.wait(10)
             job = pool.submit(batcher, torch.arange(12.0).view(12, 1), None, 10)   # background: 3 chunks
-            time.sleep(0.05)
+            wait_until(lambda: batcher.queue_depth == 3)
             urgent = pool.submit(batcher, torch.full((2, 1), 100.0))       # interactive, arrives later
-            time.sleep(0.05)
+            wait_until(lambda: batcher.queue_depth == 4)
             model.gate.set()
             assert torch.equal(job.result(10), torch.arange(12.0).view(12, 1) * 2)
             assert urgent.result(10).tolist() == [[200.0], [200.0]] and blocker.result(10).item() == -2
@@ -187,7 +196,7 @@ def test_a_caller_that_times_out_leaves_no_work_behind():
     try:
         with ThreadPoolExecutor(1) as pool:
             blocker = pool.submit(batcher, torch.full((1, 1), -1.0))
-            time.sleep(0.05)
+            assert model.entered.wait(10)
             with pytest.raises(FutureTimeout):
                 batcher(torch.arange(8.0).view(8, 1), timeout=0.2)       # 4 chunks queued, then abandoned
             model.gate.set()
