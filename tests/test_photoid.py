@@ -155,6 +155,7 @@ def test_served_figures_equal_the_offline_evaluation(tmp_path):
     from geovision.whales import partition
     from train.whales import data as wd
     from train.whales.photoid import main as offline
+    from train.whales.rescoring import main as rescoring
 
     params = json.loads((ROOT / "models" / "whales" / "meta.json").read_text())["photoid"]
     app = make_app(ROOT / "models", tmp_path)
@@ -162,7 +163,11 @@ def test_served_figures_equal_the_offline_evaluation(tmp_path):
                                                 "--exclude", str(wd.SPLIT_FILE)])
     assert result.exit_code == 0, result.output
     expected = offline(["--data", str(WHALES), "--step", "8", "--threshold", str(params["ratio_threshold"]),
-                        "--rerank-weight", str(params["rerank_weight"])])
+                        "--rerank-weight", str(params["rerank_weight"]), "--dump", str(tmp_path / "dump.pkl")])
+    trials = rescoring(["--data", str(WHALES), "--dump", str(tmp_path / "dump.pkl")])
+    served_row = next(fig for name, fig in trials.items() if name.startswith("served:"))
+    assert {k: served_row[k] for k in ("top1_known", "top5_known", "top20_known")} == \
+        {k: expected["metrics"][k] for k in ("top1_known", "top5_known", "top20_known")}
     views = {r["Image"]: r["viewpoint"] for r in csv.DictReader(open(WHALES / "metadata.csv"))}
     client, served = app.test_client(), []
     for image in expected["images"]:

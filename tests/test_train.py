@@ -118,6 +118,24 @@ def test_flask_train_model_whales_dry_run(runner, tmp_path, whale_folder):
     assert torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-4)
 
 
+def test_whales_fine_tune_starts_from_pretrained_weights(runner, tmp_path, whale_folder):
+    """``--init-from`` loads a network state dict (what ``train.whales.ssl`` saves) before training."""
+    from train.whales.model import WhaleNet
+
+    net = WhaleNet()
+    for p in net.parameters():
+        torch.nn.init.constant_(p, 0.5)
+    torch.save(net.state_dict(), tmp_path / "encoder.pt")
+    result = runner.invoke(args=["train-model", "whales", "--data", str(whale_folder), "--dry-run", "--lr", "0",
+                                 "--init-from", str(tmp_path / "encoder.pt"), "--output", str(tmp_path / "out"),
+                                 "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["training"]["init_from"] == str(tmp_path / "encoder.pt")
+    state = torch.load(tmp_path / "run" / "last.pt")["net"]
+    assert torch.all(state["neck.2.weight"] == 0.5)          # lr 0: the loaded weights are the trained ones
+
+
 def test_pseudo_label_fine_tuning_dry_run(runner, tmp_path):
     """A dry run exports a model, a second one starts from it (both weight formats load to the
     same U-Net), pseudo-labels the unlabelled tiles and records that in meta.json."""

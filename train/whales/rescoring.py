@@ -140,11 +140,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dump", type=Path, required=True)
     parser.add_argument("--encoder", type=Path)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--model", type=Path, default=Path("models/whales"),
+                        help="folder of meta.json (its photoid.rerank_weight is the served re-rank)")
     args = parser.parse_args(argv)
+    weight = json.loads((args.model / "meta.json").read_text())["photoid"]["rerank_weight"]
     with open(args.dump, "rb") as fh:
         dump = pickle.load(fh)
     truths, queries = dump["truths"], dump["queries"]
-    served = [photoid.rerank(r, v, 0.3, SHORTLIST) for r, v in zip(dump["ranked"], dump["verified"])]
+    served = [photoid.rerank(r, v, weight, SHORTLIST) for r, v in zip(dump["ranked"], dump["verified"])]
     everyone = np.arange(len(truths))
     individuals = sorted({q["Id"] for q in queries})
     fold_of = dict(zip(individuals, np.random.default_rng(0).integers(0, 2, len(individuals))))
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
         preds = [photoid.five_predictions(r, photoid.decide_new_whale(b, t)) for r, b in zip(ranked, base)]
         return {"map_at_5": round(map_at_5(truths, preds), 4), **tops(truths, ranked), "ratio_threshold": float(t)}
 
-    table = {"served: LNBNN + RANSAC re-rank (w=0.3), threshold chosen on the split": row(served)}
+    table = {f"served: LNBNN + RANSAC re-rank (w={weight}), threshold chosen on the split": row(served)}
     table["served, threshold and logistic 2-fold"] = cross_validated(truths, served, dump["verified"], folds)
     t = best_threshold(truths, served, everyone)
     for k in (2, 4):
