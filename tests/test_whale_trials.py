@@ -66,3 +66,8 @@ def test_cross_validation_scores_each_fold_with_what_the_other_fitted():
     # third); the calibrated order learns that an unsure first candidate is never right (the truth second)
     assert out == {"ratio threshold, 2-fold": round((20 + 20 / 3 + 40) / 80, 4),
                    "logistic expected-AP order, 2-fold": round((20 + 20 / 2 + 40) / 80, 4)}
+
+
+def test_a_class_missing_from_a_fold_gives_its_constant_rate():
+    p = rescoring.probability(np.zeros((4, 2)), np.array([False] * 4))
+    assert p(np.ones(2)) == 0.0

@@ -68,10 +68,19 @@ def expected_ap_predictions(p_new: float, p_first: float, p_rank: list[float], r
     return [w for w, _ in sorted(cands, key=lambda c: -c[1])][:5]
 
 
-def cross_validated(truths: list[str], ranked: list[Ranked], inliers: list[dict], folds: np.ndarray) -> dict:
-    """MAP@5 of the ratio threshold and of the logistic expected-AP order, each fitted on the other fold."""
+def probability(x: np.ndarray, y: np.ndarray):
+    """P(y | features) by logistic regression; the constant rate when ``y`` holds one class only."""
     from sklearn.linear_model import LogisticRegression
 
+    if len(np.unique(y)) < 2:
+        rate = float(np.mean(y)) if len(y) else 0.0
+        return lambda row: rate
+    model = LogisticRegression().fit(x, y)
+    return lambda row: float(model.predict_proba(row.reshape(1, -1))[0, 1])
+
+
+def cross_validated(truths: list[str], ranked: list[Ranked], inliers: list[dict], folds: np.ndarray) -> dict:
+    """MAP@5 of the ratio threshold and of the logistic expected-AP order, each fitted on the other fold."""
     x = np.array([confidence_features(r, v) for r, v in zip(ranked, inliers)])
     is_new = np.array([t == NEW_WHALE for t in truths])
     pos = np.array([next((j for j, (w, _) in enumerate(r[:5]) if w == t), 9) for r, t in zip(ranked, truths)])
@@ -79,20 +88,21 @@ def cross_validated(truths: list[str], ranked: list[Ranked], inliers: list[dict]
     for f in np.unique(folds):
         fit, test = np.where(folds != f)[0], np.where(folds == f)[0]
         threshold = best_threshold(truths, ranked, fit)
-        new_model = LogisticRegression().fit(x[fit], is_new[fit])
         known = fit[~is_new[fit]]
-        first_model = LogisticRegression().fit(x[known], pos[known] == 0)
+        p_new, p_first = probability(x[fit], is_new[fit]), probability(x[known], pos[known] == 0)
         p_rank = [float(np.mean(pos[known] == j)) for j in range(5)]
         for i in test:
             ratio[i] = ratio_predictions([ranked[i]], threshold)[0]
-            logistic[i] = expected_ap_predictions(new_model.predict_proba(x[i:i + 1])[0, 1],
-                                                  first_model.predict_proba(x[i:i + 1])[0, 1], p_rank, ranked[i])
+            logistic[i] = expected_ap_predictions(p_new(x[i]), p_first(x[i]), p_rank, ranked[i])
     return {"ratio threshold, 2-fold": round(map_at_5(truths, ratio), 4),
             "logistic expected-AP order, 2-fold": round(map_at_5(truths, logistic), 4)}
 
 
-def embedding_ranking(encoder: Path, data: Path, truths: list[str]) -> list[Ranked]:
-    """Each query's individuals by the best gallery photo's cosine under an encoder state dict."""
+def embedding_ranking(encoder: Path, data: Path, truths: list[str], flip_tta: bool = False,
+                      query_expansion: int = 0) -> list[Ranked]:
+    """Each query's individuals by the best gallery photo's cosine under an encoder state dict
+    (``flip_tta``: embeddings averaged with the mirror image's; ``query_expansion`` k: the query
+    re-issued as itself plus its k nearest gallery photos weighted by cosine cubed)."""
     import torch
 
     from geovision.whales import rank_individuals
@@ -107,7 +117,20 @@ def embedding_ranking(encoder: Path, data: Path, truths: list[str]) -> list[Rank
     net = WhaleNet(512, 32)
     state = torch.load(encoder, map_location="cpu")
     net.load_state_dict(state.get("net", state))
-    sims = embed(net, va_x, mean, std, "cpu") @ embed(net, tr_x, mean, std, "cpu").T
+    def both(x: np.ndarray) -> np.ndarray:
+        e = embed(net, x, mean, std, "cpu")
+        if flip_tta:                       # mean of the photo's and its mirror image's embeddings
+            e = e + embed(net, np.ascontiguousarray(x[:, :, ::-1]), mean, std, "cpu")
+            e /= np.linalg.norm(e, axis=1, keepdims=True)
+        return e
+
+    q, g = both(va_x), both(tr_x)
+    sims = q @ g.T
+    if query_expansion:                   # alpha-QE (Radenovic et al., TPAMI 2018): alpha 3
+        top = np.argsort(-sims, axis=1)[:, :query_expansion]
+        w = np.take_along_axis(np.maximum(sims, 0), top, axis=1) ** 3
+        q = q + np.einsum("qk,qkd->qd", w, g[top])
+        sims = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ g.T
     ids = np.array([r["Id"] for r in rows])
     return [rank_individuals(row, ids) for row in sims]
 
@@ -177,6 +200,10 @@ def main(argv: list[str] | None = None) -> dict:
                  + r[SHORTLIST:] for r in served]
         table[f"encounter prior, votes x encounters^{a}"] = row(prior, served)
     if args.encoder:
+        table[f"embedding alone, flip TTA ({args.encoder})"] = row(embedding_ranking(args.encoder, args.data,
+                                                                                      truths, flip_tta=True))
+        table["embedding + alpha-QE (k=3)"] = row(embedding_ranking(args.encoder, args.data, truths,
+                                                                    query_expansion=3))
         emb = embedding_ranking(args.encoder, args.data, truths)
         table[f"embedding alone ({args.encoder})"] = row(emb)
         for weight in (0.3, 1.0, 3.0):
