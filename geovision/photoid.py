@@ -102,9 +102,12 @@ def prepare_photo(image: Image.Image, mirror: bool = False) -> tuple[np.ndarray,
     return cv2.createCLAHE(2.0, (8, 8)).apply(grey), mask
 
 
-def extract_features(image: Image.Image, mirror: bool = False) -> Features:
-    """Upright RootSIFT features of the whale's body (see the module docstring)."""
+def extract_features(image: Image.Image, mirror: bool = False, body_only: bool = True) -> Features:
+    """Upright RootSIFT features of the whale's body (see the module docstring); ``body_only``
+    False keeps the whole photo (water and outline included: the ablation of the mask)."""
     grey, mask = prepare_photo(image, mirror)
+    if not body_only:
+        mask = np.full_like(mask, 255)
     sift = cv2.SIFT_create(contrastThreshold=CONTRAST_THRESHOLD)
     found = {(round(k.pt[0], 1), round(k.pt[1], 1), round(k.size, 1)): k for k in sift.detect(grey, mask)}
     keypoints = [cv2.KeyPoint(k.pt[0], k.pt[1], k.size, 0) for k in found.values()]

@@ -50,6 +50,16 @@ def test_a_rotated_relit_copy_verifies_and_another_whale_does_not():
     assert Image.open(io.BytesIO(png)).size[1] == 320
 
 
+def test_the_mask_keeps_features_off_the_water():
+    img = textured_whale(4)
+    img[:40, :] = np.random.default_rng(0).integers(0, 90, (40, img.shape[1], 1))   # rough water above the whale
+    photo = Image.fromarray(img)
+    masked, whole = photoid.extract_features(photo), photoid.extract_features(photo, body_only=False)
+    scale = photoid.LONG_SIDE / img.shape[0]
+    assert (masked.keypoints[:, 1] < 40 * scale).sum() == 0        # nothing on the water ...
+    assert (whole.keypoints[:, 1] < 40 * scale).sum() >= 10        # ... which has many corners of its own
+
+
 def test_viewpoint_rules():
     portrait, landscape = Image.fromarray(textured_whale(3)), Image.fromarray(textured_whale(3)).rotate(90, expand=True)
     assert photoid.guess_viewpoint(*portrait.size) == "top" and photoid.guess_viewpoint(*landscape.size) == "left"

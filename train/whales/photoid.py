@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> dict:
                         "instead of calibrating: what the served model does")
     parser.add_argument("--rerank-weight", type=float, default=0.0)
     parser.add_argument("--model", type=Path, default=Path("models/whales"), help="folder of meta.json")
+    parser.add_argument("--no-mask", action="store_true", help="ablation: features of the whole photo")
+    parser.add_argument("--one-group", action="store_true",
+                        help="ablation: every viewpoint against every other, right views not mirrored")
     parser.add_argument("--dump", type=Path, help="also save queries, ranked shortlists and inliers (pickle) "
                         "for re-ranking trials without recomputing features")
     args = parser.parse_args(argv)
@@ -82,18 +85,23 @@ def main(argv: list[str] | None = None) -> dict:
     feats: dict[str, photoid.Features] = {}
     for r in tqdm(train + queries, desc="local features", unit="photo", mininterval=5):
         with Image.open(folder / r["Image"]) as im:
-            feats[r["Image"]] = photoid.extract_features(im, mirror=r.get("viewpoint") == "right")
+            feats[r["Image"]] = photoid.extract_features(
+                im, mirror=r.get("viewpoint") == "right" and not args.one_group, body_only=not args.no_mask)
     extract_s = time.time() - t0
+
+    def group_of(row: dict) -> str:
+        return "all" if args.one_group else photoid.viewpoint_group(row.get("viewpoint", "top"))
+
     groups = {}
-    for g in ("top", "side"):
-        members = [i for i, r in enumerate(train) if photoid.viewpoint_group(r.get("viewpoint", "top")) == g]
+    for g in ({"all"} if args.one_group else ("top", "side")):
+        members = [i for i, r in enumerate(train) if group_of(r) == g]
         groups[g] = photoid.FeatureIndex(members, [feats[train[i]["Image"]] for i in members],
                                          [train[i]["Id"] for i in members])
     truths, ranked, verified, times = [], [], [], []
     for q in tqdm(queries, desc="identifying", unit="query", mininterval=5):
         t = time.time()
         qf = feats[q["Image"]]
-        r, inl, _ = photoid.rank_and_verify(groups[photoid.viewpoint_group(q.get("viewpoint", "top"))], [qf],
+        r, inl, _ = photoid.rank_and_verify(groups[group_of(q)], [qf],
                                             lambda row: feats[train[row]["Image"]], SHORTLIST, LNBNN_K,
                                             PHOTOS_VERIFIED)
         times.append(time.time() - t)
