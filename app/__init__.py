@@ -6,6 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
+import click
 from flask import Flask
 
 from . import metrics, security, tasks
@@ -21,8 +22,9 @@ def create_app(config: type[Config] | dict | None = None, wait_for_models: bool 
         config: a config class, or a dict of overrides on top of the environment's class; a
             dict (or the environment) may name the instance folder as ``INSTANCE_PATH`` (default:
             ``instance/`` of the checkout).
-        wait_for_models: block until every model is loaded (tests, CLI); otherwise the
-            models load in a background thread and ``/api/v1/ready`` says when.
+        wait_for_models: block until every model is loaded (tests); otherwise the models load
+            in a background thread and ``/api/v1/ready`` says when; under the ``flask`` CLI they
+            load when a command first needs them (``flask db upgrade`` loads none).
         task_handlers: the served tasks (default :func:`default_tasks`).
     Without ``SECRET_KEY`` in the environment a random key is generated once and
     kept in the instance folder.
@@ -104,7 +106,9 @@ def register_extensions(app: Flask, wait_for_models: bool) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
-    engine.init_app(app, wait=wait_for_models, on_batch=metrics.observe_batch)
+    # The flask CLI creates the app inside a click context: its commands load the models on demand.
+    lazy = click.get_current_context(silent=True) is not None
+    engine.init_app(app, wait=wait_for_models, on_batch=metrics.observe_batch, lazy=lazy)
     storage.init_app(app)
     gallery.init_app(app)
     jobs.init_app(app)

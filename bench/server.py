@@ -38,17 +38,21 @@ class LiveServer:
                     "PORT": str(self.port), "GUNICORN_GRACEFUL_TIMEOUT": str(graceful_timeout),
                     "FLASK_APP": "wsgi", "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", **(env or {})}
         self.flask = [str(bin_dir / "flask")]
-        subprocess.run([*self.flask, "db", "upgrade"], cwd=ROOT, env=self.env, check=True, capture_output=True)
+        self.cli("db", "upgrade")
         if gallery_data is not None:
-            subprocess.run([*self.flask, "gallery", "build", "similarity", "--data", str(gallery_data)],
-                           cwd=ROOT, env=self.env, check=True, capture_output=True)
+            self.cli("gallery", "build", "similarity", "--data", str(gallery_data))
         if whales_data is not None:
-            subprocess.run([*self.flask, "gallery", "build", "whales", "--data", str(whales_data)],
-                           cwd=ROOT, env=self.env, check=True, capture_output=True)
+            self.cli("gallery", "build", "whales", "--data", str(whales_data))
         self.log = open(self.workdir / "gunicorn.log", "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                                      cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         self.wait_ready()
+
+    def cli(self, *args: str) -> None:
+        """Run ``flask <args>`` with the server's environment; a failure raises with the command's stderr."""
+        done = subprocess.run([*self.flask, *args], cwd=ROOT, env=self.env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"flask {' '.join(args)} exited {done.returncode}: {done.stderr[-3000:]}")
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.time() + timeout

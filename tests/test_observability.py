@@ -81,3 +81,27 @@ def test_a_request_failing_midway_keeps_no_rows(app, client, monkeypatch):
     assert ok.status_code == 200
     with app.app_context():
         assert Prediction.query.count() == 1
+
+
+def test_the_flask_cli_loads_models_only_for_a_command_that_needs_them(tiny_model_dir, tmp_path):
+    """``flask db upgrade`` (an app built inside a click context) starts no model loading; the
+    first use of the engine does, and then the models are ready."""
+    import click
+
+    from app import create_app
+    from app.extensions import engine
+
+    config = {"TESTING": True, "SECRET_KEY": "test", "INSTANCE_PATH": str(tmp_path / "instance"),
+              "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'cli.db'}", "MODEL_DIR": str(tiny_model_dir)}
+    with click.Context(click.Command("db")):
+        app = create_app(config)
+    state = app.extensions["engine"]
+    assert state._loader is None and state.status == "loading"
+    with app.app_context():
+        engine.state.wait_loaded()
+    assert state.status == "ready" and set(state.checkpoints) == {"salt", "rocks", "similarity", "whales"}
+    state.close()
+    served = create_app({**config, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'web.db'}"})
+    assert served.extensions["engine"]._loader is not None   # gunicorn's import: loading starts at once
+    served.extensions["engine"].wait_loaded()
+    served.extensions["engine"].close()

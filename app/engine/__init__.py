@@ -55,6 +55,24 @@ class EngineState:
         self.errors: dict[str, str] = {}
         self.ready_event = threading.Event()
         self.load_seconds: float | None = None
+        self._loader: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def start_loading(self) -> None:
+        """Load the models in a background thread, once (later calls do nothing)."""
+        with self._start_lock:
+            if self._loader is not None or self.ready_event.is_set():  # started, or loaded by reload()
+                return
+            self._loader = threading.Thread(target=self.load_all, name="model-loader", daemon=True)
+            self._loader.start()
+        # A short-lived process (a CLI command) must not exit while torch is loading:
+        # the interpreter would abort ("terminate called without an active exception").
+        atexit.register(self._loader.join)
+
+    def wait_loaded(self) -> None:
+        """Start the loading if it was deferred and block until every model is loaded or failed."""
+        self.start_loading()
+        self.ready_event.wait()
 
     def load_all(self) -> None:
         """Load and warm up every checkpoint; sets ``status`` to ready or failed."""
@@ -126,21 +144,21 @@ class EngineState:
 class InferenceEngine:
     """Flask extension giving views access to the loaded models of the current app."""
 
-    def init_app(self, app: Flask, wait: bool = False, on_batch: BatchCallback | None = None) -> None:
+    def init_app(self, app: Flask, wait: bool = False, on_batch: BatchCallback | None = None,
+                 lazy: bool = False) -> None:
         """Start loading the models of ``app.config['MODEL_DIR']``; block when ``wait``.
 
+        ``lazy`` (a CLI process: ``flask db upgrade`` needs no model) defers the loading to the
+        first :meth:`EngineState.wait_loaded` or :attr:`state` access.
         ``on_batch(model, rows, queue_waits_s, seconds)`` is called after every forward pass."""
         if app.config.get("TORCH_THREADS"):
             torch.set_num_threads(app.config["TORCH_THREADS"])
         state = EngineState(app.config, on_batch)
         app.extensions["engine"] = state
-        thread = threading.Thread(target=state.load_all, name="model-loader", daemon=True)
-        thread.start()
-        # A short-lived process (a CLI command) must not exit while torch is loading:
-        # the interpreter would abort ("terminate called without an active exception").
-        atexit.register(thread.join)
+        if wait or not lazy:
+            state.start_loading()
         if wait:
-            thread.join()
+            state.wait_loaded()
 
     def reload(self, app: Flask) -> EngineState:
         """Load every checkpoint again (blocking), then swap it in and close the old batchers."""
@@ -152,7 +170,10 @@ class InferenceEngine:
 
     @property
     def state(self) -> EngineState:
-        return current_app.extensions["engine"]
+        """The current app's engine state; starts a deferred (``lazy``) loading."""
+        state = current_app.extensions["engine"]
+        state.start_loading()
+        return state
 
     def checkpoint(self, task: str) -> Checkpoint:
         """The loaded checkpoint of ``task``; raises ModelNotReady if there is none."""

@@ -33,7 +33,7 @@ SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 @with_appcontext
 def predict(task: str, data: Path, out: Path, batch_size: int) -> None:
     """Write TASK's Kaggle submission (id,rle_mask; id = file name without extension) for --data."""
-    engine.state.ready_event.wait()
+    engine.state.wait_loaded()
     try:
         ckpt = engine.checkpoint(task)
     except ModelNotReady as exc:

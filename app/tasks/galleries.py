@@ -21,7 +21,7 @@ def _gallery_handler(task: str) -> TaskHandler:
     handlers = {n: h for n, h in current_app.extensions["tasks"].items() if h.has_gallery}
     if task not in handlers:
         raise click.UsageError(f"TASK must be one of: {', '.join(handlers)}")
-    engine.state.ready_event.wait()
+    engine.state.wait_loaded()
     try:
         engine.checkpoint(handlers[task].model_task)
     except ModelNotReady as exc:
