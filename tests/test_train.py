@@ -224,3 +224,23 @@ def test_a_run_resumes_where_it_stopped(runner, tmp_path):
     second = torch.load(run / "last.pt", map_location="cpu")
     assert first["epoch"] == 0 and second["epoch"] == 1
     assert json.loads((run / "args.json").read_text())["resume"] is True
+
+
+def test_sub_center_arcface_scores_each_individual_by_its_closest_centre():
+    """Two centres per class: a photo near either centre of its class gets that class's full
+    cosine; the margin lowers only the true class's logit."""
+    import math
+
+    from train.whales.model import ArcFace
+
+    head = ArcFace(4, num_classes=2, s=1.0, m=0.0, subcenters=2)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(4))   # class 0: axes 0 and 1; class 1: axes 2 and 3
+    x = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 2.0]])
+    labels = torch.tensor([0, 1])
+    assert torch.allclose(head(x, labels), torch.tensor([[1.0, 0.0], [0.0, 1.0]]), atol=1e-5)
+    head.m = 0.5
+    logits = head(x, labels)
+    assert torch.allclose(logits.diagonal(), torch.full((2,), math.cos(0.5)), atol=1e-3)  # cos clamped below 1
+    assert torch.allclose(logits[0, 1], torch.tensor(0.0), atol=1e-5)
+    assert ArcFace(4, 3)(x, labels).shape == (2, 3)

@@ -54,6 +54,7 @@ class WhalesTrainConfig:
     margin: float = 0.4
     margin_warmup: int = 8         #: epochs over which the ArcFace margin grows from 0 to ``margin``
     scale: float = 30.0
+    subcenters: int = 1            #: ArcFace centres per individual (sub-center ArcFace when > 1)
     flip_new_id: bool = False      #: a mirrored photo counts as another individual (else plain augmentation)
     init_from: str = ""            #: start from these network weights (e.g. ``runs/whales_ssl/encoder.pt``)
     embedding_dim: int = 512
@@ -174,7 +175,7 @@ def train_whales(cfg: WhalesTrainConfig) -> dict:
     if cfg.init_from:
         net.load_state_dict(torch.load(cfg.init_from, map_location=device))
     n_heads = 2 * n_classes if cfg.flip_new_id else n_classes
-    head = ArcFace(cfg.embedding_dim, n_heads, cfg.scale, cfg.margin).to(device)
+    head = ArcFace(cfg.embedding_dim, n_heads, cfg.scale, cfg.margin, cfg.subcenters).to(device)
     params = list(net.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     batch = min(cfg.batch_size, max(2, len(tr_x) // 2) if cfg.dry_run else len(tr_x))
@@ -252,7 +253,7 @@ def _export(net: WhaleNet, cfg: WhalesTrainConfig, best: dict, mean: torch.Tenso
         "version": time.strftime("%Y%m%d", time.gmtime()) + ("-dryrun" if cfg.dry_run else ""),
         "architecture": f"ResNet-18 layout at half width ({cfg.width}-{8 * cfg.width} channels, timm, from "
                         f"scratch), GeM pooling, {cfg.embedding_dim}-d batch-normalised embedding; trained "
-                        f"with ArcFace (s={cfg.scale}, m={cfg.margin}, margin warm-up {cfg.margin_warmup} epochs) over "
+                        f"with ArcFace (s={cfg.scale}, m={cfg.margin}, {cfg.subcenters} centre(s) per class, margin warm-up {cfg.margin_warmup} epochs) over "
                         f"{n_classes} individuals"
                         + (" x 2 (mirror = new id)" if cfg.flip_new_id else ", mirrored photos as augmentation"),
         "input_shape": [3, whales.INPUT_HEIGHT, whales.INPUT_WIDTH],

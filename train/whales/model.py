@@ -50,16 +50,22 @@ class WhaleNet(nn.Module):
 
 class ArcFace(nn.Module):
     """Additive angular margin logits: ``s * cos(theta + m)`` for the true class, ``s * cos(theta)``
-    elsewhere (Deng et al., "ArcFace", CVPR 2019, with their easy-margin fallback past pi - m)."""
+    elsewhere (Deng et al., "ArcFace", CVPR 2019, with their easy-margin fallback past pi - m).
 
-    def __init__(self, embedding_dim: int, num_classes: int, s: float = 30.0, m: float = 0.4):
+    ``subcenters`` K > 1 gives each class K centres and takes the closest (sub-center ArcFace,
+    Deng et al., ECCV 2020): photos of one individual from different encounters need not meet
+    at one point. Input (N, D) embeddings and int64 (N,) labels; output (N, num_classes) logits."""
+
+    def __init__(self, embedding_dim: int, num_classes: int, s: float = 30.0, m: float = 0.4,
+                 subcenters: int = 1):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
+        self.weight = nn.Parameter(torch.empty(num_classes * subcenters, embedding_dim))
         nn.init.xavier_uniform_(self.weight)
-        self.s, self.m = s, m
+        self.s, self.m, self.subcenters = s, m, subcenters
 
     def forward(self, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        cosine = F.linear(F.normalize(embedding), F.normalize(self.weight)).clamp(-1 + 1e-7, 1 - 1e-7)
+        cosine = F.linear(F.normalize(embedding), F.normalize(self.weight))
+        cosine = cosine.view(len(cosine), -1, self.subcenters).amax(dim=2).clamp(-1 + 1e-7, 1 - 1e-7)
         sine = torch.sqrt(1.0 - cosine ** 2)
         phi = cosine * math.cos(self.m) - sine * math.sin(self.m)
         phi = torch.where(cosine > math.cos(math.pi - self.m), phi, cosine - math.sin(math.pi - self.m) * self.m)
