@@ -253,7 +253,8 @@ def _export(net: WhaleNet, cfg: WhalesTrainConfig, best: dict, mean: torch.Tenso
         "version": time.strftime("%Y%m%d", time.gmtime()) + ("-dryrun" if cfg.dry_run else ""),
         "architecture": f"ResNet-18 layout at half width ({cfg.width}-{8 * cfg.width} channels, timm, from "
                         f"scratch), GeM pooling, {cfg.embedding_dim}-d batch-normalised embedding; trained "
-                        f"with ArcFace (s={cfg.scale}, m={cfg.margin}, {cfg.subcenters} centre(s) per class, margin warm-up {cfg.margin_warmup} epochs) over "
+                        f"with ArcFace (s={cfg.scale}, m={cfg.margin}, {cfg.subcenters} centre(s) per class, "
+                        f"margin warm-up {cfg.margin_warmup} epochs) over "
                         f"{n_classes} individuals"
                         + (" x 2 (mirror = new id)" if cfg.flip_new_id else ", mirrored photos as augmentation"),
         "input_shape": [3, whales.INPUT_HEIGHT, whales.INPUT_WIDTH],
