@@ -106,9 +106,12 @@ def test_pretrain_and_label_fraction_dry_run(runner, tmp_path):
 def test_flask_train_model_whales_dry_run(runner, tmp_path, whale_folder):
     out = tmp_path / "whales"
     result = runner.invoke(args=["train-model", "whales", "--data", str(whale_folder), "--dry-run",
-                                 "--output", str(out), "--run-dir", str(tmp_path / "run")])
+                                 "--subcenters", "2", "--output", str(out), "--run-dir", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert rows[-1]["map_at_5"] and float(rows[-1]["top5_known"]) >= 0   # validation columns are named
     meta = json.loads((out / "meta.json").read_text())
+    assert "2 centre(s) per class" in meta["architecture"]
     assert meta["input_shape"] == [3, 256, 96] and 0 <= meta["new_whale_threshold"] <= 1
     assert {"val_map_at_5", "val_baseline_map_at_5"} <= set(meta["metrics"])
     ckpt = load_checkpoint(out, torch.device("cpu"))

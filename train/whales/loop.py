@@ -40,6 +40,11 @@ from .model import ArcFace, WhaleEmbedder, WhaleNet
 log = logging.getLogger(__name__)
 
 
+#: ``metrics.csv`` columns: every epoch's training figures, then the validation ones (evaluated epochs).
+METRICS_COLUMNS = ["epoch", "margin", "loss", "train_accuracy", "lr", "minutes", "threshold", "map_at_5",
+                   "map_at_5_known", "map_at_5_new", "top1_known", "top5_known", "baseline_map_at_5"]
+
+
 @dataclass
 class WhalesTrainConfig:
     """Arguments of :func:`train_whales`."""
@@ -226,7 +231,7 @@ def train_whales(cfg: WhalesTrainConfig) -> dict:
                 _export(net, cfg, best, mean, std, len(tr_x), n_classes, queries, row["minutes"], device)
         log.info("epoch %s", row)
         with open(run_dir / "metrics.csv", "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(row), extrasaction="ignore")
+            writer = csv.DictWriter(fh, fieldnames=METRICS_COLUMNS, extrasaction="ignore")
             if fh.tell() == 0:
                 writer.writeheader()
             writer.writerow(row)
