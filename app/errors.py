@@ -57,7 +57,7 @@ def handle_not_ready(exc: ModelNotReady):
 
 @bp.app_errorhandler(GalleryUnavailable)
 def handle_no_gallery(exc: GalleryUnavailable):
-    return error_response("gallery_empty", str(exc), 409)
+    return error_response(exc.code, str(exc), 409)
 
 
 @bp.app_errorhandler(QueueFullError)

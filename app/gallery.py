@@ -32,6 +32,23 @@ log = logging.getLogger(__name__)
 class GalleryUnavailable(RuntimeError):
     """No gallery has been built for the task, it is empty, or there is nothing to build it from."""
 
+    code = "gallery_empty"   #: the API's error code (409)
+
+
+class GalleryStale(GalleryUnavailable):
+    """The gallery's embeddings come from another model than the one served (it was retrained)."""
+
+    code = "gallery_stale"
+
+
+def check_model(gallery: Gallery, model: dict, task: str) -> None:
+    """Raise :class:`GalleryStale` when ``gallery`` was embedded by another model than ``model``
+    (:func:`geovision.checkpoint.fingerprint`); galleries built before models were recorded pass."""
+    if gallery.model and gallery.model.get("sha256") != model["sha256"]:
+        raise GalleryStale(f"the {task} gallery was embedded by {gallery.model.get('name')} "
+                           f"{gallery.model.get('version')}, not by the served {model['name']} {model['version']}: "
+                           f"rebuild it with `flask gallery build {task} --data DIR`")
+
 
 def gallery_lock(root: Path) -> FileLock:
     """The inter-process lock serialising changes of the gallery at ``root``."""
@@ -49,6 +66,8 @@ class Gallery:
     pixels: np.ndarray | None
     kmeans: dict | None
     version: str
+    #: the model that embedded the rows (``name``, ``version``, ``sha256``), None when not recorded
+    model: dict | None = None
     #: name -> one array per row (e.g. the whales' keypoints and descriptors), or empty
     ragged: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
     _pixel_index: faiss.Index | None = field(default=None, repr=False)
@@ -86,7 +105,8 @@ class Gallery:
 
 
 def write_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None,
-                  n_clusters: int = 6, ragged: dict[str, list[np.ndarray]] | None = None) -> Path:
+                  n_clusters: int = 6, ragged: dict[str, list[np.ndarray]] | None = None,
+                  model: dict | None = None) -> Path:
     """Write a complete gallery folder beside ``root`` and point ``root`` at it atomically (callers
     hold :func:`gallery_lock`).
 
@@ -97,6 +117,7 @@ def write_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels:
             gallery searched by embedding only (no pixels.npy, no kmeans.npz).
         ragged: name -> one array per row (same dtype and trailing shape), kept in ``ragged.npz``
             as the concatenation and the row offsets.
+        model: the embedding model's fingerprint, kept in ``model.json``.
     Returns:
         The new versioned folder.
     """
@@ -110,10 +131,12 @@ def write_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels:
         item["id"] = i
     faiss.write_index(retrieval.flat_index(embeddings, "ip"), str(folder / "index.faiss"))
     (folder / "items.json").write_text(json.dumps(items))
+    if model:
+        (folder / "model.json").write_text(json.dumps(model))
     if pixels is not None:
         _write_pixels(folder, pixels, n_clusters)
     if ragged:
-        _write_ragged(folder / "ragged.npz", ragged, len(items))
+        retrieval.save_ragged(folder / "ragged.npz", ragged, len(items))
     tmp_link = root.parent / f".{root.name}.{uuid.uuid4().hex}"
     os.symlink(folder.name, tmp_link)
     os.replace(tmp_link, root)
@@ -138,41 +161,24 @@ def _write_pixels(folder: Path, pixels: np.ndarray, n_clusters: int) -> None:
     np.savez(folder / "kmeans.npz", centroids=centroids, assign=assign, dist=dist)
 
 
-def _write_ragged(path: Path, ragged: dict[str, list[np.ndarray]], n: int) -> None:
-    arrays = {}
-    for name, rows in ragged.items():
-        if len(rows) != n:
-            raise ValueError(f"ragged {name!r} has {len(rows)} rows for {n} items")
-        arrays[name] = np.concatenate(rows)
-        arrays[f"{name}__offsets"] = np.cumsum([0] + [len(r) for r in rows])
-    np.savez(path, **arrays)
-
-
-def _read_ragged(path: Path) -> dict[str, list[np.ndarray]]:
-    if not path.exists():
-        return {}
-    with np.load(path) as npz:
-        out = {}
-        for name in (k for k in npz.files if not k.endswith("__offsets")):
-            data, off = npz[name], npz[f"{name}__offsets"]
-            out[name] = [data[a:b] for a, b in zip(off[:-1], off[1:])]
-    return out
-
-
 def append_to_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None,
-                      ragged: dict[str, list[np.ndarray]] | None = None) -> int:
+                      ragged: dict[str, list[np.ndarray]] | None = None, model: dict | None = None) -> int:
     """Add rows to the gallery at ``root`` (creating it) without re-embedding; returns its new size.
 
     The read-modify-swap holds :func:`gallery_lock`, so concurrent appends never lose rows.
+    Raises :class:`GalleryStale` when ``model`` is not the model that embedded the gallery.
     """
     with gallery_lock(root):
-        return _append_locked(Path(root), items, embeddings, pixels, ragged)
+        return _append_locked(Path(root), items, embeddings, pixels, ragged, model)
 
 
 def _append_locked(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None,
-                   ragged: dict[str, list[np.ndarray]] | None) -> int:
+                   ragged: dict[str, list[np.ndarray]] | None, model: dict | None = None) -> int:
     if (root / "items.json").exists():
         old = read_gallery(root)
+        if model:
+            check_model(old, model, root.name)
+        model = model or old.model
         items = old.items + items
         embeddings = np.concatenate([old.index.reconstruct_n(0, old.index.ntotal), embeddings])
         if old.pixels is not None and pixels is not None:
@@ -181,7 +187,7 @@ def _append_locked(root: Path, items: list[dict], embeddings: np.ndarray, pixels
             ragged = {k: old.ragged[k] + list(v) for k, v in ragged.items() if k in old.ragged}
         elif old.ragged or ragged:
             ragged = None   # rows without features cannot be mixed in: the task falls back to its embedding
-    write_gallery(root, items, embeddings, pixels, ragged=ragged)
+    write_gallery(root, items, embeddings, pixels, ragged=ragged, model=model)
     return len(items)
 
 
@@ -200,8 +206,9 @@ def read_gallery(root: Path) -> Gallery:
         pixels = np.load(folder / "pixels.npy")
         km = np.load(folder / "kmeans.npz")
         kmeans = {k: km[k] for k in ("centroids", "assign", "dist")}
+    model = json.loads((folder / "model.json").read_text()) if (folder / "model.json").exists() else None
     return Gallery(items=items, index=faiss.read_index(str(folder / "index.faiss")), pixels=pixels,
-                   kmeans=kmeans, version=folder.name, ragged=_read_ragged(folder / "ragged.npz"))
+                   kmeans=kmeans, version=folder.name, model=model, ragged=retrieval.load_ragged(folder / "ragged.npz"))
 
 
 class GalleryStore:
@@ -253,23 +260,23 @@ class GalleryStore:
         log.info("gallery %s: now version %s from the shared store", task, version)
 
     def replace(self, task: str, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None,
-                ragged: dict[str, list[np.ndarray]] | None = None) -> int:
+                ragged: dict[str, list[np.ndarray]] | None = None, model: dict | None = None) -> int:
         """:func:`write_gallery` of ``task`` under :func:`gallery_lock` (a rebuild never interleaves
         with an append), then published to the store; returns the size."""
         with gallery_lock(self.folder / task):
-            write_gallery(self.folder / task, items, embeddings, pixels, ragged=ragged)
+            write_gallery(self.folder / task, items, embeddings, pixels, ragged=ragged, model=model)
             self._publish(task)
         return len(items)
 
     def append(self, task: str, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None,
-               ragged: dict[str, list[np.ndarray]] | None = None) -> int:
+               ragged: dict[str, list[np.ndarray]] | None = None, model: dict | None = None) -> int:
         """:func:`append_to_gallery` of ``task`` on the store's current version, then published.
 
         Appends are serialised per machine by :func:`gallery_lock`; front ends on several machines
         should leave enrolment to one of them (the admin pages) or rebuild."""
         with gallery_lock(self.folder / task):
             self.sync(task, force=True)
-            size = _append_locked(self.folder / task, items, embeddings, pixels, ragged)
+            size = _append_locked(self.folder / task, items, embeddings, pixels, ragged, model)
             self._publish(task)
         return size
 

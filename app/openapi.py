@@ -51,7 +51,8 @@ def _task_path(handler) -> dict:
                         "results": {"type": "array", "items": item}}}}}},
             "400": _error("no usable file, or a bad form field.", COMMON_ERRORS[:4] + handler.api_errors),
             "404": _error("no such task or route."),
-            "409": _error("the task's gallery is empty.", ("gallery_empty",)),
+            "409": _error("the task's gallery is empty, or was embedded by another model than the served one "
+                          "(rebuild it).", ("gallery_empty", "gallery_stale")),
             "413": _error("the upload (or every file) is too large.", ("payload_too_large", "image_too_large")),
             "503": _error("model not loaded, queue full or timed out; retry after Retry-After seconds.",
                           ("model_not_ready", "overloaded", "timeout")),

@@ -6,6 +6,7 @@ PyTorch has deprecated TorchScript in favour of ``torch.export``; every load goe
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 import zipfile
@@ -78,6 +79,15 @@ class Checkpoint:
     @property
     def version(self) -> str:
         return str(self.meta.get("version", "0"))
+
+
+def fingerprint(ckpt: Checkpoint) -> dict:
+    """``{"name", "version", "sha256"}`` of a checkpoint, ``sha256`` the first 16 hex digits of the
+    digest of its ``model.pt`` (computed once): what a gallery records of the model that embedded it,
+    so that a retrained model is never searched against another model's embeddings."""
+    if "sha256" not in ckpt.extra:
+        ckpt.extra["sha256"] = hashlib.sha256((Path(ckpt.path) / "model.pt").read_bytes()).hexdigest()[:16]
+    return {"name": ckpt.name, "version": ckpt.version, "sha256": ckpt.extra["sha256"]}
 
 
 def find_checkpoints(model_dir: str | Path) -> dict[str, Path]:

@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import faiss
 import numpy as np
 
@@ -65,3 +67,28 @@ def kmeans_search(centroids: np.ndarray, assign: np.ndarray, dist: np.ndarray, q
 def precision_at_k(query_labels: np.ndarray, match_labels: np.ndarray) -> float:
     """Mean fraction of the k matches (Q, k) whose label equals the query's (Q,)."""
     return float((match_labels == query_labels[:, None]).mean())
+
+
+def save_ragged(path: str | Path, ragged: dict[str, list[np.ndarray]], n: int) -> None:
+    """Keep arrays of a different length per row (e.g. each photo's keypoints) in one ``.npz``:
+    per name the concatenation and ``<name>__offsets`` (n + 1 row starts). Raises ValueError
+    when a name has not ``n`` rows."""
+    arrays = {}
+    for name, rows in ragged.items():
+        if len(rows) != n:
+            raise ValueError(f"ragged {name!r} has {len(rows)} rows for {n} items")
+        arrays[name] = np.concatenate(rows)
+        arrays[f"{name}__offsets"] = np.cumsum([0] + [len(r) for r in rows])
+    np.savez(path, **arrays)
+
+
+def load_ragged(path: str | Path) -> dict[str, list[np.ndarray]]:
+    """The arrays of :func:`save_ragged`, one per row; ``{}`` when ``path`` does not exist."""
+    if not Path(path).exists():
+        return {}
+    with np.load(path) as npz:
+        out = {}
+        for name in (k for k in npz.files if not k.endswith("__offsets")):
+            data, off = npz[name], npz[f"{name}__offsets"]
+            out[name] = [data[a:b] for a, b in zip(off[:-1], off[1:])]
+    return out

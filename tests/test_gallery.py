@@ -100,3 +100,47 @@ def test_history_names_the_result_of_every_task(tiny_model_dir, tmp_path, whale_
         assert "schist (" in html
     finally:
         app.extensions["engine"].close()
+
+
+def test_a_retrained_model_is_not_searched_against_the_old_embeddings(tiny_model_dir, rock_folder, tmp_path):
+    """The gallery records the model that embedded it: after a retrain (another model.pt, here of
+    another embedding size) the embedding search and enrolment answer 409 ``gallery_stale`` with
+    the rebuild command, the pixel search still answers, and a rebuild serves again."""
+    import shutil
+
+    from app.extensions import engine
+
+    from .conftest import PooledPixels, _write_model
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, models)
+    app = make_app(models, tmp_path, ADMIN_TOKEN="s3cret-token-for-tests")
+    cli, client = app.test_cli_runner(), app.test_client()
+
+    def search(method: str = "embedding"):
+        return client.post("/api/v1/similarity/search", content_type="multipart/form-data",
+                           data={"image": [(io.BytesIO(rock_png("gneiss")), "q.png")], "method": method})
+
+    try:
+        assert cli.invoke(args=["gallery", "build", "similarity", "--data", str(rock_folder)]).exit_code == 0
+        recorded = json.loads((tmp_path / "gallery" / "similarity" / "model.json").read_text())
+        assert recorded["name"] == "tiny-similarity" and len(recorded["sha256"]) == 16
+        assert search().status_code == 200
+        meta = json.loads((models / "similarity" / "meta.json").read_text())
+        _write_model(models, "similarity", PooledPixels((2, 2), grey=False), input_shape=meta["input_shape"],
+                     normalization=meta["normalization"], embedding_dim=12, version="retrained")
+        with app.app_context():
+            engine.reload(app)
+        stale = search()
+        assert stale.status_code == 409 and stale.get_json()["error"]["code"] == "gallery_stale"
+        assert "tiny-similarity test" in stale.get_json()["error"]["message"]
+        assert "flask gallery build similarity" in stale.get_json()["error"]["message"]
+        assert search("pixels").status_code == 200
+        added = client.post("/api/v1/admin/gallery/similarity", headers=AUTH,
+                            data={"label": "gneiss", "image": [(io.BytesIO(rock_png("gneiss")), "new.png")]})
+        assert added.status_code == 409 and added.get_json()["error"]["code"] == "gallery_stale"
+        assert cli.invoke(args=["gallery", "build", "similarity", "--data", str(rock_folder)]).exit_code == 0
+        fresh = search()
+        assert fresh.status_code == 200 and fresh.get_json()["results"][0]["matches"]
+    finally:
+        app.extensions["engine"].close()

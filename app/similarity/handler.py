@@ -13,13 +13,13 @@ from flask import current_app, url_for
 from PIL import Image
 from tqdm import tqdm
 
-from geovision.checkpoint import Checkpoint
+from geovision.checkpoint import Checkpoint, fingerprint
 from geovision.imaging import decode_image, rgb_model_input
 from geovision.retrieval import METHODS
 
 from ..errors import ApiError
 from ..extensions import engine
-from ..gallery import GalleryUnavailable, store
+from ..gallery import GalleryUnavailable, check_model, store
 from ..tasks.handler import Prepared, TaskHandler
 from .views import bp
 
@@ -49,7 +49,7 @@ class SimilarityHandler(TaskHandler):
             "id": {"type": "integer"}, "label": {"type": "string"}, "score": {"type": "number"},
             "image_url": {"type": "string", "format": "uri"}}}},
     }
-    api_errors = ("invalid_k", "invalid_method", "gallery_empty")
+    api_errors = ("invalid_k", "invalid_method", "gallery_empty", "gallery_stale")
 
     def parse_options(self, form) -> dict:
         """``k`` (1..100, default 10) and ``method`` (``embedding``, ``pixels``, ``kmeans``)."""
@@ -73,6 +73,8 @@ class SimilarityHandler(TaskHandler):
         thumb, x = rgb_model_input(image, ckpt.meta)
         if gallery.pixels is not None and thumb.shape != gallery.pixels.shape[1:]:
             raise GalleryUnavailable("the gallery thumbnails do not match the model input; rebuild the gallery")
+        if method == "embedding":   # the pixel searches do not use the model's embeddings
+            check_model(gallery, fingerprint(ckpt), self.name)
         rows = torch.from_numpy(x[None]) if method == "embedding" else None
         return Prepared(rows, image.size, {"thumb": thumb, "gallery": gallery})
 
@@ -115,7 +117,7 @@ class SimilarityHandler(TaskHandler):
         images = (_open(p) for p in paths)
         thumbs, embs = self._embed(images, len(paths))
         items = [{"label": p.parent.name if p.parent != data else "", "path": str(p.resolve())} for p in paths]
-        return store().replace(self.name, items, embs, thumbs)
+        return store().replace(self.name, items, embs, thumbs, model=fingerprint(engine.checkpoint(self.model_task)))
 
     def add_to_gallery(self, label: str | None, photos: list[tuple[str, Image.Image, bytes | None]]) -> int:
         """Add photos under ``label`` (None: each file's folder name); uploaded ones (bytes given)
@@ -124,7 +126,7 @@ class SimilarityHandler(TaskHandler):
         items = [{"label": label or Path(name).parent.name,
                   "path": f"upload:{name}" if data is not None else str(Path(name).resolve())}
                  for name, _, data in photos]
-        return store().append(self.name, items, embs, thumbs)
+        return store().append(self.name, items, embs, thumbs, model=fingerprint(engine.checkpoint(self.model_task)))
 
     def _embed(self, images, total: int, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 thumbnails (N, S, S, 3), float32 L2-normalised embeddings (N, D)), with a progress bar."""

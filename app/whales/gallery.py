@@ -22,7 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from geovision import photoid, retrieval
-from geovision.checkpoint import Checkpoint
+from geovision.checkpoint import Checkpoint, fingerprint
 from geovision.imaging import normalise
 from geovision.metrics import NEW_WHALE, insert_new_whale
 from geovision.whales import image_folder, partition, prepare_image, rank_individuals, read_split
@@ -210,7 +210,7 @@ def build_gallery(data: Path, exclude_split: Path | None = None) -> int:
                                        viewpoints=views)
     items = [{"label": r["Id"], "image": r["Image"], "path": r["path"], "phash": h, "viewpoint": v}
              for r, h, v in zip(rows, hashes, views)]
-    return store().replace(TASK, items, embs, ragged=local)
+    return store().replace(TASK, items, embs, ragged=local, model=fingerprint(ckpt))
 
 
 def enrolled_folder() -> Path:
@@ -262,4 +262,4 @@ def enrol(whale_id: str, photos: list[tuple[str, Image.Image, bytes | None]], vi
             shared().publish(path)         # raises ValueError for a WHALES_ENROLLED_FOLDER outside the shared folders
             item["key"] = shared().key(path)
         items.append(item)
-    return store().append(TASK, items, embs, ragged=local)
+    return store().append(TASK, items, embs, ragged=local, model=fingerprint(ckpt))

@@ -11,12 +11,12 @@ from flask import current_app, url_for
 from PIL import Image
 
 from geovision import photoid
-from geovision.checkpoint import Checkpoint
+from geovision.checkpoint import Checkpoint, fingerprint
 from geovision.imaging import decode_image
 from geovision.metrics import NEW_WHALE
 
 from ..errors import ApiError
-from ..gallery import store
+from ..gallery import check_model, store
 from ..tasks.handler import Prepared, TaskHandler
 from ..uploads import storage_dir
 from . import (
@@ -62,7 +62,7 @@ class WhalesHandler(TaskHandler):
                       "description": "top (drone view of the back), left or right side view; auto: portrait "
                                      "photos are top views, landscape ones side views of either side"},
     }
-    api_errors = ("gallery_empty", "invalid_k", "invalid_viewpoint")
+    api_errors = ("gallery_empty", "gallery_stale", "invalid_k", "invalid_viewpoint")
     config_defaults = {
         #: Largest pHash (256 bits) Hamming distance at which an upload is a duplicate of a gallery photo.
         "WHALES_DUPLICATE_DISTANCE": int(os.environ.get("WHALES_DUPLICATE_DISTANCE", 16)),
@@ -116,6 +116,7 @@ class WhalesHandler(TaskHandler):
             shortlist, group, threshold = found.shortlist(k), found.group, found.threshold
             photos = {w: [row] for w, (row, _, _) in found.best.items()}
         else:   # a gallery built before local features: the CNN embedding's cosine ranking
+            check_model(gallery, fingerprint(ckpt), self.name)
             found, group, threshold = None, "all", float(ckpt.meta["new_whale_threshold"])
             preds, photos = whale_gallery.rank_gallery(gallery, outputs[0].float().numpy(), threshold, duplicate)
             predictions = [{"whale_id": w, "score": round(float(s), 6), "inliers": None} for w, s in preds]
