@@ -60,6 +60,8 @@ class EngineState:
 
     def start_loading(self) -> None:
         """Load the models in a background thread, once (later calls do nothing)."""
+        if self._loader is not None:   # the common case (every request): no lock taken
+            return
         with self._start_lock:
             if self._loader is not None or self.ready_event.is_set():  # started, or loaded by reload()
                 return
@@ -155,10 +157,10 @@ class InferenceEngine:
             torch.set_num_threads(app.config["TORCH_THREADS"])
         state = EngineState(app.config, on_batch)
         app.extensions["engine"] = state
-        if wait or not lazy:
-            state.start_loading()
         if wait:
             state.wait_loaded()
+        elif not lazy:
+            state.start_loading()
 
     def reload(self, app: Flask) -> EngineState:
         """Load every checkpoint again (blocking), then swap it in and close the old batchers."""
