@@ -8,8 +8,9 @@ GALLERY_DATA ?= ../shared/data/geological-similarity
 WHALES_DATA ?= ../shared/data/whales
 export FLASK_APP := wsgi
 
-.PHONY: setup setup-dev browser run test lint bench bench-sections train-salt train-rocks train-whales pretrain-study clean
+.PHONY: setup setup-train setup-dev browser run test lint bench bench-sections train-salt train-rocks train-whales pretrain-study clean
 setup: $(VENV)/.installed
+setup-train: $(VENV)/.installed-train
 setup-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed: requirements.txt
@@ -18,7 +19,11 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+$(VENV)/.installed-train: $(VENV)/.installed requirements-train.txt
+	$(PY) -m pip install --quiet -r requirements-train.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-train requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
@@ -49,16 +54,16 @@ bench: setup-dev  ## serving benchmark: raw vs served throughput, latency; write
 bench-sections: setup  ## time whole salt sections of 0.1-2 megapixels (time per megapixel)
 	$(PY) bench/sections.py
 
-train-salt: setup  ## retrain the salt segmenter on ../shared/data (hours on CPU)
+train-salt: setup-train  ## retrain the salt segmenter on ../shared/data (hours on CPU)
 	$(VENV)/bin/flask train-model salt --data ../shared/data/tgs-salt --epochs 40 --lovasz-from 18
 
-train-rocks: setup  ## retrain the rock classifier and embedding (about 20 min on CPU)
+train-rocks: setup-train  ## retrain the rock classifier and embedding (about 20 min on CPU)
 	$(VENV)/bin/flask train-model rocks --data ../shared/data/geological-similarity --epochs 15
 
-train-whales: setup  ## retrain the whale embedding (about 80 min on 2 CPU cores)
+train-whales: setup-train  ## retrain the whale embedding (about 80 min on 2 CPU cores)
 	$(VENV)/bin/flask train-model whales --data ../shared/data/whales --epochs 40 --threads 2
 
-pretrain-study: setup  ## self-supervised pretraining table (rotation/jigsaw vs scratch; about 1 h on 2 cores)
+pretrain-study: setup-train  ## self-supervised pretraining table (rotation/jigsaw vs scratch; about 1 h on 2 cores)
 	$(PY) -m train.salt.ssl_study run --data ../shared/data/tgs-salt --threads 2
 	$(PY) -m train.salt.ssl_study report
 

@@ -71,7 +71,7 @@ class Config:
     UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER")
     #: Torch CPU threads for inference in a serving process (0 = PyTorch default).
     TORCH_THREADS = _env_int("TORCH_THREADS", 0)
-    #: Days a prediction's stored files are kept (0 = forever); pruned at start-up and by `flask uploads prune`.
+    #: Days a prediction's stored files are kept (0 = forever); pruned at start-up and by `flask prune-uploads`.
     UPLOAD_RETENTION_DAYS = _env_int("UPLOAD_RETENTION_DAYS", 30)
     #: Token for admin actions (gallery add/rebuild, model reload); admin endpoints are off when unset.
     ADMIN_TOKEN = os.environ.get("ADMIN_TOKEN") or None
@@ -92,7 +92,8 @@ class Config:
 
 
 class DevelopmentConfig(Config):
-    DEBUG = False
+    """The ``make run`` demo: served by gunicorn like production, so Flask's debugger stays off
+    (``DEBUG`` would also re-raise errors past the JSON/HTML error handlers)."""
 
 
 class TestingConfig(Config):

@@ -1,6 +1,6 @@
 """Salt inference speed on this CPU: runtime settings, tiles per second, FLOPs and peak.
 
-    python bench/salt_speed.py [--model models/salt] [--threads 2] [--check-metric] [--json out.json]
+    python bench/salt_speed.py [--model models/salt [OTHER ...]] [--threads 2] [--check-metric] [--json out.json]
 
 For the checkpoint's TorchScript module it times batches of 1 and 32 tiles (128x128 inputs, the
 model's own flip TTA inside) under each runtime setting: as loaded (float32), ``torch.jit.freeze``
@@ -10,7 +10,8 @@ divides the achieved FLOP/s by the CPU's peak (cores x clock x FLOPs per cycle: 
 does 32 float32 or 64 bfloat16 FLOPs per cycle with AVX-512). ``--check-metric`` also scores the
 360 validation tiles through the serving path (tiling, blending, thresholds of meta.json) in
 float32 and in bfloat16, so that a faster setting is taken only when the metric holds.
-Prints a Markdown table; ``--json`` writes the figures for ``meta.json``.
+Several ``--model`` folders are timed in one run, one after the other (a side-by-side comparison
+under the same machine load). Prints a Markdown table; ``--json`` writes the figures for ``meta.json``.
 """
 from __future__ import annotations
 
@@ -109,7 +110,7 @@ def validation_metric(run, meta: dict) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(ROOT / "models" / "salt"))
+    parser.add_argument("--model", nargs="+", default=[str(ROOT / "models" / "salt")])
     parser.add_argument("--threads", type=int, nargs="+", default=[os.cpu_count() or 1])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--only", nargs="*", help="names of the settings to time (default: all)")
@@ -117,7 +118,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    ckpt = load_checkpoint(args.model, torch.device("cpu"))
+    reports = [measure(model, args) for model in args.model]
+    report = reports[0] if len(reports) == 1 else {"models": reports}
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def measure(model: str, args: argparse.Namespace) -> dict:
+    """The table of one checkpoint folder (see the module docstring)."""
+    ckpt = load_checkpoint(model, torch.device("cpu"))
     size = int(ckpt.meta["input_shape"][-1])
     flops = tile_flops(ckpt.module, size)
     clock = cpu_clock_ghz()
@@ -145,8 +155,6 @@ def main(argv: list[str] | None = None) -> dict:
         report["val_tgs_metric_bf16"] = round(validation_metric(bf16, ckpt.meta), 4)
         print(f"validation TGS metric: float32 {report['val_tgs_metric_float32']}, "
               f"channels-last + bf16 {report['val_tgs_metric_bf16']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 

@@ -41,6 +41,8 @@ CONTRAST_THRESHOLD = 0.04  #: SIFT's (OpenCV default); 0.02 and 0.01 gave more, 
 MASK_ERODE = 0.06          #: erosion radius of the body mask, as a share of the shorter side
 DESCRIPTOR_SCALE = 512.0   #: RootSIFT component x this, clipped, stored as uint8
 VIEWPOINTS = ("top", "left", "right")
+MAX_SCALE_CHANGE = 2.5     #: a verified match keeps the photos' scales within this factor (both are LONG_SIDE)
+MIN_SPREAD_PX = 6.0        #: inliers spread at least this (std, px) along each axis on both photos
 
 
 def viewpoint_group(viewpoint: str) -> str:
@@ -210,7 +212,22 @@ def verify(query: Features, photo: Features, ratio: float = 0.85, reprojection_p
     if matrix is None:
         return empty
     keep = inl.ravel().astype(bool)
+    if not plausible(matrix, q[keep], g[keep]):
+        return empty
     return Verification(int(keep.sum()), np.hstack([q[keep], g[keep]]))
+
+
+def plausible(matrix: np.ndarray, q: np.ndarray, g: np.ndarray) -> bool:
+    """False for a degenerate RANSAC fit: a scale outside :data:`MAX_SCALE_CHANGE` (many query points
+    squeezed onto a few photo points), or inliers that do not spread at least :data:`MIN_SPREAD_PX`
+    (standard deviation along both axes, in prepared-photo pixels) over both photos, or fewer than 3
+    distinct photo points. ``matrix`` (2, 3) similarity transform; ``q``, ``g`` float32 (n, 2) inliers."""
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    if not 1 / MAX_SCALE_CHANGE <= scale <= MAX_SCALE_CHANGE or len(q) < 3:
+        return False
+    if len(np.unique(np.round(g), axis=0)) < 3:
+        return False
+    return bool(min(q.std(0).min(), g.std(0).min()) >= MIN_SPREAD_PX)
 
 
 def rank_and_verify(index: FeatureIndex, variants: list[Features], photo: Callable[[int], Features],

@@ -15,7 +15,9 @@ from PIL import Image, ImageOps
 
 from .metrics import NEW_WHALE
 
-INPUT_HEIGHT, INPUT_WIDTH = 256, 96   #: model input (portrait: the whales' backs are tall crops)
+#: default model input (portrait: the whales' backs are tall crops, about 460x150 px); a checkpoint's
+#: ``meta.json`` ``input_shape`` [3, H, W] says which size it was trained on
+INPUT_HEIGHT, INPUT_WIDTH = 320, 112
 ROLES = ("query_known", "query_new")
 
 
@@ -92,3 +94,24 @@ def rank_individuals(scores: np.ndarray, whale_ids: np.ndarray, limit: int | Non
             if limit is not None and len(seen) >= limit:
                 break
     return list(seen.items())
+
+
+def fuse_rankings(votes: list[tuple[str, float]], cosines: list[tuple[str, float]], weight: float,
+                  depth: int = 200) -> list[tuple[str, float]]:
+    """Score fusion of the local-feature ranking with the embedding's.
+
+    Each candidate (the first ``depth`` of either list) scores ``votes / best votes + weight x
+    max(0, cosine)``: the LNBNN votes (:mod:`geovision.photoid`) rescaled so the best is 1, plus the
+    best-photo cosine similarity of the embedding (:func:`rank_individuals`); an individual absent
+    from one list gets 0 from it. Score fusion after Fox & Shaw's CombSUM (TREC-2, 1994).
+
+    Args:
+        votes: [(whale_id, votes)] best first (votes >= 0).
+        cosines: [(whale_id, cosine)] best first.
+        weight: the embedding's weight (0: the votes' order).
+    Returns [(whale_id, fused score)] best first (ties by id).
+    """
+    top = votes[0][1] if votes and votes[0][1] > 0 else 1.0
+    by_votes, by_cos = dict(votes[:depth]), dict(cosines[:depth])
+    fused = {w: by_votes.get(w, 0.0) / top + weight * max(0.0, by_cos.get(w, 0.0)) for w in {*by_votes, *by_cos}}
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -50,6 +50,20 @@ def test_a_rotated_relit_copy_verifies_and_another_whale_does_not():
     assert Image.open(io.BytesIO(png)).size[1] == 320
 
 
+def test_matches_converging_on_one_point_are_not_a_verification():
+    """A RANSAC fit that squeezes spread query points onto one spot of the photo (the degenerate
+    transforms seen on the whale page: 7-8 "inliers" whose lines meet at a single point) is refused."""
+    rng = np.random.default_rng(3)
+    q = rng.uniform(50, 450, (12, 2)).astype(np.float32)
+    converging = np.float32(200 + rng.normal(0, 0.3, (12, 2)))
+    squeeze = np.float32([[0.01, 0, 200], [0, 0.01, 200]])
+    assert not photoid.plausible(squeeze, q, converging)
+    shifted = q + np.float32([5, -3])
+    assert photoid.plausible(np.float32([[1, 0, 5], [0, 1, -3]]), q, shifted)
+    two_spots = np.float32([[100, 100], [300, 300]] * 6)   # spread, but only two distinct photo points
+    assert not photoid.plausible(np.float32([[1, 0, 0], [0, 1, 0]]), q, two_spots)
+
+
 def test_the_mask_keeps_features_off_the_water():
     img = textured_whale(4)
     img[:40, :] = np.random.default_rng(0).integers(0, 90, (40, img.shape[1], 1))   # rough water above the whale

@@ -64,13 +64,13 @@ def test_committed_split_file_matches_metadata():
 
 def test_prepare_image_letterboxes_and_turns_landscape_photos():
     tall = Image.fromarray(np.full((200, 50, 3), 200, np.uint8))
-    out = whales.prepare_image(tall)
-    assert out.shape == (whales.INPUT_HEIGHT, whales.INPUT_WIDTH, 3) and out.dtype == np.uint8
+    out = whales.prepare_image(tall, 256, 96)
+    assert out.shape == (256, 96, 3) and out.dtype == np.uint8
     # 200x50 scales to 256x64: centred, black bands of 16 columns on each side
     assert out[:, :15].max() == 0 and out[:, -15:].max() == 0 and out[:, 20:76].min() == 200
     wide = np.zeros((40, 160, 3), np.uint8)
     wide[:, :80] = 255  # left half white -> after a quarter turn (counter-clockwise) the bottom half
-    turned = whales.prepare_image(Image.fromarray(wide))
+    turned = whales.prepare_image(Image.fromarray(wide), 256, 96)
     body = turned[:, 32:64, 0]
     assert body[:128].mean() < 50 and body[128:].mean() > 200
 

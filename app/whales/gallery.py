@@ -2,10 +2,11 @@
 
 The gallery (``<GALLERY_FOLDER>/whales``, see :mod:`app.gallery`) holds one row per photo of
 a known individual: ``label`` (the individual's id), ``image`` (file name), ``path`` (where
-the photo is kept) and ``phash`` (256-bit perceptual hash, hex). A query is embedded by the
-``whales`` model, compared with every gallery photo by cosine similarity, each individual
-scores its best photo, and ``new_whale`` is inserted where the score falls below the
-threshold calibrated on validation (``meta.json``'s ``new_whale_threshold``).
+the photo is kept), ``phash`` (256-bit perceptual hash, hex) and ``viewpoint``, with the
+``whales`` model's embedding of each photo (the index) and its local features (``ragged``).
+The served ranking (:mod:`app.whales.matching`) fuses the local-feature votes with the
+embedding's cosine ranking; :func:`rank_gallery` is the embedding's ranking alone, used for
+galleries built without local features (``new_whale`` below ``meta.json``'s ``new_whale_threshold``).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import imagehash
 import numpy as np
 import torch
 from flask import current_app
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from geovision import photoid, retrieval
@@ -74,10 +75,13 @@ def photos_by_whale(gallery: Gallery) -> dict[str, list[int]]:
     return gallery.cache["by_whale"]
 
 
-def model_input(image: Image.Image, ckpt: Checkpoint) -> np.ndarray:
-    """float32 (3, 256, 96) normalised model input of a decoded photo."""
+def model_input(image: Image.Image, ckpt: Checkpoint, mirror: bool = False) -> np.ndarray:
+    """float32 (3, H, W) normalised model input of a decoded photo, H and W from ``meta.json``
+    ``input_shape``; ``mirror`` flips it left-right first (right side views, as in training)."""
     norm = ckpt.meta["normalization"]
-    return normalise(prepare_image(image), norm["mean"], norm["std"])
+    height, width = (int(n) for n in ckpt.meta["input_shape"][1:])
+    return normalise(prepare_image(ImageOps.mirror(image) if mirror else image, height, width),
+                     norm["mean"], norm["std"])
 
 
 def rank_gallery(gallery: Gallery, embedding: np.ndarray, threshold: float,
@@ -145,9 +149,9 @@ def embed_images(images: Iterable[Image.Image], ckpt: Checkpoint, total: int | N
         batch.clear()
 
     for image in tqdm(images, total=total, desc=desc, unit="photo", mininterval=2):
-        batch.append(model_input(image, ckpt))
-        hashes.append(perceptual_hash(image))
         view = next(views) if views is not None else photoid.guess_viewpoint(*image.size)
+        batch.append(model_input(image, ckpt, mirror=view == "right"))
+        hashes.append(perceptual_hash(image))
         feats = photoid.extract_features(image, mirror=view == "right")
         local["keypoints"].append(feats.keypoints)
         local["descriptors"].append(feats.descriptors)

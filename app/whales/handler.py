@@ -1,4 +1,9 @@
-"""Whale identification handler: photo -> letterboxed input -> embedding -> 5 individuals or new_whale."""
+"""Whale identification handler: photo -> local features and embedding -> 5 individuals or new_whale.
+
+The served ranking (``meta.json`` ``photoid``) is the local-feature votes (upright RootSIFT, LNBNN,
+RANSAC re-rank) fused with the fine-tuned embedding's cosine ranking when ``embedding_weight`` is
+set; a gallery built without local features falls back to the embedding's ranking alone.
+"""
 from __future__ import annotations
 
 import base64
@@ -93,8 +98,13 @@ class WhalesHandler(TaskHandler):
         gallery = store().get(self.name)
         if image is None:
             image = decode_image(item.data, current_app.config["MAX_IMAGE_PIXELS"])
-        x = whale_gallery.model_input(image, ckpt)
-        return Prepared(torch.from_numpy(x[None]), image.size,
+        viewpoint = options.get("viewpoint", "auto")
+        if viewpoint == "auto":   # a landscape photo is a side view of either side: both are embedded
+            mirrors = [False] if photoid.guess_viewpoint(*image.size) == "top" else [False, True]
+        else:
+            mirrors = [viewpoint == "right"]
+        x = np.stack([whale_gallery.model_input(image, ckpt, mirror=m) for m in mirrors])
+        return Prepared(torch.from_numpy(x), image.size,
                         {"gallery": gallery, "phash": whale_gallery.perceptual_hash(image), "image": image,
                          "data": item.data, "filename": item.filename})
 
@@ -111,7 +121,12 @@ class WhalesHandler(TaskHandler):
         (storage_dir(public_id) / f"query{suffix if suffix in whale_gallery.IMAGE_SUFFIXES else '.img'}"
          ).write_bytes(prepared.state["data"])
         if matching.has_features(gallery):
-            found = matching.identify(gallery, prepared.state["image"], ckpt.meta.get("photoid", {}), k, viewpoint)
+            params = ckpt.meta.get("photoid", {})
+            embeddings = None
+            if float(params.get("embedding_weight", 0)):   # the votes are fused with this model's embedding
+                check_model(gallery, fingerprint(ckpt), self.name)
+                embeddings = outputs.float().numpy()
+            found = matching.identify(gallery, prepared.state["image"], params, k, viewpoint, embeddings)
             predictions = found.predictions(duplicate["whale_id"] if duplicate else None)
             shortlist, group, threshold = found.shortlist(k), found.group, found.threshold
             photos = {w: [row] for w, (row, _, _) in found.best.items()}

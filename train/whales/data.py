@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from geovision import whales
 from geovision.whales import INPUT_HEIGHT, INPUT_WIDTH, prepare_image
@@ -81,12 +81,16 @@ def read_split(path: Path = SPLIT_FILE) -> list[dict]:
     return whales.read_split(path)
 
 
-def load_images(folder: Path, names: list[str], progress: bool = True) -> np.ndarray:
-    """uint8 (N, INPUT_HEIGHT, INPUT_WIDTH, 3) inputs of the named image files."""
+def load_images(folder: Path, names: list[str], progress: bool = True, size: tuple[int, int] = (INPUT_HEIGHT, INPUT_WIDTH),
+                mirrored: list[bool] | None = None) -> np.ndarray:
+    """uint8 (N, H, W, 3) inputs of the named image files, letterboxed to ``size`` (H, W).
+
+    ``mirrored[i]`` flips photo i left-right first: right side views are mirrored so that every
+    side view looks like a left one (the viewpoint convention of :mod:`geovision.photoid`)."""
     from tqdm import tqdm
 
-    out = np.zeros((len(names), INPUT_HEIGHT, INPUT_WIDTH, 3), np.uint8)
+    out = np.zeros((len(names), *size, 3), np.uint8)
     for i, name in enumerate(tqdm(names, desc="loading whale photos", disable=not progress, mininterval=5)):
         with Image.open(Path(folder) / name) as im:
-            out[i] = prepare_image(im)
+            out[i] = prepare_image(ImageOps.mirror(im) if mirrored and mirrored[i] else im, *size)
     return out

