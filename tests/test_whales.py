@@ -156,6 +156,34 @@ def test_new_whale_inserted_below_the_threshold(whale_app, whale_folder):
         assert preds[rank]["score"] == pytest.approx(threshold * result["shortlist"][1]["score"], rel=1e-4)
 
 
+def test_fusion_adds_the_embedding_cosine_to_the_rescaled_votes():
+    votes = [("a", 40.0), ("b", 20.0), ("c", 4.0)]
+    cosines = [("c", 0.9), ("b", 0.6), ("d", 0.5), ("a", -0.2)]
+    assert whales.fuse_rankings(votes, [], 0.0) == [("a", 1.0), ("b", 0.5), ("c", 0.1)]
+    fused = whales.fuse_rankings(votes, cosines, 1.0)
+    assert [w for w, _ in fused] == ["b", "a", "c", "d"]          # b: 0.5 + 0.6; a's negative cosine adds 0
+    assert dict(fused)["c"] == pytest.approx(1.0) and dict(fused)["d"] == pytest.approx(0.5)
+    assert [w for w, _ in whales.fuse_rankings(votes, cosines, 10.0)][0] == "c"
+
+
+def test_fused_answers_place_new_whale_by_the_fused_score(whale_app, whale_folder):
+    """With ``embedding_weight`` the served ranking is the fused one: a gallery photo's individual
+    stays first, and new_whale goes where the fused score falls below ``fused_threshold``."""
+    ckpt = whale_app.extensions["engine"].checkpoints["whales"]
+    own = (whale_folder / "images" / "w01e1p0.jpg").read_bytes()
+    try:
+        ckpt.meta["photoid"] = {"ratio_threshold": 3.0, "embedding_weight": 1.0, "fused_threshold": 1.5}
+        (result,) = identify(whale_app.test_client(), (own, "q.jpg")).get_json()["results"]
+        preds = result["predictions"]
+        assert preds[0]["whale_id"] == "whale01" and preds[0]["score"] > 1.5   # 1 (votes) + its cosine
+        assert preds[1] == {"whale_id": NEW_WHALE, "score": 1.5, "inliers": None}
+        ckpt.meta["photoid"]["fused_threshold"] = 10.0   # nothing known is sure enough: new_whale first
+        (result,) = identify(whale_app.test_client(), (jpeg(whale_photo(42, 0, 0)), "q.jpg")).get_json()["results"]
+        assert result["predictions"][0]["whale_id"] == NEW_WHALE
+    finally:
+        ckpt.meta.pop("photoid", None)
+
+
 def test_a_duplicate_puts_its_individual_first(whale_app, whale_folder):
     data = (whale_folder / "images" / "w06e0p1.jpg").read_bytes()
     ckpt = whale_app.extensions["engine"].checkpoints["whales"]

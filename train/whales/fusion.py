@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", type=Path, required=True, help="exported embedding folder (model.pt, meta.json)")
     parser.add_argument("--rerank-weight", type=float, default=0.3, help="the served RANSAC re-rank weight")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--write-meta", type=Path, metavar="SERVED_META",
+                        help="record the best row (by 2-fold MAP@5) as the served ranking in --model's meta.json, "
+                             "keeping the local-feature settings of SERVED_META (e.g. models/whales/meta.json)")
     args = parser.parse_args(argv)
     with open(args.dump, "rb") as fh:
         dump = pickle.load(fh)
@@ -116,7 +119,34 @@ def main(argv: list[str] | None = None) -> dict:
               "new_whale_queries": sum(t == NEW_WHALE for t in truths), "table": table}
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
+    if args.write_meta:
+        write_served(args.model / "meta.json", json.loads(args.write_meta.read_text())["photoid"], table, args)
     return result
+
+
+def write_served(meta_path: Path, photoid_params: dict, table: dict, args: argparse.Namespace) -> dict:
+    """Set ``meta.json``'s ``photoid`` (the served ranking) and ``metrics`` to the row of ``table``
+    with the best 2-fold MAP@5: its fusion weight (0 for the votes alone) and ``new_whale`` threshold."""
+    from geovision.checkpoint import write_meta
+
+    from ..common.provenance import git_commit
+
+    name = max(table, key=lambda n: table[n]["map_at_5_2fold"])
+    fig = table[name]
+    weight = float(name.split("+ ")[1].split(" x")[0]) if name.startswith("fusion") else 0.0
+    meta = json.loads(meta_path.read_text())
+    meta["photoid"] = {**{k: v for k, v in photoid_params.items() if k != "table"},
+                       "method": name, "embedding_weight": weight, "fused_threshold": fig["threshold"],
+                       "fusion_table": table, "fusion_command": "python -m train.whales.fusion " + " ".join(
+                           f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+                       "evaluated_at_commit": git_commit()}
+    if not weight:   # the embedding alone (or the votes alone) answers: its own threshold
+        meta["new_whale_threshold"] = fig["threshold"]
+    meta["metrics"] = {**meta["metrics"], **{f"val_{k}": v for k, v in fig.items() if k != "threshold"},
+                       "val_selection": f"{name}; threshold chosen on the split (2-fold figure beside it)"}
+    meta["aggregation"] = f"served ranking: {name}"
+    write_meta(meta_path.parent, meta)
+    return meta
 
 
 if __name__ == "__main__":
