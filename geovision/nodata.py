@@ -80,11 +80,31 @@ def _too_little_left(no_data: np.ndarray, min_run: int) -> np.ndarray:
 
 
 def fill_no_data(gray: np.ndarray, no_data: np.ndarray) -> np.ndarray:
-    """A copy of ``gray`` (H, W) float with the no-data pixels set to the median of the live ones
-    (0.5, zero amplitude, when nothing is live), so that padding does not look like strong
-    reflections to the model."""
+    """A copy of ``gray`` (H, W) float whose no-data pixels hold the live data mirrored across the
+    nearest live pixel, so that the border between live data and no data is no model input edge.
+
+    A flat fill (the median, as before) put a featureless band beside the live data, and the
+    segmenter, trained on reflect-padded tiles where flat means salt, drew a thin salt band along
+    it. Mirroring continues the texture as the training tiles' reflect padding does. Each no-data
+    pixel x takes the value at ``2 p - x``, p its nearest live pixel (Euclidean distance
+    transform), or at p when that point is outside the picture or no data itself; with nothing
+    live the picture is 0.5 (zero amplitude).
+    """
+    from scipy import ndimage
+
     out = np.array(gray, dtype=np.float32, copy=True)
-    if no_data.any():
-        live = out[~no_data]
-        out[no_data] = float(np.median(live)) if live.size else 0.5
+    if not no_data.any():
+        return out
+    if no_data.all():
+        out[:] = 0.5
+        return out
+    _, (py, px) = ndimage.distance_transform_edt(no_data, return_indices=True)
+    ys, xs = np.nonzero(no_data)
+    ny, nx = py[ys, xs], px[ys, xs]
+    my, mx = 2 * ny - ys, 2 * nx - xs
+    h, w = out.shape
+    inside = (my >= 0) & (my < h) & (mx >= 0) & (mx < w)
+    ok = inside.copy()
+    ok[inside] = ~no_data[my[inside], mx[inside]]
+    out[ys, xs] = np.where(ok, out[np.clip(my, 0, h - 1), np.clip(mx, 0, w - 1)], out[ny, nx])
     return out

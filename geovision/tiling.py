@@ -114,6 +114,31 @@ def threshold_mask(probs: np.ndarray, n_tiles: int, meta: dict, threshold: float
     return mask
 
 
+#: mean salt probability inside the mask at or above which the salt is "high" / "medium" confidence
+CONFIDENCE_LEVELS = (0.85, 0.7)
+
+
+def salt_confidence(probs: np.ndarray, mask: np.ndarray, live: np.ndarray) -> dict:
+    """How sure the segmenter is of the salt it drew.
+
+    Args:
+        probs: float (H, W) salt probabilities; mask: bool (H, W) the answered salt; live: bool
+            (H, W) pixels with data.
+    Returns ``{"mean_probability"`` (mean of ``probs`` inside the mask, None without salt),
+    ``"uncertain_fraction"`` (share of the live pixels with a probability in 0.3..0.7: where the
+    answer would change with the threshold), ``"level"`` (``high``, ``medium`` or ``low`` by
+    :data:`CONFIDENCE_LEVELS` on the mean probability; ``none`` without salt)}``.
+    """
+    inside = probs[mask & live]
+    live_probs = probs[live]
+    uncertain = float(((live_probs >= 0.3) & (live_probs <= 0.7)).mean()) if live_probs.size else 0.0
+    if not inside.size:
+        return {"mean_probability": None, "uncertain_fraction": round(uncertain, 4), "level": "none"}
+    mean = float(inside.mean())
+    level = "high" if mean >= CONFIDENCE_LEVELS[0] else "medium" if mean >= CONFIDENCE_LEVELS[1] else "low"
+    return {"mean_probability": round(mean, 4), "uncertain_fraction": round(uncertain, 4), "level": level}
+
+
 def mask_from_outputs(outputs: np.ndarray, origins: list[tuple[int, int]], canvas: tuple[int, int],
                       shape: tuple[int, int], meta: dict, threshold: float, overlap: int) -> np.ndarray:
     """Blend model outputs (n, 1, S, S) into a bool mask (H, W) cut at ``threshold``

@@ -203,10 +203,11 @@ def png_bytes(array: np.ndarray, mode: str | None = None, fmt: str = "PNG", **sa
 
 
 def half_bright_tile(size: tuple[int, int] = (101, 101)) -> np.ndarray:
-    """uint8 image: left half 230 (salt for the tiny model), right half 20."""
-    img = np.full(size, 20, np.uint8)
+    """uint8 image: left half 230 (salt for the tiny model), right half 20, each +-4 in a
+    checkerboard (texture, as a section has: one exact grey over a large area is a fill, no data)."""
+    img = np.full(size, 20, np.int16)
     img[:, : size[1] // 2] = 230
-    return img
+    return (img + np.where(np.indices(size).sum(0) % 2 == 0, 4, -4)).astype(np.uint8)
 
 
 def fail_nth_batch(monkeypatch, n: int, task: str) -> dict:

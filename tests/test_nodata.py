@@ -42,7 +42,15 @@ def test_image_no_data_is_black_or_white_padding_not_flat_salt():
     assert not nd[12:, :-3].any()
     assert image_no_data(np.full((50, 50), 0.7, np.float32)).all()          # one value: all no data
     filled = fill_no_data(g, nd)
-    assert np.allclose(filled[:12], np.median(g[~nd])) and (filled[~nd] == g[~nd]).all()
+    assert (filled[~nd] == g[~nd]).all()
+    # the white band holds the live rows below it mirrored (row 11 <- row 12 + 1, ...), no flat fill
+    assert np.allclose(filled[11, :40], g[13, :40]) and np.allclose(filled[0, :40], g[24, :40])
+    assert filled[:12, :40].std() > 0.05 and filled[:12].max() < 1.0
+    textured = np.random.default_rng(2).random((30, 20)).astype(np.float32)
+    dead = np.zeros((30, 20), bool)
+    dead[:, -3:] = True                                   # columns 17-19 mirror columns 15, 14, 13
+    assert np.array_equal(fill_no_data(textured, dead)[:, -3:], textured[:, 13:16][:, ::-1])
+    assert (fill_no_data(g, np.ones_like(nd)) == 0.5).all()
 
 
 def test_padding_is_never_salt_and_coverage_counts_live_pixels(client):

@@ -1,7 +1,7 @@
 """Upload form of the salt page."""
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, MultipleFileField
-from wtforms import DecimalField, IntegerField, SelectField, SubmitField
+from wtforms import DecimalField, IntegerField, SelectField, StringField, SubmitField
 from wtforms.fields import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
@@ -16,6 +16,8 @@ class SaltUploadForm(FlaskForm):
                                                       "PNG, JPEG, TIFF images or SEG-Y files only")])
     threshold = DecimalField("Salt probability threshold (blank = model default)", places=2,
                              validators=[Optional(), NumberRange(0, 1, "between 0 and 1")])
+    data_area = StringField("Pictures: where the section is (blank or auto = found; all = the whole picture; "
+                            "or left,top,right,bottom in pixels)", validators=[Optional()])
     submit = SubmitField("Segment")
 
 

@@ -27,9 +27,8 @@ from ..uploads import Upload, storage_dir, upload_root
 from . import segy
 from .commands import predict
 from .views import bp
+from .inputs import image_input, input_size, parse_data_area, segy_input
 from .volumes import Refused, StoredSegy, load_segy, read_salt_files
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 class SaltHandler(TaskHandler):
     """Salt masks of seismic images of any size and of SEG-Y slices (TGS Salt Identification)."""
@@ -46,6 +45,10 @@ class SaltHandler(TaskHandler):
                       "description": "salt probability cut (default: the checkpoint's)"},
         "domain": {"type": "string", "enum": ["time", "depth"], "default": "time",
                    "description": "SEG-Y: the samples are two-way time in ms or depth in m (headers cannot tell)"},
+        "data_area": {"type": "string", "default": "auto",
+                      "description": "pictures: where the section is plotted. auto (found: margins, titles, labels, "
+                                     "colour bars and flat fills of any grey are no data), all (the whole picture), "
+                                     "or left,top,right,bottom in pixels (a crop; right and bottom exclusive)"},
         "segy_id": {"type": "string", "description": "a SEG-Y volume stored by an earlier upload (its segy_id): "
                                                      "segment one of its slices without sending it again"},
         "slice": {"type": "string", "pattern": r"^(inline|crossline|time):-?\d+(\.\d+)?$|^section$",
@@ -57,6 +60,14 @@ class SaltHandler(TaskHandler):
         "coverage": {"type": "number", "description": "salt fraction of the live (not no-data) pixels, 0..1"},
         "no_data_fraction": {"type": "number", "description": "fraction of the pixels without data (dead traces, "
                                                               "mutes, padding): never salt, shown hatched"},
+        "confidence": {"type": "object", "description": "how sure the model is: mean_probability (inside the mask; "
+                       "null without salt), uncertain_fraction (live pixels with probability 0.3..0.7), level "
+                       "(high >= 0.85, medium >= 0.7, low, none)", "properties": {
+                           "mean_probability": {"type": "number", "nullable": True},
+                           "uncertain_fraction": {"type": "number"},
+                           "level": {"type": "string", "enum": ["high", "medium", "low", "none"]}}},
+        "data_area": {"type": "object", "description": "pictures: the plotted section used (pixels, right and "
+                      "bottom exclusive; source auto, all or user); outside it is no data"},
         "rle_mask": {"type": "string", "description": "Kaggle RLE: column-major, 1-based start/length pairs"},
         "mask_url": {"type": "string", "format": "uri"}, "overlay_url": {"type": "string", "format": "uri"},
         "slice": {"type": "string", "description": "SEG-Y only: the slice segmented"},
@@ -64,7 +75,8 @@ class SaltHandler(TaskHandler):
                    "description": "SEG-Y: the samples are two-way time in ms or depth in m (headers cannot tell)"},
         "segy_id": {"type": "string", "description": "SEG-Y only: the stored volume"},
     }
-    api_errors = ("invalid_threshold", "invalid_slice", "invalid_segy", "not_amplitudes", "segy_too_large")
+    api_errors = ("invalid_threshold", "invalid_slice", "invalid_segy", "not_amplitudes", "segy_too_large",
+                  "invalid_domain", "invalid_data_area")
 
     def init_app(self, app) -> None:
         super().init_app(app)
@@ -89,22 +101,26 @@ class SaltHandler(TaskHandler):
         domain = (form.get("domain") or "time").strip().lower()
         if domain not in ("time", "depth"):
             raise ApiError("invalid_domain", "domain must be time (samples in ms) or depth (samples in m)")
-        return {"threshold": threshold, "spec": spec, "domain": domain}
+        try:
+            data_area = parse_data_area(form.get("data_area"))
+        except ValueError as exc:
+            raise ApiError("invalid_data_area", str(exc)) from None
+        return {"threshold": threshold, "spec": spec, "domain": domain, "data_area": data_area}
 
     def read_inputs(self, files: list[FileStorage], form: MultiDict | None = None) -> list:
         """The uploaded images and SEG-Y files, and the stored volume named by ``segy_id``."""
         return read_salt_files(files, (form or {}).get("segy_id"))
 
     def preprocess(self, item, ckpt: Checkpoint, threshold: float | None = None,
-                   spec: segy.SliceSpec | None = None, domain: str = "time") -> Prepared:
+                   spec: segy.SliceSpec | None = None, domain: str = "time", data_area="auto") -> Prepared:
         """Grey image (H, W) in [0, 1] of an upload or a SEG-Y slice, cut into model inputs
         float32 (n, 1, S, S). Raises ImageError (``invalid_slice``, ``image_too_large``, ...)."""
         if isinstance(item, Refused):
             raise item.error
         if isinstance(item, StoredSegy):
-            gray, no_data, extra, save_input, axes = _segy_slice(item, spec, domain)
+            gray, no_data, extra, save_input, axes = segy_input(item, spec, domain)
         else:
-            gray, no_data, extra, save_input = _image(item)
+            gray, no_data, extra, save_input = image_input(item, data_area)
             axes = {"x": {"label": "column (px)", "first": 0, "step": 1}, "y": {"label": "row (px)", "first": 0, "step": 1}}
         inputs, origins, canvas = tiling.model_inputs(nodata.fill_no_data(gray, no_data), ckpt.meta, OVERLAP)
         height, width = gray.shape
@@ -114,7 +130,7 @@ class SaltHandler(TaskHandler):
 
     def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint, public_id: str,
                     threshold: float | None = None, spec: segy.SliceSpec | None = None,
-                    domain: str = "time") -> tuple[dict, dict]:
+                    domain: str = "time", data_area="auto") -> tuple[dict, dict]:
         state = prepared.state
         threshold = float(ckpt.meta.get("threshold", 0.5)) if threshold is None else threshold
         probs = tiling.probabilities(outputs.float().numpy(), state["origins"], state["canvas"], state["gray"].shape,
@@ -135,11 +151,13 @@ class SaltHandler(TaskHandler):
             folder / "prob.png", compress_level=1)   # figures are drawn from it on first view
         (folder / "rle.txt").write_text(rle_mask + "\n")   # overlay.png is drawn on first view
         extra = state["extra"]
+        confidence = tiling.salt_confidence(probs, mask, ~no_data)
         summary = {"coverage": coverage, "no_data_fraction": no_data_fraction, "rle_mask": rle_mask,
-                   "threshold": threshold, "tiles": len(state["origins"]), "axes": state["axes"], **extra}
+                   "threshold": threshold, "tiles": len(state["origins"]), "axes": state["axes"],
+                   "confidence": confidence, **extra}
         width, height = prepared.size
         result = {**extra, "axes": state["axes"], "width": width, "height": height, "coverage": round(coverage, 6),
-                  "no_data_fraction": round(no_data_fraction, 6), "rle_mask": rle_mask,
+                  "no_data_fraction": round(no_data_fraction, 6), "confidence": confidence, "rle_mask": rle_mask,
                   "mask_url": url_for("salt.result_file", public_id=public_id, name="mask.png", _external=True),
                   "overlay_url": url_for("salt.result_file", public_id=public_id, name="overlay.png", _external=True)}
         return result, summary
@@ -155,9 +173,9 @@ class SaltHandler(TaskHandler):
 
     # --- background jobs ------------------------------------------------------------------------
     def job_units(self, item, threshold: float | None = None, spec: segy.SliceSpec | None = None,
-                  domain: str = "time") -> int:
+                  domain: str = "time", data_area="auto") -> int:
         """101x101 tiles of an image (from its header) or of a SEG-Y slice (from the geometry)."""
-        height, width = _input_size(item, spec)
+        height, width = input_size(item, spec)
         return tiling.tile_count(height, width, OVERLAP)
 
     def job_input(self, item, folder: Path) -> dict:
@@ -177,10 +195,12 @@ class SaltHandler(TaskHandler):
     def job_options(self, options: dict, restore: bool = False) -> dict:
         spec = options.get("spec")
         domain = options.get("domain", "time")
+        area = options.get("data_area", "auto")
         if restore:
             return {"threshold": options.get("threshold"), "spec": segy.parse_slice(spec) if spec else None,
-                    "domain": domain}
-        return {"threshold": options.get("threshold"), "spec": str(spec) if spec else None, "domain": domain}
+                    "domain": domain, "data_area": tuple(area) if isinstance(area, list) else area}
+        return {"threshold": options.get("threshold"), "spec": str(spec) if spec else None, "domain": domain,
+                "data_area": list(area) if isinstance(area, tuple) else area}
 
     def history_text(self, summary: dict) -> str:
         where = f"SEG-Y {summary['slice']}: " if summary.get("slice") else ""
@@ -189,74 +209,6 @@ class SaltHandler(TaskHandler):
 
     def history_url(self, public_id: str) -> str | None:
         return url_for("salt.result", public_id=public_id)
-
-
-def _input_size(item, spec: segy.SliceSpec | None) -> tuple[int, int]:
-    """(height, width) of the picture an item will give, read from headers only; (1, 1) when
-    it cannot be told (the answer then reports the error)."""
-    if isinstance(item, Refused):
-        return 1, 1
-    if isinstance(item, StoredSegy):
-        found = load_segy(item.segy_id)
-        if found is None:
-            return 1, 1
-        g = found[1]
-        spec = spec or segy.parse_slice(g["default_slice"])
-        if spec.kind == "section":
-            return g["samples"], g["traces"]
-        if g.get("kind") != "3d":
-            return 1, 1
-        n_il, n_xl = g["inlines"][2], g["crosslines"][2]
-        return {"inline": (g["samples"], n_xl), "crossline": (g["samples"], n_il), "time": (n_il, n_xl)}[spec.kind]
-    try:
-        with Image.open(io.BytesIO(item.data)) as image:
-            width, height = image.size
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return 1, 1
-    return height, width
-
-
-def _image(upload) -> tuple[np.ndarray, np.ndarray, dict, object]:
-    """(grey levels (H, W) in [0, 1], no-data mask (H, W) bool, extra result fields, input writer)."""
-    image = decode_image(upload.data, current_app.config["MAX_IMAGE_PIXELS"])
-
-    def save_input(folder: Path) -> None:
-        if upload.data.startswith(PNG_SIGNATURE):   # browsers show PNG as it is: keep the bytes
-            (folder / "input.png").write_bytes(upload.data)
-        else:
-            image.convert("RGB").save(folder / "input.png", compress_level=1)
-
-    gray = to_gray(image)
-    return gray, nodata.image_no_data(gray), {}, save_input
-
-
-def _segy_slice(stored: StoredSegy, spec: segy.SliceSpec | None,
-                domain: str = "time") -> tuple[np.ndarray, np.ndarray, dict, object, dict]:
-    """Grey levels of one slice of a stored volume (the survey's default slice when ``spec`` is
-    None); the result adds ``slice`` (e.g. ``inline:120``) and ``segy_id``."""
-    info = load_segy(stored.segy_id)
-    geometry = info[1] if info else segy.geometry(stored.path)
-    if geometry.get("values") == "velocity":
-        raise ImageError("this volume holds velocities (all values positive, in the range of m/s), not seismic "
-                         "amplitudes: salt is segmented on amplitude sections", code="not_amplitudes")
-    spec = spec or segy.parse_slice(geometry["default_slice"])
-    try:
-        amplitudes = segy.read_slice(stored.path, spec)
-    except segy.SegyError as exc:
-        raise ImageError(str(exc), code="invalid_slice") from None
-    height, width = amplitudes.shape
-    limit = current_app.config["MAX_IMAGE_PIXELS"]
-    if height * width > limit:
-        raise ImageError(f"the slice is {width}x{height} samples; the limit is {limit:,} pixels",
-                         code="image_too_large", status=413)
-    no_data = nodata.section_no_data(amplitudes)
-    gray = segy.scale_amplitudes(amplitudes, live=~no_data)
-
-    def save_input(folder: Path) -> None:
-        Image.fromarray((gray * 255).round().astype(np.uint8), "L").save(folder / "input.png", compress_level=1)
-
-    extra = {"slice": str(spec), "segy_id": stored.segy_id, "domain": domain}
-    return gray, no_data, extra, save_input, segy.slice_axes(geometry, spec, domain)
 
 
 def parse_threshold(value: str | None) -> float | None:

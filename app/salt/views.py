@@ -22,6 +22,7 @@ from ..tasks import registry as tasks
 from ..uploads import answer_each, find_stored
 from . import segy
 from .forms import SaltUploadForm, SegySliceForm
+from .inputs import parse_data_area
 from .volumes import StoredSegy, load_segy, read_salt_files
 
 bp = Blueprint("salt", __name__, url_prefix="/salt")
@@ -44,7 +45,14 @@ def upload():
                 url_for("salt.segy_page", segy_id=volume.segy_id), escape(volume.filename)), "ok")
         if only_volumes:
             return redirect(url_for("salt.segy_page", segy_id=volumes[0].segy_id))
-        if not items:
+        try:
+            data_area = parse_data_area(form.data_area.data)
+        except ValueError as exc:
+            form.data_area.errors = [str(exc)]
+            data_area, items = None, []
+        if data_area is None:
+            pass
+        elif not items:
             form.image.errors.append("choose at least one image or SEG-Y file")
         else:
             threshold = float(form.threshold.data) if form.threshold.data is not None else None
@@ -52,7 +60,7 @@ def upload():
             handler.check_ready()
             results, answered = answer_each(
                 images, lambda item: jobs.answer_or_queue(handler, item, {"threshold": threshold, "spec": None,
-                                                                          "domain": "time"}))
+                                                                          "domain": "time", "data_area": data_area}))
             errors = [r for r in results if "error" in r]
             queued = [r for r in results if r.get("job_id")]
             for job in queued[1:] if len(queued) == len(results) else queued:
