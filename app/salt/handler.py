@@ -6,18 +6,17 @@ and the Kaggle RLE under the prediction's folder (the overlay is drawn on first 
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import torch
-from flask import current_app, url_for
+from flask import url_for
 from PIL import Image
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from geovision import nodata, tiling
 from geovision.checkpoint import Checkpoint
-from geovision.imaging import ImageError, decode_image, to_gray
+from geovision.imaging import ImageError
 from geovision.rle import rle_decode, rle_encode
 from geovision.tiling import OVERLAP
 
@@ -26,9 +25,10 @@ from ..tasks.handler import Prepared, TaskHandler
 from ..uploads import Upload, storage_dir, upload_root
 from . import segy
 from .commands import predict
-from .views import bp
 from .inputs import image_input, input_size, parse_data_area, segy_input
+from .views import bp
 from .volumes import Refused, StoredSegy, load_segy, read_salt_files
+
 
 class SaltHandler(TaskHandler):
     """Salt masks of seismic images of any size and of SEG-Y slices (TGS Salt Identification)."""
