@@ -1,0 +1,92 @@
+"""The data area of section pictures: figures, screenshots and plain renderings of the shared SEG-Y files."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from geovision import dataarea
+from geovision.imaging import to_gray
+from geovision.rle import rle_decode
+
+from .conftest import DATA
+from .section_figures import STYLES, read_section, render
+
+SEISMIC = DATA / "seismic-real"
+FILES = ("volve10r12-full-twt-arb.sgy", "f3-ebcidctest.sgy")
+needs_data = pytest.mark.skipif(not SEISMIC.is_dir(), reason="../shared/data/seismic-real is absent")
+TOLERANCE_PX = 5   #: the found rectangle may sit this far inside or outside the plotted one
+
+
+def with_fills(amplitudes: np.ndarray) -> np.ndarray:
+    """The section as a land line is delivered: a top mute growing with offset and 30 % zero
+    padding below the record (zero amplitude: mid-grey in the usual display)."""
+    h, w = amplitudes.shape
+    out = np.vstack([amplitudes, np.zeros((int(0.3 * h), w), np.float32)])
+    mute = (0.05 * h + 0.15 * h * np.abs(np.arange(w) - w / 2) / w).astype(int)
+    out[np.arange(out.shape[0])[:, None] < mute[None, :]] = 0.0
+    return out
+
+
+def found(rendered) -> tuple[np.ndarray, tuple]:
+    image = Image.open(io.BytesIO(rendered.data))
+    return dataarea.picture_no_data(np.asarray(image.convert("RGB")), to_gray(image))
+
+
+@needs_data
+@pytest.mark.parametrize("name", FILES)
+@pytest.mark.parametrize("style", STYLES)
+def test_the_found_data_area_is_the_plotted_section(name, style):
+    section = with_fills(read_section(SEISMIC / name))
+    rendered = render(section, style)
+    no_data, box = found(rendered)
+    assert np.abs(np.array(box) - np.array(rendered.box)).max() <= TOLERANCE_PX, (box, rendered.box)
+    top, bottom, left, right = rendered.box
+    outside = np.ones_like(no_data)
+    outside[max(0, top - TOLERANCE_PX):bottom + TOLERANCE_PX, max(0, left - TOLERANCE_PX):right + TOLERANCE_PX] = False
+    assert no_data[outside].all()                          # margins, titles, labels, colour bars
+    fills = ~rendered.live
+    fills[:top + TOLERANCE_PX] = fills[bottom - TOLERANCE_PX:] = False
+    fills[:, :left + TOLERANCE_PX] = fills[:, right - TOLERANCE_PX:] = False
+    assert no_data[fills].mean() > 0.9                     # the mute and the padding, at any grey (JPEG 60: 0.94)
+    # the live section stays data; Volve's water column (near zero, not exactly) is drawn as a flat
+    # fill and reported as no data too: 7.5 % of its live samples
+    assert no_data[rendered.live].mean() < 0.1
+
+
+def test_tiles_and_plain_sections_are_taken_whole():
+    tile = np.random.default_rng(0).integers(0, 255, (101, 101)).astype(np.uint8)
+    tile[60:, :] = 97                                       # a flat salt body at the bottom of a tile is data
+    no_data, box = dataarea.picture_no_data(tile, tile / 255.0)
+    assert box == (0, 101, 0, 101) and not no_data.any()
+    section = np.random.default_rng(1).integers(0, 255, (300, 400)).astype(np.uint8)
+    assert dataarea.plotted_area(section) == (0, 300, 0, 400)
+
+
+@needs_data
+def test_no_salt_outside_the_plotted_section_through_the_api(client):
+    """The tiny model calls bright pixels salt: white margins, labels and the colour bar would be
+    salt without the data area; with it, salt lies only inside the plotted rectangle."""
+    rendered = render(with_fills(read_section(SEISMIC / FILES[0])), "figure-grey")
+    client.application.config["SYNC_MAX_TILES"] = 10_000   # answered at once, not as a job
+    resp = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(rendered.data), "figure.png")]})
+    assert resp.status_code == 200, resp.get_json()
+    (result,) = resp.get_json()["results"]
+    image = Image.open(io.BytesIO(rendered.data))
+    mask = rle_decode(result["rle_mask"], (image.height, image.width)).astype(bool)
+    top, bottom, left, right = rendered.box
+    inside = np.zeros_like(mask)
+    inside[top:bottom, left:right] = True
+    assert mask.any() and not (mask & ~inside).any()
+    area = result["data_area"]
+    assert area["source"] == "auto"
+    assert abs(area["top"] - top) <= TOLERANCE_PX and abs(area["right"] - right) <= TOLERANCE_PX
+    assert result["no_data_fraction"] > 1 - (bottom - top) * (right - left) / mask.size
+    crop = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(rendered.data), "figure.png")],
+                                                     "data_area": "0,0,50,40"}).get_json()["results"][0]
+    assert crop["data_area"] == {"left": 0, "top": 0, "right": 50, "bottom": 40, "source": "user"}
+    bad = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(rendered.data), "f.png")],
+                                                    "data_area": "10,10,5,5"})
+    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_data_area"
