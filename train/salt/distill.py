@@ -37,7 +37,7 @@ from .config import SaltTrainConfig
 from .evaluate import apply_postprocessing, load_split, predict_tiles, tune_thresholds
 from .export import export_salt
 from .losses import lovasz_hinge
-from .model import build_unet
+from .model import unet_for
 from .pretext import load_unlabelled
 from .snapshots import SnapshotEnsemble
 
@@ -80,7 +80,7 @@ def teacher_members(path: Path) -> list[torch.nn.Module]:
             groups.setdefault("0", {})[key.removeprefix("net.")] = value
     members = []
     for index in sorted(groups, key=int):
-        net = build_unet()
+        net = unet_for(groups[index])
         net.load_state_dict(groups[index])
         members.append(net.eval())
     return members

@@ -51,6 +51,8 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
 
     model = build_unet(**cfg.layout)
     pretext_info = None
+    if cfg.pretrain != "none" and cfg.encoder != "resnet18":
+        raise ValueError("self-supervised pretraining (--pretrain) is for the from-scratch encoder: add --encoder resnet18")
     if cfg.pretrain != "none":
         encoder_state, pretext_info = pretrained_encoder(cfg, run_dir)
         model.encoder.load_state_dict(encoder_state)

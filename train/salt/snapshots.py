@@ -29,7 +29,7 @@ from geovision.checkpoint import is_torchscript
 from .config import SaltTrainConfig
 from .evaluate import load_split, predict_tiles, tune_thresholds
 from .export import ARCHITECTURE, export_salt
-from .model import build_unet
+from .model import unet_for
 from .pseudo import load_weights
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 def load_ema(path: Path) -> tuple[nn.Module, int]:
     """(network in eval mode, 1-based epoch) of a training checkpoint (its EMA weights) or of an
     exported ``model.pt`` (epoch from the ``meta.json`` beside it, 0 when there is none)."""
-    net = build_unet()
-    net.load_state_dict(load_weights(path))
+    state = load_weights(path)
+    net = unet_for(state)
+    net.load_state_dict(state)
     meta = path.parent / "meta.json"
     if is_torchscript(path):
         epoch = json.loads(meta.read_text())["metrics"].get("epoch", 0) if meta.exists() else 0

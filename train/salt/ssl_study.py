@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> None:
                 data=args.data, output=str(out / name / "model"), run_dir=str(out / name),
                 epochs=1, max_steps=args.steps, batch_size=args.batch_size, lovasz_from=10 ** 6,
                 eval_every=10 ** 6, ema_decay=0.98, threads=args.threads, seed=args.seed,
-                pretrain=method, pretrain_steps=args.pretrain_steps, label_fraction=fraction,
+                pretrain=method, pretrain_steps=args.pretrain_steps, label_fraction=fraction, encoder="resnet18",
                 command="python -m train.salt.ssl_study " + shlex.join(sys.argv[1:]))
             meta = train_salt(cfg)
             pretext = meta["training"].get("pretext") or {}
