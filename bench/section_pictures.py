@@ -31,7 +31,7 @@ def pictures(data: Path) -> list[tuple[str, bytes, dict]]:
                for f in sorted(data.glob("*.sgy"))]
     section = read_section(data / LINE)
     for style in ("plain", "figure-grey", "figure-rwb-jpeg60"):
-        uploads.append((f"{LINE} as {style}", render(section, style).data, {}))
+        uploads.append((f"{LINE} as {style}", render(section, style).data, {}))   # PNG or JPEG bytes
     return uploads
 
 
@@ -53,7 +53,8 @@ def measure(model: Path, data: Path) -> list[dict]:
                 upgrade()
             client = app.test_client()
             for name, payload, form in pictures(data):
-                resp = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(payload), "upload")], **form})
+                filename = name if name.endswith(".sgy") else "picture.png"
+                resp = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(payload), filename)], **form})
                 body = resp.get_json()
                 r = body["results"][0] if resp.status_code == 200 else {"error": body.get("error")}
                 if "error" in r:

@@ -34,6 +34,7 @@ LINE_TOL = 16 / 255    #: colour spread of a uniform line (frame, margin) in a J
 SHRINK_PX = 3          #: a side of the blob's box drops at most this many uniform lines (frame, antialiasing)
 PANEL_SHARE = 0.5      #: blobs at least this share of the largest are sections too (several panels)
 LEVEL_TOL = 4 / 255    #: a flat fill stays within this of its level (exact in PNG, JPEG noise)
+FLAT_STD = 2.5 / 255   #: largest 5x5 standard deviation of a flat fill (quiet live data varies more)
 LEVEL_COLUMNS = 0.2    #: a level must fill runs in at least this share of the columns to be padding
 MIN_SIDE = 160         #: smaller pictures are tiles (TGS: 101 px), taken whole: flat salt there is data
 
@@ -199,7 +200,7 @@ def flat_fills(gray: np.ndarray, min_run: int = MIN_RUN) -> np.ndarray:
     if not levels.size:
         return out
     mean = cv2.blur(g, (5, 5))
-    flat = np.sqrt(np.maximum(cv2.blur(g * g, (5, 5)) - mean * mean, 0)) <= LEVEL_TOL
+    flat = np.sqrt(np.maximum(cv2.blur(g * g, (5, 5)) - mean * mean, 0)) <= FLAT_STD
     fill = flat & (np.abs(g[..., None] - levels).min(axis=-1) <= LEVEL_TOL + 2 / 255)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(fill.astype(np.uint8), connectivity=8)
     anchored = np.zeros(n, bool)

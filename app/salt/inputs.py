@@ -109,6 +109,8 @@ def segy_input(stored: StoredSegy, spec: segy.SliceSpec | None,
                          code="image_too_large", status=413)
     no_data = nodata.section_no_data(amplitudes)
     gray = segy.scale_amplitudes(amplitudes, live=~no_data)
+    if min(gray.shape) >= dataarea.MIN_SIDE:   # near-zero water columns and mutes: flat, as in a picture
+        no_data |= dataarea.flat_fills(gray)
 
     def save_input(folder: Path) -> None:
         Image.fromarray((gray * 255).round().astype(np.uint8), "L").save(folder / "input.png", compress_level=1)
