@@ -57,6 +57,7 @@ class WhalesTrainConfig:
     epochs: int = 30
     batch_size: int = 64
     lr: float = 2e-3
+    backbone_lr_scale: float = 0.1  #: a pretrained backbone learns at lr x this (the neck and ArcFace at lr)
     weight_decay: float = 5e-4
     margin: float = 0.4
     margin_warmup: int = 8         #: epochs over which the ArcFace margin grows from 0 to ``margin``
@@ -216,8 +217,10 @@ def train_whales(cfg: WhalesTrainConfig) -> dict:
         net.load_state_dict(torch.load(cfg.init_from, map_location=device))
     n_heads = 2 * n_classes if cfg.flip_new_id else n_classes
     head = ArcFace(cfg.embedding_dim, n_heads, cfg.scale, cfg.margin, cfg.subcenters).to(device)
-    params = list(net.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scale = cfg.backbone_lr_scale if cfg.pretrained and cfg.backbone in VARIANTS else 1.0
+    param_groups = [{"params": list(net.backbone.parameters()), "lr": cfg.lr * scale},
+                    {"params": list(net.pool.parameters()) + list(net.neck.parameters()) + list(head.parameters())}]
+    opt = torch.optim.AdamW(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     batch = min(cfg.batch_size, max(2, len(tr_x) // 2) if cfg.dry_run else len(tr_x))
     steps = 2 if cfg.dry_run else max(1, len(tr_x) // batch)
     epochs = 1 if cfg.dry_run else cfg.epochs
