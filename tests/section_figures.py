@@ -58,8 +58,9 @@ def _live_in_box(live: np.ndarray, box: tuple[int, int, int, int], shape: tuple[
 
 
 def render_figure(amplitudes: np.ndarray, cmap: str = "gray", fmt: str = "png", quality: int = 90,
-                  title: str = "Section") -> Rendered:
-    """A matplotlib figure of the section (800x500 px) with its plotted rectangle as truth."""
+                  title: str = "Section", size: tuple[float, float] = (8, 5)) -> Rendered:
+    """A matplotlib figure of the section (``size`` inches at 100 dpi: 800x500 px by default) with
+    its plotted rectangle as truth."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,7 +68,7 @@ def render_figure(amplitudes: np.ndarray, cmap: str = "gray", fmt: str = "png", 
 
     live = ~section_no_data(amplitudes)
     clip = _clip(amplitudes, live)
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    fig, ax = plt.subplots(figsize=size, dpi=100)
     shown = ax.imshow(amplitudes, cmap=cmap, vmin=-clip, vmax=clip, aspect="auto", interpolation="nearest")
     ax.set_title(title)
     ax.set_xlabel("Trace")

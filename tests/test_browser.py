@@ -167,3 +167,35 @@ def test_a_large_section_runs_as_a_job_with_a_progress_bar_and_the_api_docs_load
         assert not errors, errors
     finally:
         server.stop()
+
+
+@pytest.mark.skipif(not (DATA / "seismic-real").is_dir(), reason="../shared/data/seismic-real is absent")
+def test_a_section_figure_shows_its_data_area_and_confidence(tmp_path, model_dir, browser):
+    """A matplotlib figure of the Volve 2-D line (title, labels, colour bar, white margins) uploaded
+    through the page: the page names the data area found and the confidence, and the overlay hatches
+    the margins (no data) instead of painting them."""
+    from .section_figures import read_section, render_figure
+
+    rendered = render_figure(read_section(DATA / "seismic-real" / "volve10r12-full-twt-arb.sgy"), size=(6, 4))
+    figure = tmp_path / "figure.png"
+    figure.write_bytes(rendered.data)
+    server = LiveServer(tmp_path, model_dir)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{server.url}/salt/")
+        page.set_input_files("input[name=image]", str(figure))
+        page.click("input[type=submit]")
+        page.wait_for_url("**/salt/result**", timeout=120_000)
+        text = page.locator("article.result").first.inner_text()
+        assert "Data area (found automatically)" in text and "Confidence:" in text
+        overlay = page.locator("img.overlay").first
+        assert page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=overlay.element_handle())
+        pixels = _pixels(page, overlay.get_attribute("src"))
+        top, bottom, left, right = rendered.box
+        margin = pixels[:max(1, top - 8)]                  # the title band above the plot
+        assert set(np.unique(margin)) <= {96, 176}          # hatched no data, never salt red
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 1280                                # the figures fit the page
+        page.screenshot(path=str(SHOTS / "salt_figure.png"), full_page=True)
+    finally:
+        server.stop()
