@@ -55,6 +55,26 @@ def embed_split(model_dir: Path, data: Path) -> tuple[list[dict], list[dict], np
     return train, queries, emb[:len(train)], emb[len(train):]
 
 
+def served_predictions(dump: dict, model_dir: Path, data: Path, params: dict) -> list[list[str]]:
+    """The five answers of the served ranking for the dump's queries (any subset of the split):
+    the local-feature votes re-ranked by inliers, fused with ``model_dir``'s embedding when
+    ``params["embedding_weight"]`` is set (``new_whale`` below ``fused_threshold``), else ``new_whale``
+    by the votes' ratio threshold: what ``POST /api/v1/whales/identify`` answers."""
+    served = [photoid.rerank(r, v, float(params["rerank_weight"]), SHORTLIST)
+              for r, v in zip(dump["ranked"], dump["verified"])]
+    weight = float(params.get("embedding_weight", 0.0))
+    if not weight:
+        t = float(params["ratio_threshold"])
+        return [photoid.five_predictions(r, photoid.decide_new_whale(r, t)) for r in served]
+    train, queries, g_emb, q_emb = embed_split(model_dir, data)
+    row_of = {q["Image"]: i for i, q in enumerate(queries)}
+    rows = [row_of[q["Image"]] for q in dump["queries"]]
+    emb = identify_all(q_emb[rows], g_emb, np.array([r["Id"] for r in train]),
+                       groups([queries[i] for i in rows]), groups(train), limit=None)
+    return [[w for w, _ in insert_new_whale(fuse_rankings(r, e, weight), float(params["fused_threshold"]))]
+            for r, e in zip(served, emb)]
+
+
 def scores(truths: list[str], ranked: list[Ranked], threshold: float, rows: np.ndarray | None = None) -> dict:
     """MAP@5 with ``new_whale`` inserted below ``threshold`` and the known queries' top-k."""
     rows = np.arange(len(truths)) if rows is None else rows
