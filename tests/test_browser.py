@@ -13,7 +13,7 @@ from PIL import Image
 
 from bench.server import LiveServer
 
-from .conftest import DATA, half_bright_tile, png_bytes
+from .conftest import DATA, png_bytes
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.slow,
@@ -33,7 +33,9 @@ def _salt_tile(tmp_path: Path) -> Path:
         chosen = (partial or [best])[0]["id"]
         return folder / "train" / "images" / f"{chosen}.png"
     path = tmp_path / "tile.png"
-    path.write_bytes(png_bytes(half_bright_tile()))
+    tile = np.full((101, 101), 20, np.uint8)
+    tile[:, :50] = 230    # a flat bright half: salt for the tiny model and, flat, for a TGS-trained one
+    path.write_bytes(png_bytes(tile))
     return path
 
 
