@@ -90,3 +90,7 @@ def test_no_salt_outside_the_plotted_section_through_the_api(client):
     bad = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(rendered.data), "f.png")],
                                                     "data_area": "10,10,5,5"})
     assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_data_area"
+    for value in ("inf,0,10,10", "nan,0,10,10", "1,2,3"):
+        bad = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(rendered.data), "f.png")],
+                                                        "data_area": value})
+        assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_data_area", value

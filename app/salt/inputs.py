@@ -51,7 +51,10 @@ def parse_data_area(value: str | None) -> tuple[int, int, int, int] | str:
     parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
     if len(parts) != 4:
         raise ValueError("data_area must be auto, all, or left,top,right,bottom in pixels")
-    left, top, right, bottom = (int(float(p)) for p in parts)
+    try:
+        left, top, right, bottom = (int(float(p)) for p in parts)
+    except OverflowError:   # "inf": int() of an infinite float
+        raise ValueError("data_area values must be finite pixel numbers") from None
     if left < 0 or top < 0 or right <= left or bottom <= top:
         raise ValueError("data_area left,top,right,bottom must have left < right and top < bottom, all >= 0")
     return left, top, right, bottom
