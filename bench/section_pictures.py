@@ -30,7 +30,7 @@ def pictures(data: Path) -> list[tuple[str, bytes, dict]]:
     uploads = [(f.name, f.read_bytes(), {"domain": "depth" if f.name in DEPTH else "time"})
                for f in sorted(data.glob("*.sgy"))]
     section = read_section(data / LINE)
-    for style in ("plain", "figure-grey", "figure-rwb-jpeg60"):
+    for style in ("plain", "figure-grey", "figure-grey-jpeg90", "figure-rwb", "figure-rwb-jpeg60", "screenshot"):
         uploads.append((f"{LINE} as {style}", render(section, style).data, {}))   # PNG or JPEG bytes
     return uploads
 
@@ -60,7 +60,8 @@ def measure(model: Path, data: Path) -> list[dict]:
                 if "error" in r:
                     rows.append({"input": name, "error": r["error"]})
                     continue
-                rows.append({"input": name, "size": f"{r['width']}x{r['height']}", "slice": r.get("slice"),
+                rows.append({"input": name, "colour_scale": r.get("colour_scale"),
+                             "size": f"{r['width']}x{r['height']}", "slice": r.get("slice"),
                              "coverage_pct": round(100 * r["coverage"], 2),
                              "no_data_pct": round(100 * r["no_data_fraction"], 1),
                              "confidence": r["confidence"], "data_area": r.get("data_area")})

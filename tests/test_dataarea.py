@@ -94,3 +94,35 @@ def test_no_salt_outside_the_plotted_section_through_the_api(client):
         bad = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(rendered.data), "f.png")],
                                                         "data_area": value})
         assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_data_area", value
+
+
+@needs_data
+@pytest.mark.parametrize("style", ["figure-rwb", "figure-rwb-jpeg60"])
+def test_a_red_white_blue_figure_is_read_back_as_amplitudes(style):
+    """Luma makes troughs and peaks the same dark grey; the position along the colour scale gives
+    back the section that the grey figure shows (same amplitudes, same layout)."""
+    from geovision import colourscale
+
+    section = read_section(SEISMIC / FILES[0])
+    top, bottom, left, right = render(section, "figure-grey").box
+    grey = np.asarray(Image.open(io.BytesIO(render(section, "figure-grey").data)).convert("L"), np.float32)
+    rgb = np.asarray(Image.open(io.BytesIO(render(section, style).data)).convert("RGB"))
+    amplitude, scale = colourscale.amplitude_gray(rgb)
+    assert scale == "seismic"
+    inside = np.s_[top + 2:bottom - 2, left + 2:right - 2]
+    r = np.corrcoef(amplitude[inside].ravel(), grey[inside].ravel())[0, 1]
+    luma = np.corrcoef(to_gray(Image.fromarray(rgb))[inside].ravel(), grey[inside].ravel())[0, 1]
+    assert r > 0.85 and abs(luma) < 0.5, (r, luma)
+    assert colourscale.detect(np.asarray(Image.open(io.BytesIO(render(section, "figure-grey").data)).convert("RGB"))) is None
+
+
+def test_grey_and_photographic_pictures_keep_luma():
+    from geovision import colourscale
+
+    rng = np.random.default_rng(0)
+    grey = np.repeat(rng.integers(0, 255, (64, 64, 1), dtype=np.uint8), 3, axis=2)
+    photo = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)       # every colour: far from any scale
+    assert colourscale.amplitude_gray(grey) is None and colourscale.amplitude_gray(photo) is None
+    ramp = np.array(colourscale._path(colourscale.SCALES["bwr"], 64)[0] * 255, np.uint8)[None].repeat(8, 0)
+    amplitude, scale = colourscale.amplitude_gray(ramp)
+    assert scale in ("bwr", "seismic") and np.all(np.diff(amplitude[0]) >= -1e-6)   # blue low -> red high

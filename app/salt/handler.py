@@ -68,6 +68,9 @@ class SaltHandler(TaskHandler):
                            "level": {"type": "string", "enum": ["high", "medium", "low", "none"]}}},
         "data_area": {"type": "object", "description": "pictures: the plotted section used (pixels, right and "
                       "bottom exclusive; source auto, all or user); outside it is no data"},
+        "colour_scale": {"type": "string", "enum": ["grey", "seismic", "bwr"], "description": "pictures: how "
+                         "amplitudes were read: grey (luma) or the red-white-blue scale detected (blue low, white "
+                         "zero, red high; geovision.colourscale)"},
         "rle_mask": {"type": "string", "description": "Kaggle RLE: column-major, 1-based start/length pairs"},
         "mask_url": {"type": "string", "format": "uri"}, "overlay_url": {"type": "string", "format": "uri"},
         "slice": {"type": "string", "description": "SEG-Y only: the slice segmented"},
@@ -138,6 +141,7 @@ class SaltHandler(TaskHandler):
         mask = tiling.threshold_mask(probs, len(state["origins"]), ckpt.meta, threshold)
         no_data = state["no_data"]
         mask &= ~no_data                                   # no data is never salt
+        mask = nodata.drop_edge_slivers(mask, no_data)     # nor a thin band along its border
         live = int((~no_data).sum())
         coverage = float(mask.sum() / live) if live else 0.0
         no_data_fraction = float(no_data.mean())

@@ -8,7 +8,7 @@ import numpy as np
 from flask import current_app
 from PIL import Image
 
-from geovision import dataarea, nodata
+from geovision import colourscale, dataarea, nodata
 from geovision.imaging import ImageError, decode_image, to_gray
 
 from . import segy
@@ -65,7 +65,8 @@ def image_input(upload, data_area: tuple[int, int, int, int] | str = "auto") -> 
 
     Outside the picture's data area (:func:`geovision.dataarea.picture_no_data`, or the user's
     ``data_area`` crop) is no data; the extra fields give the area used as ``data_area``
-    ``{"left", "top", "right", "bottom", "source": "auto"|"all"|"user"}``."""
+    ``{"left", "top", "right", "bottom", "source": "auto"|"all"|"user"}`` and ``colour_scale``: ``grey``
+    (luma) or the diverging scale the amplitudes were read back from (:mod:`geovision.colourscale`)."""
     image = decode_image(upload.data, current_app.config["MAX_IMAGE_PIXELS"])
 
     def save_input(folder: Path) -> None:
@@ -76,9 +77,12 @@ def image_input(upload, data_area: tuple[int, int, int, int] | str = "auto") -> 
 
     gray = to_gray(image)
     h, w = gray.shape
+    coloured = image.mode not in ("L", "I", "F") and not image.mode.startswith("I;")
+    picture = np.asarray(image.convert("RGB")) if coloured else (gray * 255).round().astype(np.uint8)
+    scale = colourscale.amplitude_gray(picture) if coloured else None
+    if scale is not None:   # red-white-blue: the amplitude's sign is in the hue, which luma loses
+        gray = scale[0]
     if data_area == "auto":
-        picture = np.asarray(image.convert("RGB")) if image.mode not in ("L", "I", "F") and not image.mode.startswith("I;") \
-            else (gray * 255).round().astype(np.uint8)
         no_data, (top, bottom, left, right) = dataarea.picture_no_data(picture, gray)
         source = "auto"
     else:
@@ -88,7 +92,7 @@ def image_input(upload, data_area: tuple[int, int, int, int] | str = "auto") -> 
         no_data[top:bottom, left:right] = nodata.image_no_data(gray[top:bottom, left:right])
         source = "all" if data_area == "all" else "user"
     area = {"left": int(left), "top": int(top), "right": int(right), "bottom": int(bottom), "source": source}
-    return gray, no_data, {"data_area": area}, save_input
+    return gray, no_data, {"data_area": area, "colour_scale": scale[1] if scale else "grey"}, save_input
 
 
 def segy_input(stored: StoredSegy, spec: segy.SliceSpec | None,
