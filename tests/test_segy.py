@@ -158,6 +158,28 @@ def test_a_2d_line_stored_as_one_crossline_is_a_section(tmp_path):
         segy.read_slice(path, segy.parse_slice("inline:3"))
 
 
+def _line(path, headers: list[dict], n_s: int = 40) -> None:
+    spec = segyio.spec()
+    spec.format, spec.samples, spec.tracecount = 5, list(range(n_s)), len(headers)
+    with segyio.create(str(path), spec) as f:
+        for i, h in enumerate(headers):
+            f.header[i] = {segyio.su.offset: 1, **h}
+            f.trace[i] = np.sin(np.arange(n_s, dtype=np.float32) * 0.3 + i)
+
+
+def test_a_2d_line_is_drawn_against_its_cdp_or_shot_point_numbers(tmp_path, client):
+    cdp, shot, none = tmp_path / "cdp.sgy", tmp_path / "shot.sgy", tmp_path / "none.sgy"
+    _line(cdp, [{segyio.su.cdp: 2001 + 2 * i} for i in range(30)])
+    _line(shot, [{segyio.su.cdp: 7, segyio.su.sp: 10500 + 25 * i, segyio.su.scalsp: -100} for i in range(30)])
+    _line(none, [{segyio.su.cdp: 5 if i % 2 else 9} for i in range(30)])
+    assert segy.geometry(cdp)["trace_axis"] == {"label": "CDP", "first": 2001.0, "step": 2.0}
+    assert segy.geometry(shot)["trace_axis"] == {"label": "shot point", "first": 105.0, "step": 0.25}
+    assert segy.geometry(none)["trace_axis"] == {"label": "trace", "first": 1, "step": 1}
+    (r,) = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(cdp.read_bytes()), "cdp.sgy")]}
+                       ).get_json()["results"]
+    assert r["axes"]["x"] == {"label": "CDP", "first": 2001.0, "step": 2.0}
+
+
 def test_irregular_surveys_are_read_by_trace_headers(tmp_path, client):
     path = tmp_path / "holes.sgy"
     positions = [(il, xl) for il in (10, 14, 18) for xl in range(100, 110) if not (il == 14 and xl in (103, 104))]

@@ -107,8 +107,9 @@ def _layout(f) -> tuple[str, np.ndarray | None, np.ndarray | None]:
 def geometry(path: Path) -> dict:
     """Survey geometry: ``{"kind": "3d"|"2d", "layout": "regular"|"irregular"|"line", "traces",
     "samples", "sample_interval_ms", "time_range_ms": [first, last], "inlines": [first, last,
-    count, step], "crosslines": [...], "missing_traces", "warning", "default_slice", "values"}``
-    (inline/crossline entries only for 3-D files). Raises SegyError."""
+    count, step], "crosslines": [...], "missing_traces", "warning", "default_slice", "values",
+    "trace_axis"}`` (inline/crossline entries only for 3-D files, ``trace_axis`` only for 2-D lines:
+    :func:`_trace_axis`). Raises SegyError."""
     with _open(path) as f:
         samples = np.asarray(f.samples, dtype=float)
         out = {"traces": int(f.tracecount), "samples": len(samples),
@@ -119,7 +120,7 @@ def geometry(path: Path) -> dict:
         layout, il, xl = _layout(f)
         out["layout"] = layout
         if layout == "line":
-            out.update(kind="2d", default_slice="section")
+            out.update(kind="2d", default_slice="section", trace_axis=_trace_axis(f))
             if f.ilines is not None:
                 out["warning"] = (f"stored as {len(f.ilines)} inline(s) x {len(f.xlines)} crossline(s): "
                                   "read as a 2-D line, traces in file order")
@@ -135,6 +136,29 @@ def geometry(path: Path) -> dict:
                               "inline x crossline positions have no trace; slices are read by the trace "
                               "headers and the missing traces are shown as no data")
     return out
+
+
+def _regular(values: np.ndarray) -> tuple[float, float] | None:
+    """(first, step) of numbers that run in one non-zero step, else None."""
+    if len(values) < 2 or not np.all(np.isfinite(values)):
+        return None
+    steps = np.diff(values)
+    return (float(values[0]), float(steps[0])) if steps[0] != 0 and np.all(steps == steps[0]) else None
+
+
+def _trace_axis(f) -> dict:
+    """The across axis of a 2-D line: CDP numbers (trace header bytes 21-24) when they run in equal
+    steps, else shot points (bytes 197-200, scaled by bytes 201-202 as SEG-Y rev 2 defines: a
+    negative scalar divides), else the trace's place in the file (1, 2, ...)."""
+    cdp = np.asarray(f.attributes(segyio.TraceField.CDP)[:], dtype=float)
+    if (found := _regular(cdp)) and cdp.min() > 0:
+        return {"label": "CDP", "first": found[0], "step": found[1]}
+    shot = np.asarray(f.attributes(segyio.TraceField.ShotPoint)[:], dtype=float)
+    scalar = np.asarray(f.attributes(segyio.TraceField.ShotPointScalar)[:], dtype=float)
+    shot = np.where(scalar > 0, shot * scalar, np.where(scalar < 0, shot / np.abs(scalar), shot))
+    if (found := _regular(shot)) and np.any(shot != 0):
+        return {"label": "shot point", "first": found[0], "step": found[1]}
+    return {"label": "trace", "first": 1, "step": 1}
 
 
 def _value_kind(f, probes: int = 32) -> str:
@@ -211,8 +235,8 @@ def slice_axes(geometry: dict, spec: SliceSpec, domain: str = "time") -> dict:
     samples = {"label": "depth (m)" if domain == "depth" else "time (ms)", "first": first,
                "step": geometry["sample_interval_ms"]}
     line = lambda key, label: {"label": label, "first": geometry[key][0], "step": geometry[key][3]}  # noqa: E731
-    if spec.kind == "section":
-        return {"x": {"label": "trace", "first": 1, "step": 1}, "y": samples}
+    if spec.kind == "section":   # 2-D lines: CDP or shot points when the headers number them evenly
+        return {"x": geometry.get("trace_axis", {"label": "trace", "first": 1, "step": 1}), "y": samples}
     if spec.kind == "inline":
         return {"x": line("crosslines", "crossline"), "y": samples}
     if spec.kind == "crossline":
