@@ -171,11 +171,18 @@ def test_a_large_section_runs_as_a_job_with_a_progress_bar_and_the_api_docs_load
         server.stop()
 
 
+#: Records every text the upload progress shows in sessionStorage (it survives the redirect).
+SEEN_STATUS = """new MutationObserver(() => {
+  const s = document.querySelector('.upload-status');
+  if (s && s.textContent) sessionStorage.setItem('seen', (sessionStorage.getItem('seen') || '') + '|' + s.textContent);
+}).observe(document, {subtree: true, childList: true, characterData: true});"""
+
+
 @pytest.mark.skipif(not (DATA / "seismic-real").is_dir(), reason="../shared/data/seismic-real is absent")
 def test_a_section_figure_shows_its_data_area_and_confidence(tmp_path, model_dir, browser):
     """A matplotlib figure of the Volve 2-D line (title, labels, colour bar, white margins) uploaded
-    through the page: the page names the data area found and the confidence, and the overlay hatches
-    the margins (no data) instead of painting them."""
+    through the page: a progress bar with an estimate shows while it works, the page names the data
+    area found and the confidence, and the overlay hatches the margins (no data) instead of painting them."""
     from .section_figures import read_section, render_figure
 
     rendered = render_figure(read_section(DATA / "seismic-real" / "volve10r12-full-twt-arb.sgy"), size=(6, 4))
@@ -184,10 +191,13 @@ def test_a_section_figure_shows_its_data_area_and_confidence(tmp_path, model_dir
     server = LiveServer(tmp_path, model_dir)
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.add_init_script(SEEN_STATUS)
         page.goto(f"{server.url}/salt/")
         page.set_input_files("input[name=image]", str(figure))
         page.click("input[type=submit]")
         page.wait_for_url("**/salt/result**", timeout=120_000)
+        seen = page.evaluate("sessionStorage.getItem('seen') || ''")
+        assert "Working: 0 s of about" in seen, seen        # the bar and its estimate while the server worked
         text = page.locator("article.result").first.inner_text()
         assert "Data area (found automatically)" in text and "Confidence:" in text
         overlay = page.locator("img.overlay").first
