@@ -11,7 +11,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-LEFT, TOP, RIGHT, BOTTOM = 64, 40, 16, 44      #: margins in pixels around the picture
+LEFT, TOP, RIGHT, BOTTOM = 64, 40, 16, 44      #: margins in pixels around a picture up to 640 px wide
 INK, GRID = (30, 30, 30), (120, 120, 120)
 #: Perceptually ordered colours for probabilities 0..1 (viridis anchors, linearly interpolated).
 VIRIDIS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float32)
@@ -52,29 +52,44 @@ def enlarge(picture: Image.Image, x_axis: dict, y_axis: dict, min_width: int = 3
     return big, shrink(x_axis), shrink(y_axis)
 
 
+def scale_for(width: int) -> float:
+    """Text and margin scale of a figure ``width`` px wide: pages show figures at about 640 px, so
+    a wider one is drawn with proportionally larger text (readable once scaled to the card)."""
+    return max(1.0, width / 640)
+
+
+def font(scale: float) -> ImageFont.ImageFont:
+    """Pillow's bundled font at 11 px times ``scale``."""
+    return ImageFont.load_default(size=round(11 * scale))
+
+
 def with_axes(picture: Image.Image, x_axis: dict, y_axis: dict, title: str = "",
               legend: list[tuple[tuple[int, int, int], str]] | None = None) -> Image.Image:
     """``picture`` (RGB) framed with tick marks and labels on the top (x) and left (y) edges, a
     title, and a legend of (colour, text) swatches under it; a narrow picture is enlarged first."""
     picture, x_axis, y_axis = enlarge(picture, x_axis, y_axis)
-    font = ImageFont.load_default()
     w, h = picture.size
-    out = Image.new("RGB", (LEFT + max(w, 320) + RIGHT, TOP + h + BOTTOM), (255, 255, 255))
-    out.paste(picture.convert("RGB"), (LEFT, TOP))
+    k = scale_for(w)
+    text_font = font(k)
+    left, top, right, bottom = (round(v * k) for v in (LEFT, TOP, RIGHT, BOTTOM))
+    tick, gap, swatch = round(5 * k), round(7 * k), round(14 * k)
+    out = Image.new("RGB", (left + max(w, 320) + right, top + h + bottom), (255, 255, 255))
+    out.paste(picture.convert("RGB"), (left, top))
     draw = ImageDraw.Draw(out)
-    draw.rectangle([LEFT - 1, TOP - 1, LEFT + w, TOP + h], outline=INK)
+    draw.rectangle([left - 1, top - 1, left + w, top + h], outline=INK, width=max(1, round(k)))
     for px, text in _ticks(x_axis, w):
-        draw.line([LEFT + px, TOP - 5, LEFT + px, TOP - 1], fill=INK)
-        draw.text((LEFT + px, TOP - 7), text, fill=INK, font=font, anchor="ms")
+        draw.line([left + px, top - tick, left + px, top - 1], fill=INK, width=max(1, round(k)))
+        draw.text((left + px, top - gap), text, fill=INK, font=text_font, anchor="ms")
     for py, text in _ticks(y_axis, h):
-        draw.line([LEFT - 5, TOP + py, LEFT - 1, TOP + py], fill=INK)
-        draw.text((LEFT - 7, TOP + py), text, fill=INK, font=font, anchor="rm")
-    draw.text((LEFT, 4), f"{title}  ({x_axis['label']} across, {y_axis['label']} down)".strip(), fill=INK, font=font)
-    x = LEFT
+        draw.line([left - tick, top + py, left - 1, top + py], fill=INK, width=max(1, round(k)))
+        draw.text((left - gap, top + py), text, fill=INK, font=text_font, anchor="rm")
+    draw.text((left, round(4 * k)), f"{title}  ({x_axis['label']} across, {y_axis['label']} down)".strip(), fill=INK,
+              font=text_font)
+    x = left
     for colour, text in legend or []:
-        draw.rectangle([x, TOP + h + 14, x + 14, TOP + h + 28], fill=colour, outline=INK)
-        draw.text((x + 20, TOP + h + 21), text, fill=INK, font=font, anchor="lm")
-        x += 28 + int(draw.textlength(text, font=font)) + 16
+        draw.rectangle([x, top + h + swatch, x + swatch, top + h + 2 * swatch], fill=colour, outline=INK)
+        draw.text((x + round(20 * k), top + h + round(21 * k)), text, fill=INK, font=text_font, anchor="lm")
+        x += 2 * swatch + int(draw.textlength(text, font=text_font)) + swatch
     return out
 
 
@@ -102,14 +117,16 @@ def probability_figure(probs: np.ndarray, no_data: np.ndarray | None, x_axis: di
     h = picture.height
     framed = with_axes(picture, x_axis, y_axis, title="salt probability",
                        legend=[((215, 215, 215), "no data")] if no_data is not None and no_data.any() else None)
-    bar = colour_bar(max(h, 2))
-    out = Image.new("RGB", (framed.width + 70, framed.height), (255, 255, 255))
+    k = scale_for(picture.width)
+    top = round(TOP * k)
+    bar = colour_bar(max(h, 2), round(14 * k))
+    out = Image.new("RGB", (framed.width + round(70 * k), framed.height), (255, 255, 255))
     out.paste(framed, (0, 0))
-    out.paste(bar, (framed.width + 8, TOP))
-    draw, font = ImageDraw.Draw(out), ImageFont.load_default()
+    out.paste(bar, (framed.width + round(8 * k), top))
+    draw, text_font = ImageDraw.Draw(out), font(k)
     for value in (1.0, threshold, 0.0):
-        y = TOP + int(round((1.0 - value) * (h - 1)))
-        draw.line([framed.width + 22, y, framed.width + 26, y], fill=INK)
-        draw.text((framed.width + 29, y), f"{value:.2f}" + (" cut" if value == threshold else ""), fill=INK,
-                  font=font, anchor="lm")
+        y = top + int(round((1.0 - value) * (h - 1)))
+        draw.line([framed.width + round(22 * k), y, framed.width + round(26 * k), y], fill=INK)
+        draw.text((framed.width + round(29 * k), y), f"{value:.2f}" + (" cut" if value == threshold else ""), fill=INK,
+                  font=text_font, anchor="lm")
     return out
