@@ -1,4 +1,4 @@
-"""JSON API v1 (the contract: README "API", /api/v1/openapi.json): health, readiness, models and one route per registered task."""
+"""JSON API v1 (the contract: docs/API.md, /api/v1/openapi.json): health, readiness, models and one route per registered task."""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request

@@ -1,4 +1,10 @@
-"""Errors blueprint: every error answered as JSON for the API and HTML for pages."""
+"""Errors blueprint: one error model, three renderings.
+
+Every error is a code, an HTTP status and a message (:class:`ApiError`, or the engine's and the
+gallery's exceptions, or a werkzeug HTTP error, mapped here): ``/api/v1`` answers
+``{"error": {"code", "message"}}``, ``/v2`` the Open Inference Protocol's error body
+``{"error": message}`` (with ``code`` beside it) whatever the Accept header says, and pages the
+HTML error page (JSON when the client prefers it)."""
 from __future__ import annotations
 
 import logging
@@ -17,6 +23,45 @@ log = logging.getLogger(__name__)
 
 CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
          409: "conflict", 413: "payload_too_large", 500: "internal_error", 503: "unavailable"}
+
+#: Every error code the server answers: code -> (HTTP status, meaning). The OpenAPI document
+#: (``ErrorCode``) and docs/API.md list exactly these; a test scans the sources for codes that are
+#: raised but missing here (tests/test_v2_errors.py).
+ERROR_CODES = {
+    "bad_request": (400, "the request is malformed (a form the server cannot read)"),
+    "missing_file": (400, "no file in the `image` field"),
+    "empty_file": (400, "a file of 0 bytes"),
+    "invalid_image": (400, "not a readable image (or a damaged one)"),
+    "unsupported_format": (400, "an image format other than PNG, JPEG, TIFF, GIF, BMP or WebP"),
+    "invalid_threshold": (400, "salt `threshold` outside 0..1"),
+    "invalid_k": (400, "similarity `k` outside 1..100, or whale `k` outside 5..50"),
+    "invalid_method": (400, "similarity `method` other than embedding, pixels or kmeans"),
+    "invalid_viewpoint": (400, "whale `viewpoint` other than auto, top, left or right"),
+    "invalid_slice": (400, "a SEG-Y `slice` the volume cannot give"),
+    "invalid_segy": (400, "a SEG-Y file that cannot be read (headers, sample format, geometry)"),
+    "invalid_domain": (400, "SEG-Y `domain` other than time or depth"),
+    "invalid_data_area": (400, "`data_area` other than auto, all or four pixel numbers"),
+    "not_amplitudes": (400, "a SEG-Y volume of velocities, not amplitudes"),
+    "invalid_request": (400, "a v2 request whose JSON header breaks the protocol (the field is named)"),
+    "unauthorized": (401, "missing or wrong admin token"),
+    "not_found": (404, "no such page, task, result, job or gallery image"),
+    "unknown_model": (404, "v2: no such model"),
+    "method_not_allowed": (405, "the route does not take this HTTP method"),
+    "conflict": (409, "the request conflicts with the server's state"),
+    "gallery_empty": (409, "the task's gallery holds no image yet"),
+    "gallery_stale": (409, "the gallery was embedded by another model than the served one: rebuild it"),
+    "not_configured": (409, "the admin action needs a setting that is not set"),
+    "payload_too_large": (413, "the request is larger than MAX_CONTENT_LENGTH"),
+    "image_too_large": (413, "an image or slice over MAX_IMAGE_PIXELS"),
+    "segy_too_large": (413, "a SEG-Y file over SEGY_MAX_BYTES"),
+    "too_many_jobs": (429, "this client has the most active jobs allowed (Retry-After)"),
+    "internal_error": (500, "a fault of the server; it is logged"),
+    "model_not_ready": (503, "the model is loading or failed to load (Retry-After)"),
+    "overloaded": (503, "the inference queue is full (Retry-After)"),
+    "timeout": (503, "the model did not answer in time (Retry-After)"),
+    "jobs_busy": (503, "the server runs as many jobs as it can (Retry-After)"),
+    "unavailable": (503, "the server cannot answer now"),
+}
 
 
 class ApiError(Exception):
@@ -38,6 +83,8 @@ def wants_json() -> bool:
 
 
 def error_response(code: str, message: str, status: int, extra: dict | None = None, headers: dict | None = None):
+    if request.path == "/v2" or request.path.startswith("/v2/"):
+        return jsonify({"error": message, "code": code}), status, headers or {}
     if wants_json():
         response = jsonify({"error": {"code": code, "message": message}, **(extra or {})})
     else:

@@ -15,6 +15,7 @@ from apispec import APISpec
 from flask import Blueprint, Response, abort, current_app, render_template, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
+from .errors import ERROR_CODES
 from .tasks.registry import registered
 
 bp = Blueprint("openapi", __name__)
@@ -90,9 +91,11 @@ def build_spec() -> dict:
     spec = APISpec(title="GeoVision API", version="1", openapi_version="3.0.3", info={
         "description": "Salt segmentation, rock classification, image similarity and whale identification. "
                        "The Open Inference Protocol (KServe v2) is served beside it under /v2."})
+    spec.components.schema("ErrorCode", {"type": "string", "enum": list(ERROR_CODES), "description": "; ".join(
+        f"`{code}` ({status}): {meaning}" for code, (status, meaning) in ERROR_CODES.items())})
     spec.components.schema("Error", {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["code", "message"],
-        "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}})
+        "properties": {"code": {"$ref": "#/components/schemas/ErrorCode"}, "message": {"type": "string"}}}}})
     spec.components.schema("FileError", {"type": "object", "required": ["filename", "error"], "properties": {
         "filename": {"type": "string"}, "error": {"type": "object", "properties": {
             "code": {"type": "string", "enum": list(COMMON_ERRORS)}, "message": {"type": "string"}}}}})

@@ -24,6 +24,7 @@ import struct
 
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
+from pydantic import ValidationError
 from werkzeug.datastructures import MultiDict
 
 from .engine import ModelNotReady
@@ -32,22 +33,16 @@ from .extensions import engine
 from .gallery import GalleryUnavailable
 from .tasks.registry import registered
 from .uploads import Upload, answer_each, forget, prediction_ids
+from .v2_schema import InferRequest
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
-class V2Error(Exception):
-    """An error answered as ``{"error": message}`` (the v2 error body) with an HTTP status."""
-
-    def __init__(self, message: str, status: int = 400, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.headers = status, headers or {}
-
-
-@bp.errorhandler(V2Error)
-def _v2_error(exc: V2Error):
-    return jsonify(error=str(exc)), exc.status, exc.headers
+def V2Error(message: str, status: int = 400, code: str = "invalid_request") -> ApiError:
+    """An :class:`app.errors.ApiError` of this protocol (answered with the v2 error body
+    ``{"error": message, "code": code}`` by :func:`app.errors.error_response`, as every error on ``/v2``)."""
+    return ApiError(code, message, status)
 
 
 @bp.get("")
@@ -70,7 +65,7 @@ def ready():
 def _handler(task: str):
     handler = registered().get(task)
     if handler is None:
-        raise V2Error(f"unknown model {task!r}; models: {', '.join(registered())}", 404)
+        raise V2Error(f"unknown model {task!r}; models: {', '.join(registered())}", 404, "unknown_model")
     return handler
 
 
@@ -101,22 +96,18 @@ def infer(task: str, version: str | None = None):
     handler = _handler(task)
     header, images = _read_request()
     try:
-        options = handler.parse_options(MultiDict({k: str(v) for k, v in (header.get("parameters") or {}).items()}))
+        options = handler.parse_options(MultiDict({k: str(v) for k, v in (header.parameters or {}).items()}))
     except ApiError as exc:
-        raise V2Error(f"{exc.code}: {exc.message}") from None
-    try:
-        handler.check_ready()
-    except ModelNotReady as exc:
-        raise V2Error(str(exc), 503, {"Retry-After": "5"}) from None
-    except GalleryUnavailable as exc:
-        raise V2Error(str(exc), 409) from None
+        raise V2Error(f"{exc.code}: {exc.message}", exc.status, exc.code) from None
+    handler.check_ready()       # ModelNotReady (503), GalleryUnavailable (409): app.errors answers them
     items = [Upload(f"image[{i}]", data) for i, data in enumerate(images)]
     results, _ = answer_each(items, lambda item: handler.answer(item, **options))
     bad = [(i, r) for i, r in enumerate(results) if "error" in r]
     if bad:   # a tensor request succeeds or fails whole: drop the rows of the answered elements
         forget([pid for r in results for pid in prediction_ids(r)])
         i, r = bad[0]
-        raise V2Error(f"image[{i}]: {r['error']['code']}: {r['error']['message']}", r.get("http_status", 400))
+        raise V2Error(f"image[{i}]: {r['error']['code']}: {r['error']['message']}", r.get("http_status", 400),
+                      r["error"]["code"])
     try:
         outputs = handler.v2_outputs(results, **options)
     except ValueError as exc:
@@ -126,28 +117,37 @@ def infer(task: str, version: str | None = None):
     return _response(header, task, ckpt.version, outputs)
 
 
-def _read_request() -> tuple[dict, list[bytes]]:
-    """(JSON header, the encoded images of input ``image``); raises V2Error for a malformed request."""
+def _read_request() -> tuple[InferRequest, list[bytes]]:
+    """(the validated JSON header, the encoded images of input ``image``); raises ApiError
+    (``invalid_request``, 400) for a malformed request, naming the field."""
     body = request.get_data(cache=False)
     length = request.headers.get(HEADER_LENGTH)
     try:
         split = int(length) if length is not None else len(body)
-        header = json.loads(body[:split] or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise V2Error("the request header is not valid JSON") from None
+        if not 0 <= split <= len(body):
+            raise ValueError(split)
+        header = InferRequest.model_validate_json(body[:split] or b"{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise V2Error(f"malformed request: {where}: {first['msg']}") from None
+    except ValueError:
+        raise V2Error(f"{HEADER_LENGTH} must be a byte count within the body ({len(body)} bytes)") from None
     binary, offset, images = body[split:], 0, None
-    for tensor in header.get("inputs") or []:
-        size = (tensor.get("parameters") or {}).get("binary_data_size")
+    for tensor in header.inputs:
+        size = tensor.parameters.binary_data_size if tensor.parameters else None
         raw = binary[offset:offset + size] if size is not None else None
+        if raw is not None and len(raw) < size:
+            raise V2Error(f"input {tensor.name!r} declares {size} binary bytes; the body holds {len(raw)}")
         offset += size or 0
-        if tensor.get("name") != "image":
+        if tensor.name != "image":
             continue
-        if tensor.get("datatype") != "BYTES":
+        if tensor.datatype != "BYTES":
             raise V2Error("input 'image' must have datatype BYTES (one encoded image per element)")
-        images = _bytes_elements(raw) if raw is not None else _base64_elements(tensor.get("data"))
-        expected = int(np.prod(tensor.get("shape") or [len(images)]))
+        images = _bytes_elements(raw) if raw is not None else _base64_elements(tensor.data)
+        expected = int(np.prod(tensor.shape or [len(images)]))
         if expected != len(images):
-            raise V2Error(f"input 'image' has shape {tensor.get('shape')} but {len(images)} elements")
+            raise V2Error(f"input 'image' has shape {tensor.shape} but {len(images)} elements")
     if not images:
         raise V2Error("send one or more encoded images in the BYTES input 'image'")
     return header, images
@@ -174,10 +174,10 @@ def _base64_elements(data) -> list[bytes]:
         raise V2Error("input 'image' data must be base64 strings without the binary extension") from None
 
 
-def _response(header: dict, task: str, version: str, outputs: list[tuple[str, str, np.ndarray]]) -> Response:
+def _response(header: InferRequest, task: str, version: str, outputs: list[tuple[str, str, np.ndarray]]) -> Response:
     """JSON response, or JSON header + binary tensors for the outputs the client asked in binary."""
-    wanted = {o["name"]: o for o in header.get("outputs") or []}
-    binary_default = bool((header.get("parameters") or {}).get("binary_data_output"))
+    wanted = {o.name: o.model_dump() for o in header.outputs or []}
+    binary_default = bool((header.parameters or {}).get("binary_data_output"))
     tensors, blobs = [], []
     for name, datatype, array in outputs:
         if wanted and name not in wanted:
@@ -191,8 +191,8 @@ def _response(header: dict, task: str, version: str, outputs: list[tuple[str, st
             spec["data"] = [x.decode() if isinstance(x, bytes) else x for x in array.ravel().tolist()]
         tensors.append(spec)
     body = {"model_name": task, "model_version": version, "outputs": tensors}
-    if "id" in header:
-        body["id"] = header["id"]
+    if header.id is not None:
+        body["id"] = header.id
     text = json.dumps(body).encode()
     if not blobs:
         return Response(text, mimetype="application/json")

@@ -6,7 +6,7 @@ salt and rocks APIs at 1, 8 and 32 concurrent clients, through gunicorn, with th
 Each configuration starts its own server (and for Ray its own head, ``ray start --head``, with the
 checkpoints deployed by ``flask serve deploy``), warms it up, then each client sends its requests
 one after the other: one 101x101 TGS tile (salt) or one 28x28 rock image (rocks) per request.
-Prints a Markdown table (the README's "Scaling out" section) and writes the figures as JSON.
+Prints a Markdown table (docs/OPERATIONS.md, "Scaling out") and writes the figures as JSON.
 """
 from __future__ import annotations
 

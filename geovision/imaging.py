@@ -39,7 +39,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             if image.format not in ALLOWED_FORMATS:
-                raise ImageError(f"unsupported image format {image.format}; use PNG, JPEG or TIFF",
+                raise ImageError(f"unsupported image format {image.format}; use PNG, JPEG, TIFF, GIF, BMP or WebP",
                                  code="unsupported_format")
             width, height = image.size
             if width * height > max_pixels:

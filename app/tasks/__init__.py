@@ -3,7 +3,7 @@
 ``create_app`` registers :func:`app.default_tasks` (or the list it is given); the menu, the home
 page, the history, the JSON API, the admin gallery API and the ``flask gallery`` commands loop
 over ``app.extensions["tasks"]``. Adding a task is one handler module, one template, one
-``models/<task>/`` folder and one line in :func:`app.default_tasks` (README, "Adding a model").
+``models/<task>/`` folder and one line in :func:`app.default_tasks` (docs/ARCHITECTURE.md, "Adding a model").
 """
 from __future__ import annotations
 
