@@ -1,6 +1,8 @@
 import io
+from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from app.extensions import db
@@ -130,3 +132,32 @@ def test_flask_predict_writes_the_same_rle_as_the_api(client, runner, tmp_path):
         api = post(client, [(f"{name}.png", (folder / f"{name}.png").read_bytes())]).get_json()["results"][0]
         assert rle == api["rle_mask"]
     assert rows[3] == "t3,"
+
+
+def test_flask_predict_gives_the_api_answer_on_real_sections(model_dir, tmp_path):
+    """A real SEG-Y line (water column, dead bottom) and a figure of it: ``flask predict`` goes through
+    the handler's steps (data area, no data, fill, edge rule), so its RLE is the API's."""
+    from .conftest import DATA, make_app
+    from .section_figures import read_section, render
+
+    real = DATA / "seismic-real" / "volve10r12-full-z-il10117sub.sgy"
+    if not real.exists():
+        pytest.skip("../shared/data/seismic-real is absent")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "line.sgy").write_bytes(real.read_bytes())
+    (folder / "figure.png").write_bytes(render(read_section(real), "figure-grey").data)
+    app = make_app(model_dir, tmp_path, SYNC_MAX_TILES=10_000)
+    try:
+        out = tmp_path / "submission.csv"
+        result = app.test_cli_runner().invoke(args=["predict", "salt", "--data", str(folder), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        rows = dict(line.split(",") for line in out.read_text().splitlines()[1:])
+        client = app.test_client()
+        for name in ("line.sgy", "figure.png"):
+            api = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO((folder / name).read_bytes()), name)],
+                                                              "domain": "depth"}).get_json()["results"][0]
+            assert rows[Path(name).stem] == api["rle_mask"], name
+        assert rows["line"]                                  # the model draws salt here (7.5 %): a real comparison
+    finally:
+        app.extensions["engine"].close()

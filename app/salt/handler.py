@@ -131,9 +131,12 @@ class SaltHandler(TaskHandler):
                         {"gray": gray, "no_data": no_data, "origins": origins, "canvas": canvas, "extra": extra,
                          "save_input": save_input, "axes": axes})
 
-    def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint, public_id: str,
-                    threshold: float | None = None, spec: segy.SliceSpec | None = None,
-                    domain: str = "time", data_area="auto") -> tuple[dict, dict]:
+    def segment(self, prepared: Prepared, outputs: torch.Tensor, ckpt: Checkpoint,
+                threshold: float | None = None) -> dict:
+        """The answer for one prepared item, pure (no file, no row, no URL): ``probs`` float32 (H, W),
+        ``mask`` bool (H, W) (never on no data, no thin band along it), ``no_data`` bool (H, W),
+        ``coverage`` (salt share of the live pixels), ``no_data_fraction``, ``rle_mask``,
+        ``threshold``, ``confidence``. Used by :meth:`postprocess` and ``flask predict``."""
         state = prepared.state
         threshold = float(ckpt.meta.get("threshold", 0.5)) if threshold is None else threshold
         probs = tiling.probabilities(outputs.float().numpy(), state["origins"], state["canvas"], state["gray"].shape,
@@ -143,9 +146,17 @@ class SaltHandler(TaskHandler):
         mask &= ~no_data                                   # no data is never salt
         mask = nodata.drop_edge_slivers(mask, no_data)     # nor a thin band along its border
         live = int((~no_data).sum())
-        coverage = float(mask.sum() / live) if live else 0.0
-        no_data_fraction = float(no_data.mean())
-        rle_mask = rle_encode(mask)
+        return {"probs": probs, "mask": mask, "no_data": no_data, "threshold": threshold,
+                "coverage": float(mask.sum() / live) if live else 0.0, "no_data_fraction": float(no_data.mean()),
+                "rle_mask": rle_encode(mask), "confidence": tiling.salt_confidence(probs, mask, ~no_data)}
+
+    def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint, public_id: str,
+                    threshold: float | None = None, spec: segy.SliceSpec | None = None,
+                    domain: str = "time", data_area="auto") -> tuple[dict, dict]:
+        state = prepared.state
+        answer = self.segment(prepared, outputs, ckpt, threshold)
+        probs, mask, no_data, rle_mask = answer["probs"], answer["mask"], answer["no_data"], answer["rle_mask"]
+        coverage, no_data_fraction, threshold = answer["coverage"], answer["no_data_fraction"], answer["threshold"]
         folder = storage_dir(public_id)
         state["save_input"](folder)
         tiling.mask_image(mask).save(folder / "mask.png", compress_level=1)
@@ -155,7 +166,7 @@ class SaltHandler(TaskHandler):
             folder / "prob.png", compress_level=1)   # figures are drawn from it on first view
         (folder / "rle.txt").write_text(rle_mask + "\n")   # overlay.png is drawn on first view
         extra = state["extra"]
-        confidence = tiling.salt_confidence(probs, mask, ~no_data)
+        confidence = answer["confidence"]
         summary = {"coverage": coverage, "no_data_fraction": no_data_fraction, "rle_mask": rle_mask,
                    "threshold": threshold, "tiles": len(state["origins"]), "axes": state["axes"],
                    "confidence": confidence, **extra}
