@@ -15,25 +15,35 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def optimise_for_cpu(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
-    """A frozen, inference-optimised copy of a TorchScript module (the module itself when that fails).
+def optimise_for_cpu(module: torch.jit.ScriptModule, name: str = "model") -> torch.jit.ScriptModule:
+    """A frozen, inference-optimised copy of a TorchScript module.
 
     Args:
         module: a ``torch.jit`` module (traced or scripted), any input shapes.
+        name: what to call it in the log (the task).
     Returns:
-        The optimised module (same inputs and outputs); on a module that cannot be frozen (an
-        ``nn.Module`` that is not TorchScript, or an unsupported graph) the input, with a warning.
+        The frozen module passed through ``torch.jit.optimize_for_inference`` (same inputs and
+        outputs). When that pass fails (in torch 2.14 it fails on a graph where a Linear + BatchNorm1d
+        neck follows generalised-mean pooling: "INTERNAL ASSERT FAILED ... expected double"; the
+        whale embedding), a new frozen copy without it, said once at INFO level; when freezing
+        itself fails, or for an ``nn.Module`` that is not TorchScript, the module as it is.
     """
     if not isinstance(module, torch.jit.ScriptModule):
         return module
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
             frozen = torch.jit.freeze(module.eval())
+        except (RuntimeError, AttributeError) as exc:
+            log.warning("%s: could not freeze the TorchScript module (%s); serving it as loaded", name, exc)
+            return module
+        try:
             return torch.jit.optimize_for_inference(frozen)
-    except (RuntimeError, AttributeError) as exc:  # an unsupported graph: keep the module as it is
-        log.warning("could not freeze the module (%s); serving it unoptimised", exc)
-        return module
+        except (RuntimeError, AttributeError) as exc:
+            log.info("%s: frozen; torch.jit.optimize_for_inference does not apply to this graph (%s); "
+                     "serving the frozen module", name, str(exc).split(",")[0])
+            # the failed pass leaves its copy half converted to MKLDNN (it then fails at run time): freeze anew
+            return torch.jit.freeze(module.eval())
 
 
 def cpu_supports_bf16() -> bool:

@@ -286,3 +286,24 @@ def test_page_shows_candidates_with_gallery_photos(whale_app, whale_folder):
     thumb = client.get("/whales/gallery/0.jpg")
     assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
     assert client.get("/whales/gallery/9999.jpg").status_code == 404
+
+
+def test_the_whale_embedding_is_served_frozen_and_the_log_names_it(caplog):
+    """torch's optimize_for_inference fails on the GeM + Linear + BatchNorm1d graph: the frozen
+    module is served, said once at INFO level with the model's name (no 'please report' warning)."""
+    import logging
+
+    import torch
+
+    from geovision.inference import optimise_for_cpu
+    from train.whales.model import WhaleEmbedder, WhaleNet
+
+    net = WhaleNet(64, width=8).eval()
+    example = torch.randn(2, 3, 64, 32)
+    traced = torch.jit.trace(WhaleEmbedder(net).eval(), example, check_trace=False)
+    with caplog.at_level(logging.INFO, logger="geovision.inference"):
+        served = optimise_for_cpu(traced, "whales")
+    assert served is not traced and isinstance(served, torch.jit.ScriptModule)
+    torch.testing.assert_close(served(example), traced(example), atol=1e-5, rtol=1e-4)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any(r.getMessage().startswith("whales: frozen;") for r in caplog.records)

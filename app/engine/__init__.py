@@ -94,7 +94,7 @@ class EngineState:
                 ckpt = load_checkpoint(folder, self.device)
                 runtime = self.runtime_for(ckpt)
                 ckpt.extra["runtime"] = runtime
-                module = optimise_for_cpu(ckpt.module) if runtime["frozen"] else ckpt.module
+                module = optimise_for_cpu(ckpt.module, task) if runtime["frozen"] else ckpt.module
                 batcher = DynamicBatcher(module, self.max_batch_size, self.max_batch_delay_ms,
                                          self.device, self.max_queue_size, name=task,
                                          amp_dtype=runtime["amp_dtype"], channels_last=runtime["channels_last"],

@@ -65,7 +65,7 @@ def model_deployment(folder: Path, config: dict):
             # the local engine's settings (bfloat16 + channels-last, or frozen float32 on CPU)
             self.runtime = runtime_settings(self.ckpt.meta, self.ckpt.device, str(config.get("CPU_BF16", "auto")).lower(),
                                             str(config.get("CPU_FREEZE", "1")) != "0")
-            self.module = optimise_for_cpu(self.ckpt.module) if self.runtime["frozen"] else self.ckpt.module
+            self.module = optimise_for_cpu(self.ckpt.module, self.ckpt.task) if self.runtime["frozen"] else self.ckpt.module
             self.batch_sizes: list[int] = []
 
         @serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=float(config["MAX_BATCH_DELAY_MS"]) / 1000,
