@@ -7,8 +7,11 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv curl \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
-COPY requirements.txt /tmp/requirements.txt
-RUN pip install -r /tmp/requirements.txt
+# Serving packages only; WITH_RAY=1 adds Ray Serve (INFERENCE_BACKEND=ray, deploy/docker-compose.yml)
+ARG WITH_RAY=0
+COPY requirements.txt requirements-ray.txt /tmp/
+RUN pip install -r /tmp/requirements.txt \
+ && if [ "$WITH_RAY" = 1 ]; then pip install -r /tmp/requirements-ray.txt; fi
 
 RUN useradd --create-home --uid 10001 app
 WORKDIR /app

@@ -13,18 +13,20 @@ setup: $(VENV)/.installed
 setup-train: $(VENV)/.installed-train
 setup-dev: $(VENV)/.installed-dev
 
-$(VENV)/.installed: requirements.txt
+# The package installed in place (pyproject.toml): `import app` works from any folder and in Ray's
+# worker processes, with no PYTHONPATH; the extras add training, Ray and the test tools.
+$(VENV)/.installed: pyproject.toml requirements.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -e .
 	touch $@
 
 $(VENV)/.installed-train: $(VENV)/.installed requirements-train.txt
-	$(PY) -m pip install --quiet -r requirements-train.txt
+	$(PY) -m pip install --quiet -e ".[train]"
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed-train requirements-dev.txt
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+$(VENV)/.installed-dev: $(VENV)/.installed-train requirements-ray.txt requirements-dev.txt
+	$(PY) -m pip install --quiet -e ".[train,ray,dev]"
 	touch $@
 
 # Debian's Chromium for the Playwright browser tests (Playwright's own download is not used).

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -27,13 +26,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from geovision import tiling
+from geovision.checkpoint import load_checkpoint
+from geovision.inference import optimise_for_cpu
+from geovision.metrics import tgs_metric
 
-from geovision import tiling  # noqa: E402
-from geovision.checkpoint import load_checkpoint  # noqa: E402
-from geovision.inference import optimise_for_cpu  # noqa: E402
-from geovision.metrics import tgs_metric  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DATA = ROOT.parent / "shared" / "data" / "tgs-salt"
 FLOPS_PER_CYCLE = {"float32": 32, "bfloat16": 64}   #: per core, AVX-512 on AMD Zen 4

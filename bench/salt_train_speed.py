@@ -10,18 +10,14 @@ Markdown table (seconds per step, tiles per second, minutes per epoch of 3,241 t
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from train.salt import data as sd  # noqa: E402
-from train.salt.losses import lovasz_hinge  # noqa: E402
-from train.salt.model import build_unet  # noqa: E402
+from train.salt import data as sd
+from train.salt.losses import lovasz_hinge
+from train.salt.model import build_unet
 
 
 def step_seconds(net, opt, x, y, channels_last: bool, bf16: bool, steps: int) -> float:

@@ -12,16 +12,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from geovision import tiling as proc  # noqa: E402
-from geovision.checkpoint import load_checkpoint  # noqa: E402
+from geovision import tiling as proc
+from geovision.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,6 @@ import os
 import platform
 import re
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -25,9 +24,8 @@ import numpy as np
 import requests
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.server import ROOT, LiveServer  # noqa: E402
-from geovision.checkpoint import load_checkpoint  # noqa: E402
+from bench.server import ROOT, LiveServer
+from geovision.checkpoint import load_checkpoint
 
 ENDPOINTS = {"salt": "/api/v1/salt/segment", "rocks": "/api/v1/rocks/classify"}
 DATA = ROOT.parent / "shared" / "data"

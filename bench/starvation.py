@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,9 +20,9 @@ import numpy as np
 import requests
 from PIL import Image
 
+from bench.server import LiveServer
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from bench.server import LiveServer  # noqa: E402
 
 
 def png(array: np.ndarray) -> bytes:

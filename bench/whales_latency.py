@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from flask_migrate import upgrade
+
+from app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from flask_migrate import upgrade  # noqa: E402
-
-from app import create_app  # noqa: E402
 
 
 def main() -> None:

@@ -33,16 +33,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:
     """Join the Ray cluster at ``address`` (``RAY_ADDRESS``; ``local`` starts one in this process,
-    with ``num_cpus``). The replicas import this project's packages: its root goes on their
-    ``PYTHONPATH`` (on a remote cluster the workers' image must hold the same code)."""
+    with ``num_cpus``). The replicas import this project's packages, installed in the same Python
+    environment (``pip install -e .[ray]``; on a remote cluster the workers' image installs them too)."""
     import ray
 
     if not ray.is_initialized():
         local = (address or "local") == "local"
         ray.init(address=address or "local", num_cpus=num_cpus if local else None,
                  _node_ip_address="127.0.0.1" if local else None,   # a local instance stays on loopback
-                 ignore_reinit_error=True, include_dashboard=False, logging_level=logging.WARNING,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+                 ignore_reinit_error=True, include_dashboard=False, logging_level=logging.WARNING)
 
 
 def model_deployment(folder: Path, config: dict):
