@@ -77,3 +77,13 @@ def test_results_download_as_kaggle_submission(client):
     assert csv_text[0] == "id,rle_mask"
     assert [line.split(",")[0] for line in csv_text[1:]] == ["a1", "b2"]
     assert csv_text[1].split(",")[1] == "1 5050"       # column-major: the first 50 columns are salt
+
+
+def test_a_formula_in_a_file_name_is_not_run_by_a_spreadsheet(client):
+    """OWASP CSV injection: ``=1+2*cmd.png`` must not become a formula cell in submission.csv."""
+    names = ["=1+2*cmd.png", "+SUM(A1).png", "-2+3.png", "@cmd.png", "plain.png"]
+    resp = upload(client, [(n, png_bytes(half_bright_tile())) for n in names])
+    page = client.get(resp.headers["Location"]).get_data(as_text=True)
+    link = re.search(r'href="([^"]+submission.csv[^"]*)"', page).group(1).replace("&amp;", "&")
+    ids = [line.split(",")[0] for line in client.get(link).get_data(as_text=True).splitlines()[1:]]
+    assert ids == ["'=1+2*cmd", "'+SUM(A1)", "'-2+3", "'@cmd", "plain"]

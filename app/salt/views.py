@@ -150,6 +150,12 @@ def results():
     return render_template("salt/results.html", predictions=predictions)
 
 
+def csv_cell(text: str) -> str:
+    """A CSV cell that a spreadsheet will not run: text starting with ``=``, ``+``, ``-``, ``@``, a tab
+    or a carriage return gets a leading apostrophe (OWASP, "CSV Injection")."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 @bp.get("/submission.csv")
 def submission():
     """Kaggle submission CSV (``id,rle_mask``; id = file name without extension) of the given results."""
@@ -159,7 +165,7 @@ def submission():
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["id", "rle_mask"])
-    writer.writerows([p.filename.rsplit(".", 1)[0], p.result["rle_mask"]] for p in predictions)
+    writer.writerows([csv_cell(p.filename.rsplit(".", 1)[0]), p.result["rle_mask"]] for p in predictions)
     return Response(buf.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=submission.csv"})
 
