@@ -11,7 +11,6 @@ from .extensions import db, engine
 from .records import Job
 from .storage import shared
 from .tasks.registry import registered
-from .uploads import answer_each
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -57,7 +56,7 @@ def task_api(task: str, action: str):
     if not items:
         raise ApiError("missing_file", "the field 'image' holds no file")
     handler.check_ready()   # 503 / 409 before decoding
-    results, answered = answer_each(items, lambda item: jobs.answer_or_queue(handler, item, options))
+    results, answered = jobs.answer_all(handler, items, options)
     if len(results) == 1 and results[0].get("job_id"):
         return jsonify(results[0]), 202            # one large input: the job, as /jobs answers it
     return _respond(results, answered)

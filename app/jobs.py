@@ -17,8 +17,11 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
+from filelock import FileLock
 from flask import Flask, current_app, request, url_for
 
 from geovision.imaging import ImageError
@@ -28,11 +31,12 @@ from .extensions import db
 from .records import Job
 from .storage import shared
 from .tasks.handler import TaskHandler
-from .uploads import upload_root
+from .uploads import answer_each, upload_root
 
 log = logging.getLogger(__name__)
 JOB_PRIORITY = 10                    #: batcher priority of job rows (interactive requests: 0)
 ACTIVE = ("queued", "running")
+JOB_LOCK_KEY = 0x6A6F6273   #: the advisory lock of job creation ("jobs")
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -128,29 +132,70 @@ def _finish(job: Job, status: str, error: str | None = None) -> None:
     job.status, job.error, job.finished_at = status, error, datetime.now(UTC)
 
 
-def create(handler: TaskHandler, item, options: dict, units: int) -> Job:
-    """Queue a job for ``item`` (``units`` rows of work) and start it; raises ApiError 429 when the
-    client has ``JOB_MAX_PER_CLIENT`` active jobs, 503 when ``JOB_MAX_ACTIVE`` are active in all."""
-    jobs = runner()
+def check_limits(new_jobs: int = 1) -> None:
+    """Raise ApiError 429 (``too_many_jobs``) when the client's active jobs plus ``new_jobs`` would
+    pass ``JOB_MAX_PER_CLIENT``, 503 (``jobs_busy``) when all active jobs would pass ``JOB_MAX_ACTIVE``."""
     client = (request.remote_addr or "unknown")[:64]
     active = db.select(db.func.count()).select_from(Job).where(Job.status.in_(ACTIVE))
-    if db.session.scalar(active.where(Job.client == client)) >= current_app.config["JOB_MAX_PER_CLIENT"]:
+    if db.session.scalar(active.where(Job.client == client)) + new_jobs > current_app.config["JOB_MAX_PER_CLIENT"]:
         raise ApiError("too_many_jobs", "you have the most jobs allowed running; wait for one to finish", 429,
                        headers={"Retry-After": "30"})
-    if db.session.scalar(active) >= current_app.config["JOB_MAX_ACTIVE"]:
+    if db.session.scalar(active) + new_jobs > current_app.config["JOB_MAX_ACTIVE"]:
         raise ApiError("jobs_busy", "the server runs as many jobs as it can; retry later", 503,
                        headers={"Retry-After": "30"})
-    job = Job(task=handler.name, client=client, filename=item.filename, tiles_total=units, worker=WORKER, inputs={})
-    db.session.add(job)
-    db.session.flush()
-    folder = upload_root() / "jobs" / job.public_id
-    folder.mkdir(parents=True, exist_ok=True)
-    job.inputs = {"item": handler.job_input(item, folder), "options": handler.job_options(options),
-                  "base_url": request.host_url}
-    shared().publish(folder)      # any front end may claim the job
-    db.session.commit()
+
+
+@contextmanager
+def creation_lock():
+    """Count and insert jobs one request at a time, across threads and processes: a PostgreSQL
+    transaction-level advisory lock (released by the commit), else a file lock beside the SQLite
+    database (one host). Without it, 30 concurrent submits from one address got 4 jobs past a
+    limit of 2."""
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(db.text("SELECT pg_advisory_xact_lock(:key)"), {"key": JOB_LOCK_KEY})
+        yield
+        return
+    Path(current_app.instance_path).mkdir(parents=True, exist_ok=True)
+    with FileLock(str(Path(current_app.instance_path) / "jobs.lock"), timeout=30):
+        yield
+
+
+def create(handler: TaskHandler, item, options: dict, units: int) -> Job:
+    """Queue a job for ``item`` (``units`` rows of work) and start it; raises ApiError 429 when the
+    client has ``JOB_MAX_PER_CLIENT`` active jobs, 503 when ``JOB_MAX_ACTIVE`` are active in all.
+    The limits are counted and the row inserted under :func:`creation_lock`."""
+    jobs = runner()
+    client = (request.remote_addr or "unknown")[:64]
+    with creation_lock():
+        check_limits()
+        job = Job(task=handler.name, client=client, filename=item.filename, tiles_total=units, worker=WORKER,
+                  inputs={})
+        db.session.add(job)
+        db.session.flush()
+        folder = upload_root() / "jobs" / job.public_id
+        folder.mkdir(parents=True, exist_ok=True)
+        job.inputs = {"item": handler.job_input(item, folder), "options": handler.job_options(options),
+                      "base_url": request.host_url}
+        shared().publish(folder)      # any front end may claim the job
+        db.session.commit()
     jobs.submit(job.public_id)
     return job
+
+
+def answer_all(handler: TaskHandler, items: list, options: dict) -> tuple[list[dict], int]:
+    """:func:`answer_or_queue` for every item of one request, with the job limits checked for all
+    the jobs it would create before any is created (a refusal creates nothing). An item that cannot
+    be sized is answered (and refused) on its own. Returns :func:`app.uploads.answer_each`'s pair."""
+    if handler.supports_jobs:
+        jobs_needed = 0
+        for item in items:
+            try:
+                jobs_needed += handler.job_units(item, **options) > current_app.config["SYNC_MAX_TILES"]
+            except ImageError:
+                continue
+        if jobs_needed:
+            check_limits(jobs_needed)
+    return answer_each(items, lambda item: answer_or_queue(handler, item, options))
 
 
 def answer_or_queue(handler: TaskHandler, item, options: dict) -> dict:

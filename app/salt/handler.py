@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flask import url_for
+from flask import current_app, url_for
 from PIL import Image
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from geovision import nodata, tiling
 from geovision.checkpoint import Checkpoint
-from geovision.imaging import ImageError
+from geovision.imaging import ImageError, decode_image
 from geovision.rle import rle_decode, rle_encode
 from geovision.tiling import OVERLAP
 
@@ -189,9 +189,20 @@ class SaltHandler(TaskHandler):
     # --- background jobs ------------------------------------------------------------------------
     def job_units(self, item, threshold: float | None = None, spec: segy.SliceSpec | None = None,
                   domain: str = "time", data_area="auto") -> int:
-        """101x101 tiles of an image (from its header) or of a SEG-Y slice (from the geometry)."""
+        """101x101 tiles of an image (from its header) or of a SEG-Y slice (from the geometry).
+
+        Checked here, before a job is created for it: the pixel limit (``image_too_large``, 413,
+        from the header or the geometry) and, for a picture that would become a job, that it
+        decodes whole (a truncated file is ``invalid_image`` now, not a failed job later)."""
         height, width = input_size(item, spec)
-        return tiling.tile_count(height, width, OVERLAP)
+        limit = current_app.config["MAX_IMAGE_PIXELS"]
+        if height * width > limit:
+            raise ImageError(f"the input is {width}x{height} pixels; the limit is {limit:,} pixels",
+                             code="image_too_large", status=413)
+        units = tiling.tile_count(height, width, OVERLAP)
+        if units > current_app.config["SYNC_MAX_TILES"] and isinstance(item, Upload):
+            decode_image(item.data, limit)
+        return units
 
     def job_input(self, item, folder: Path) -> dict:
         if isinstance(item, StoredSegy):

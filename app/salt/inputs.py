@@ -28,12 +28,9 @@ def input_size(item, spec: segy.SliceSpec | None) -> tuple[int, int]:
             return 1, 1
         g = found[1]
         spec = spec or segy.parse_slice(g["default_slice"])
-        if spec.kind == "section":
-            return g["samples"], g["traces"]
-        if g.get("kind") != "3d":
+        if spec.kind != "section" and g.get("kind") != "3d":
             return 1, 1
-        n_il, n_xl = g["inlines"][2], g["crosslines"][2]
-        return {"inline": (g["samples"], n_xl), "crossline": (g["samples"], n_il), "time": (n_il, n_xl)}[spec.kind]
+        return segy.slice_shape(g, spec)
     try:
         with Image.open(io.BytesIO(item.data)) as image:
             width, height = image.size
@@ -105,15 +102,16 @@ def segy_input(stored: StoredSegy, spec: segy.SliceSpec | None,
         raise ImageError("this volume holds velocities (all values positive, in the range of m/s), not seismic "
                          "amplitudes: salt is segmented on amplitude sections", code="not_amplitudes")
     spec = spec or segy.parse_slice(geometry["default_slice"])
+    limit = current_app.config["MAX_IMAGE_PIXELS"]
+    if spec.kind == "section" or geometry.get("kind") == "3d":   # else read_slice names the error
+        height, width = segy.slice_shape(geometry, spec)
+        if height * width > limit:   # checked on the headers, before the grid is allocated
+            raise ImageError(f"the slice is {width}x{height} samples; the limit is {limit:,} pixels",
+                             code="image_too_large", status=413)
     try:
         amplitudes = segy.read_slice(stored.path, spec)
     except segy.SegyError as exc:
         raise ImageError(str(exc), code="invalid_slice") from None
-    height, width = amplitudes.shape
-    limit = current_app.config["MAX_IMAGE_PIXELS"]
-    if height * width > limit:
-        raise ImageError(f"the slice is {width}x{height} samples; the limit is {limit:,} pixels",
-                         code="image_too_large", status=413)
     no_data = nodata.section_no_data(amplitudes)
     gray = segy.scale_amplitudes(amplitudes, live=~no_data)
     if min(gray.shape) >= dataarea.MIN_SIDE:   # near-zero water columns and mutes: flat, as in a picture

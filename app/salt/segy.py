@@ -66,6 +66,12 @@ def _open(path: Path):
                 error = error or exc
                 continue
             if endian == "little" or _plausible(f):
+                code = int(f.bin[segyio.BinField.Format])
+                if code not in SAMPLE_FORMATS:
+                    f.close()
+                    raise SegyError(f"sample format code {code} (binary header bytes 3225-3226) is not a SEG-Y "
+                                    f"format: 1 IBM float, 2 int32, 3 int16, 5 IEEE float, 8 int8 (rev 2 also "
+                                    f"6, 9, 10, 11, 12, 16)")
                 f.mmap()
                 return f
             f.close()
@@ -78,10 +84,27 @@ def _plausible(f) -> bool:
     return 1 < len(samples) < 100_000 and float(samples[1] - samples[0]) > 0
 
 
+#: Inline and crossline numbers beyond this are header garbage (real surveys number lines in the
+#: thousands or tens of thousands), refused before any grid is sized from them.
+MAX_LINE_NUMBER = 10_000_000
+#: Sample format codes (binary header bytes 3225-3226) of SEG-Y rev 1 (1 IBM float, 2 int32, 3 int16,
+#: 5 IEEE float, 8 int8) and those rev 2 added that segyio reads (6 IEEE double, 10 uint32,
+#: 11 uint16, 12 uint64, 16 uint8, 9 int64).
+SAMPLE_FORMATS = {1, 2, 3, 5, 8, 6, 9, 10, 11, 12, 16}
+
+
 def _numbers(values: np.ndarray) -> list[int]:
-    """[first, last, count, step] of a set of line numbers (step: the most common spacing)."""
+    """[first, last, count, step] of a set of line numbers (step: the most common spacing).
+    Raises SegyError for numbers outside +-:data:`MAX_LINE_NUMBER`."""
     u = np.unique(values)
-    step = int(np.bincount(np.diff(u)).argmax()) if len(u) > 1 else 1
+    if len(u) and max(abs(int(u[0])), abs(int(u[-1]))) > MAX_LINE_NUMBER:
+        raise SegyError(f"line numbers {int(u[0])}..{int(u[-1])} in the trace headers are not plausible "
+                        f"(beyond +-{MAX_LINE_NUMBER:,}): damaged headers")
+    if len(u) > 1:
+        steps, counts = np.unique(np.diff(u), return_counts=True)
+        step = int(steps[counts.argmax()])
+    else:
+        step = 1
     return [int(u[0]), int(u[-1]), len(u), step]
 
 
@@ -225,6 +248,17 @@ def _place(values: np.ndarray, il_axis: np.ndarray, xl_axis: np.ndarray, il: np.
     out = np.full((len(il_axis), len(xl_axis)), np.nan, np.float32)
     out[np.searchsorted(il_axis, il), np.searchsorted(xl_axis, xl)] = values
     return out
+
+
+def slice_shape(geometry: dict, spec: SliceSpec) -> tuple[int, int]:
+    """(height, width) of a slice, from the geometry alone (before anything is read or allocated):
+    sections are samples x traces, inlines samples x crosslines, crosslines samples x inlines,
+    time slices inlines x crosslines (the full grid of an irregular survey)."""
+    if spec.kind == "section" or geometry.get("kind") != "3d":
+        return geometry["samples"], geometry["traces"]
+    n_il, n_xl = geometry["inlines"][2], geometry["crosslines"][2]
+    return {"inline": (geometry["samples"], n_xl), "crossline": (geometry["samples"], n_il),
+            "time": (n_il, n_xl)}[spec.kind]
 
 
 def slice_axes(geometry: dict, spec: SliceSpec, domain: str = "time") -> dict:

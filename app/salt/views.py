@@ -20,7 +20,7 @@ from ..errors import ApiError
 from ..extensions import db, engine
 from ..records import Job, Prediction
 from ..tasks import registry as tasks
-from ..uploads import answer_each, find_stored
+from ..uploads import find_stored
 from . import segy
 from .forms import SaltUploadForm, SegySliceForm
 from .inputs import parse_data_area
@@ -59,9 +59,8 @@ def upload():
             threshold = float(form.threshold.data) if form.threshold.data is not None else None
             handler = tasks.get("salt")
             handler.check_ready()
-            results, answered = answer_each(
-                images, lambda item: jobs.answer_or_queue(handler, item, {"threshold": threshold, "spec": None,
-                                                                          "domain": "time", "data_area": data_area}))
+            results, answered = jobs.answer_all(handler, images, {"threshold": threshold, "spec": None,
+                                                                  "domain": "time", "data_area": data_area})
             errors = [r for r in results if "error" in r]
             queued = [r for r in results if r.get("job_id")]
             for job in queued[1:] if len(queued) == len(results) else queued:

@@ -78,9 +78,13 @@ def store_segy(file: FileStorage) -> StoredSegy:
         return known
     try:
         geometry = segy.geometry(stored.path)
-    except segy.SegyError as exc:
+    except (segy.SegyError, ValueError, OverflowError, IndexError, RuntimeError, MemoryError) as exc:
+        shutil.rmtree(stored.path.parent, ignore_errors=True)    # a refused upload leaves nothing on disk
+        raise ImageError(str(exc) if isinstance(exc, segy.SegyError) else f"unreadable SEG-Y headers ({exc})",
+                         code="invalid_segy") from None
+    except BaseException:
         shutil.rmtree(stored.path.parent, ignore_errors=True)
-        raise ImageError(str(exc), code="invalid_segy") from None
+        raise
     (stored.path.parent / "segy.json").write_text(json.dumps(
         {"filename": stored.filename, "sha256": stored.sha256, "size_bytes": size, "geometry": geometry}))
     index = segy_root() / "by-sha256"
