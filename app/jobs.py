@@ -98,16 +98,27 @@ class JobRunner:
                 log.exception("claiming queued jobs failed")
 
     def recover(self) -> None:
-        """Mark the active jobs of processes that no longer exist as failed (once per process)."""
+        """Take back the active jobs of processes of this host that no longer exist (once per
+        process): a job whose input is still kept goes back to the queue and runs again from its
+        start (once the models are loaded: :func:`_run_claimed` waits for them); one without its
+        input is marked failed."""
         with self.lock:
             if self.recovered:
                 return
             self.recovered = True
+        requeued = []
         for job in db.session.scalars(db.select(Job).where(Job.status.in_(ACTIVE))):
             host, _, pid = job.worker.partition(":")
             if job.worker != WORKER and host == socket.gethostname() and not _alive(int(pid or 0)):
-                _finish(job, "failed", "interrupted: the server restarted while the job was queued or running")
+                if (job.inputs or {}).get("item") and (upload_root() / "jobs" / job.public_id).is_dir():
+                    job.status, job.worker, job.tiles_done, job.started_at = "queued", WORKER, 0, None
+                    requeued.append(job.public_id)
+                    log.info("job %s queued again after a restart (it runs from the start)", job.public_id)
+                else:
+                    _finish(job, "failed", "interrupted: the server restarted and the job's input is gone")
         db.session.commit()
+        for job_id in requeued:
+            self.submit(job_id)
 
 
 def _alive(pid: int) -> bool:
@@ -257,7 +268,9 @@ def claim(job_id: str) -> bool:
 
 
 def _run_claimed(app: Flask, job_id: str) -> None:
-    """Answer a claimed job's item with progress and store the result (or the reason it failed)."""
+    """Answer a claimed job's item with progress and store the result (or the reason it failed).
+    Waits for the models first: a job picked up while the server starts runs once they are loaded."""
+    app.extensions["engine"].wait_loaded()
     job = db.session.scalar(db.select(Job).where(Job.public_id == job_id))
     handler = app.extensions["tasks"][job.task]
     shared().fetch(upload_root() / "jobs" / job_id, folder=True)   # its input, if another front end took it

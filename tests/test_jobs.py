@@ -116,6 +116,28 @@ def test_a_job_cut_off_by_a_restart_is_marked_failed(job_app):
     assert body["status"] == "failed" and "restarted" in body["error"]
 
 
+def test_a_job_cut_off_by_a_restart_runs_again_when_its_input_is_kept(job_app):
+    import socket
+
+    from app.extensions import db
+    from app.records import Job
+
+    client = job_app.test_client()
+    url = segment(client).get_json()["status_url"].removeprefix("http://localhost")
+    first = wait_for(client, url)
+    assert first["status"] == "done"
+    runner = job_app.extensions["jobs"]
+    with job_app.app_context():               # as if its process died half-way
+        job = db.session.scalar(db.select(Job).where(Job.public_id == first["job_id"]))
+        job.status, job.tiles_done, job.result, job.finished_at = "running", 3, None, None
+        job.worker = f"{socket.gethostname()}:999999"
+        db.session.commit()
+        runner.recovered = False
+        runner.recover()
+    again = wait_for(client, url)
+    assert again["status"] == "done" and again["rle_mask"] == first["rle_mask"] and again["error"] is None
+
+
 def test_queue_limits_answer_429_and_503_with_retry_after(job_app):
     slow_down(job_app, 0.05)
     client = job_app.test_client()
