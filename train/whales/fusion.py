@@ -100,7 +100,8 @@ def evaluate(truths: list[str], ranked: list[Ranked], folds: np.ndarray) -> dict
     crossed = []
     for f in (0, 1):
         fit, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
-        crossed += [[w for w, _ in insert_new_whale(ranked[i], best_threshold(truths, ranked, fit))] for i in test]
+        chosen = best_threshold(truths, ranked, fit)     # once per fold (inside the loop it ran per query)
+        crossed += [[w for w, _ in insert_new_whale(ranked[i], chosen)] for i in test]
     order = np.concatenate([np.flatnonzero(folds == f) for f in (0, 1)])
     fig = {**scores(truths, ranked, t), "threshold": round(t, 4),
            "map_at_5_2fold": map_at_5([truths[i] for i in order], crossed)}
