@@ -6,17 +6,12 @@ interactive requests (priority :data:`JOB_PRIORITY`); a queue in another process
 broker or a second copy of the model, and the embedded default has no server besides gunicorn.
 The standard library's ``concurrent.futures.ThreadPoolExecutor`` runs them (``JOB_CONCURRENCY``
 at a time); the ``job`` table is the source of truth, so a page reload or another worker sees
-the state, and a job cut off by a restart is marked ``failed`` with the reason when the server
-next looks at its jobs.
+the state, and a job cut off by a restart runs again from its kept input on the next start.
+This module creates, limits, describes and cancels jobs; :mod:`app.jobrunner` runs them.
 """
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,119 +23,20 @@ from geovision.imaging import ImageError
 
 from .errors import ApiError
 from .extensions import db
+from .jobrunner import ACTIVE, JOB_PRIORITY, WORKER, JobRunner, _finish, claim  # noqa: F401 (the jobs API)
 from .records import Job
 from .storage import shared
 from .tasks.handler import TaskHandler
 from .uploads import answer_each, upload_root
 
 log = logging.getLogger(__name__)
-JOB_PRIORITY = 10                    #: batcher priority of job rows (interactive requests: 0)
-ACTIVE = ("queued", "running")
 JOB_LOCK_KEY = 0x6A6F6273   #: the advisory lock of job creation ("jobs")
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
-
-
-class JobCancelled(Exception):
-    """Raised inside a running job when it has been cancelled."""
-
-
-class JobRunner:
-    """Per-app pool of job threads, and the cancellation flags of the running jobs."""
-
-    def __init__(self, app: Flask):
-        self.app = app
-        self.concurrency = int(app.config.get("JOB_CONCURRENCY", 1))
-        self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="job")
-        self.cancelled: set[str] = set()
-        self.submitted: set[str] = set()     #: job ids handed to this pool and not finished
-        self.recovered = False
-        self.lock = threading.Lock()
-        self.poller: threading.Thread | None = None
-
-    def start_polling(self) -> None:
-        """Start the ``JOB_POLL_S`` poller once per process (on its first request: after the fork,
-        and never in CLI commands that run before the database is migrated)."""
-        poll_s = float(self.app.config.get("JOB_POLL_S", 0) or 0)
-        if poll_s <= 0 or self.poller is not None:
-            return
-        with self.lock:
-            if self.poller is None:
-                self.poller = threading.Thread(target=self._poll, args=(poll_s,), name="job-claim", daemon=True)
-                self.poller.start()
-
-    def submit(self, job_id: str) -> None:
-        """Hand ``job_id`` to this process's pool (it runs if this process wins :func:`claim`)."""
-        with self.lock:
-            if job_id in self.submitted:
-                return
-            self.submitted.add(job_id)
-        self.pool.submit(_run, self.app, job_id)
-
-    def claim_queued(self) -> int:
-        """Submit the oldest queued jobs (any front end's) that fit this pool's free slots; returns
-        how many were submitted. Called every ``JOB_POLL_S`` seconds when that is set."""
-        free = self.concurrency - len(self.submitted)
-        if free <= 0:
-            return 0
-        with self.app.app_context():
-            ids = db.session.scalars(db.select(Job.public_id).where(Job.status == "queued")
-                                     .order_by(Job.created_at).limit(free)).all()
-        for job_id in ids:
-            self.submit(job_id)
-        return len(ids)
-
-    def _poll(self, every_s: float) -> None:
-        while True:
-            time.sleep(every_s)
-            try:
-                self.claim_queued()
-            except Exception:  # noqa: BLE001 - a database hiccup must not end the poller
-                log.exception("claiming queued jobs failed")
-
-    def recover(self) -> None:
-        """Take back the active jobs of processes of this host that no longer exist (once per
-        process): a job whose input is still kept goes back to the queue and runs again from its
-        start (once the models are loaded: :func:`_run_claimed` waits for them); one without its
-        input is marked failed."""
-        with self.lock:
-            if self.recovered:
-                return
-            self.recovered = True
-        requeued = []
-        for job in db.session.scalars(db.select(Job).where(Job.status.in_(ACTIVE))):
-            host, _, pid = job.worker.partition(":")
-            if job.worker != WORKER and host == socket.gethostname() and not _alive(int(pid or 0)):
-                if (job.inputs or {}).get("item") and (upload_root() / "jobs" / job.public_id).is_dir():
-                    job.status, job.worker, job.tiles_done, job.started_at = "queued", WORKER, 0, None
-                    requeued.append(job.public_id)
-                    log.info("job %s queued again after a restart (it runs from the start)", job.public_id)
-                else:
-                    _finish(job, "failed", "interrupted: the server restarted and the job's input is gone")
-        db.session.commit()
-        for job_id in requeued:
-            self.submit(job_id)
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def runner() -> JobRunner:
     jobs: JobRunner = current_app.extensions["jobs"]
     jobs.recover()
     return jobs
-
-
-def _finish(job: Job, status: str, error: str | None = None) -> None:
-    job.status, job.error, job.finished_at = status, error, datetime.now(UTC)
 
 
 def check_limits(new_jobs: int = 1) -> None:
@@ -244,67 +140,6 @@ def describe(job: Job) -> dict:
     if job.status == "done" and job.result:
         body.update({k: v for k, v in job.result.items() if k != "filename"})
     return body
-
-
-def _run(app: Flask, job_id: str) -> None:
-    """Run one job in a pool thread if this process claims it (:func:`claim`)."""
-    with app.app_context():
-        try:
-            if claim(job_id):
-                _run_claimed(app, job_id)
-        finally:
-            app.extensions["jobs"].submitted.discard(job_id)
-            app.extensions["jobs"].cancelled.discard(job_id)
-
-
-def claim(job_id: str) -> bool:
-    """Take a queued job for this process: one atomic ``UPDATE ... WHERE status = 'queued'``, so of
-    several front ends polling one database exactly one runs it. Returns whether this one won."""
-    claimed = db.session.execute(
-        db.update(Job).where(Job.public_id == job_id, Job.status == "queued")
-        .values(status="running", worker=WORKER, started_at=datetime.now(UTC)))
-    db.session.commit()
-    return claimed.rowcount == 1
-
-
-def _run_claimed(app: Flask, job_id: str) -> None:
-    """Answer a claimed job's item with progress and store the result (or the reason it failed).
-    Waits for the models first: a job picked up while the server starts runs once they are loaded."""
-    app.extensions["engine"].wait_loaded()
-    job = db.session.scalar(db.select(Job).where(Job.public_id == job_id))
-    handler = app.extensions["tasks"][job.task]
-    shared().fetch(upload_root() / "jobs" / job_id, folder=True)   # its input, if another front end took it
-    last_write = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        if job_id in app.extensions["jobs"].cancelled:
-            raise JobCancelled
-        if time.monotonic() - last_write[0] > 0.5 or done == total:
-            job.tiles_done, job.tiles_total = done, total
-            db.session.commit()
-            last_write[0] = time.monotonic()
-            status = db.session.scalar(db.select(Job.status).where(Job.public_id == job_id))
-            if status == "cancelled":    # cancelled through another front end
-                raise JobCancelled
-
-    try:
-        with app.test_request_context(base_url=job.inputs.get("base_url")):
-            item = handler.job_item(job.inputs["item"])
-            options = handler.job_options(job.inputs["options"], restore=True)
-            job.result = handler.answer(item, progress=progress, priority=JOB_PRIORITY, **options)
-        _finish(job, "done")
-    except JobCancelled:
-        db.session.rollback()
-        job = db.session.scalar(db.select(Job).where(Job.public_id == job_id))
-        _finish(job, "cancelled", "cancelled by the client")
-    except ImageError as exc:
-        db.session.rollback()
-        _finish(job, "failed", f"{exc.code}: {exc}")
-    except Exception as exc:  # noqa: BLE001 - recorded on the job, logged with its trace
-        log.exception("job %s failed", job_id)
-        db.session.rollback()
-        _finish(job, "failed", f"{type(exc).__name__}: {exc}")
-    db.session.commit()
 
 
 def init_app(app: Flask) -> None:

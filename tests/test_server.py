@@ -120,3 +120,39 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path, model_dir):
     assert exit_code == 0 and exited_after < 30
     print(f"\nshutdown: {len(in_flight)} requests sent before SIGTERM, all answered and recorded; "
           f"exit {exit_code} after {exited_after:.1f} s")
+
+
+def test_sigterm_with_a_job_running_stops_at_once_and_the_job_runs_after_the_restart(tmp_path, model_dir):
+    """A job is running: SIGTERM refuses new connections at once (no hanging in the backlog), the
+    worker stops the job after its chunk instead of waiting the graceful timeout, and the next start
+    runs the job again from its kept input."""
+    env = {"SYNC_MAX_TILES": "4", "JOB_CHUNK_ROWS": "4"}
+    server = LiveServer(tmp_path, model_dir, graceful_timeout=30, env=env)
+    section = png_bytes(np.random.default_rng(1).integers(0, 255, (1200, 1500), dtype=np.uint8))
+    job = requests.post(f"{server.url}/api/v1/salt/jobs", files={"image": ("big.png", section)}, timeout=60).json()
+    path = job["status_url"].split(str(server.port), 1)[1]
+    deadline = time.time() + 60
+    while requests.get(server.url + path, timeout=10).json()["tiles_done"] == 0 and time.time() < deadline:
+        time.sleep(0.1)
+    sigterm_at = time.time()
+    os.kill(server.proc.pid, signal.SIGTERM)
+    time.sleep(0.5)
+    asked = time.time()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{server.url}/api/v1/health", timeout=10)
+    refused_after = time.time() - asked
+    assert server.proc.wait(60) == 0
+    exited_after = time.time() - sigterm_at
+    server.log.close()
+    assert refused_after < 2 and exited_after < 10, (refused_after, exited_after)
+    again = LiveServer(tmp_path, model_dir, env=env)          # the same database and uploads
+    try:
+        deadline = time.time() + 180
+        while (body := requests.get(again.url + path, timeout=10).json())["status"] in ("queued", "running"):
+            assert time.time() < deadline, body
+            time.sleep(0.5)
+        assert body["status"] == "done" and body["tiles_done"] == body["tiles_total"], body
+    finally:
+        again.stop()
+    print(f"\nSIGTERM with a job running: new connections refused after {refused_after:.2f} s, "
+          f"exit after {exited_after:.1f} s; the job finished after the restart")
