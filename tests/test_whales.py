@@ -288,9 +288,11 @@ def test_page_shows_candidates_with_gallery_photos(whale_app, whale_folder):
     assert client.get("/whales/gallery/9999.jpg").status_code == 404
 
 
-def test_the_whale_embedding_is_served_frozen_and_the_log_names_it(caplog):
-    """torch's optimize_for_inference fails on the GeM + Linear + BatchNorm1d graph: the frozen
-    module is served, said once at INFO level with the model's name (no 'please report' warning)."""
+def test_the_whale_embedding_is_served_frozen_and_the_log_names_it(caplog, monkeypatch):
+    """torch's optimize_for_inference fails on the GeM + Linear + BatchNorm1d graph (and leaves its
+    copy half converted): a new frozen module is served, said once at INFO level with the model's
+    name, no 'please report' warning. The failure is forced here, as torch shows it depending on
+    what ran before in the process."""
     import logging
 
     import torch
@@ -301,9 +303,16 @@ def test_the_whale_embedding_is_served_frozen_and_the_log_names_it(caplog):
     net = WhaleNet(64, width=8).eval()
     example = torch.randn(2, 3, 64, 32)
     traced = torch.jit.trace(WhaleEmbedder(net).eval(), example, check_trace=False)
+
+    def broken(module, *args, **kwargs):
+        torch._C._jit_pass_convert_frozen_ops_to_mkldnn(module.graph)   # what the failing pass leaves
+        raise RuntimeError("0 INTERNAL ASSERT FAILED at ivalue.h, please report a bug to PyTorch. expected double")
+
+    monkeypatch.setattr(torch.jit, "optimize_for_inference", broken)
+    monkeypatch.setattr(logging.getLogger("geovision.inference"), "disabled", False)   # an app's dictConfig
     with caplog.at_level(logging.INFO, logger="geovision.inference"):
         served = optimise_for_cpu(traced, "whales")
     assert served is not traced and isinstance(served, torch.jit.ScriptModule)
     torch.testing.assert_close(served(example), traced(example), atol=1e-5, rtol=1e-4)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert any(r.getMessage().startswith("whales: frozen;") for r in caplog.records)
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("whales: frozen;")]

@@ -4,12 +4,15 @@ Each answered file is shown with the handler's ``result_template`` (the API resu
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 from flask import Blueprint, abort, render_template, request
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, MultipleFileField
 from wtforms import SubmitField
 
-from ..uploads import IMAGE_EXTENSIONS, answer_each
+from ..uploads import IMAGE_EXTENSIONS, answer_each, read_uploads
 from .registry import get
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
@@ -21,23 +24,43 @@ class TaskUploadForm(FlaskForm):
     submit = SubmitField("Run")
 
 
+@dataclass
+class PageAnswers:
+    """What an upload page shows after a POST: the answered files, the refused ones and the status."""
+
+    answers: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    status: int = 200
+
+
+def answer_page_uploads(form, handle: Callable, empty: str = "choose at least one image",
+                        read: Callable = read_uploads) -> PageAnswers:
+    """The upload preamble every task page shares: on a valid POST, read the form's ``image``
+    files (``read``), ask for one when there is none, answer each with ``handle(upload)`` (a bad
+    file gets its own error entry) and split answers from errors; 400 when nothing was answered.
+    A GET (or an invalid form) answers nothing: 200 for a GET, 400 for a POST."""
+    out = PageAnswers(status=400 if request.method == "POST" else 200)
+    if not form.validate_on_submit():
+        return out
+    uploads = read(form.image.data or [])
+    if not uploads:
+        form.image.errors.append(empty)
+        return out
+    results, answered = answer_each(uploads, handle)
+    out.answers = [r for r in results if "error" not in r]
+    out.errors = [r for r in results if "error" in r]
+    out.status = 200 if answered else 400
+    return out
+
+
 @bp.route("/<task>/", methods=["GET", "POST"])
 def page(task: str):
     handler = get(task)
     if handler.blueprint is not None or not handler.has_page:
         abort(404)
     form = TaskUploadForm()
-    answers: list[dict] = []
-    errors: list[dict] = []
-    status = 400 if request.method == "POST" else 200
-    if form.validate_on_submit():
-        items = handler.read_inputs(form.image.data or [])
-        if not items:
-            form.image.errors.append("choose at least one image")
-        else:
-            handler.check_ready()
-            results, answered = answer_each(items, handler.answer)
-            answers = [r for r in results if "error" not in r]
-            errors = [r for r in results if "error" in r]
-            status = 200 if answered else 400
-    return render_template("tasks/page.html", handler=handler, form=form, answers=answers, errors=errors), status
+    if request.method == "POST":
+        handler.check_ready()
+    page_answers = answer_page_uploads(form, handler.answer, read=handler.read_inputs)
+    return render_template("tasks/page.html", handler=handler, form=form, answers=page_answers.answers,
+                           errors=page_answers.errors), page_answers.status

@@ -12,7 +12,8 @@ from geovision.imaging import ImageError, decode_image
 
 from ..gallery import GalleryUnavailable, store
 from ..tasks import registry as tasks
-from ..uploads import Upload, answer_each, read_uploads
+from ..tasks.pages import PageAnswers, answer_page_uploads
+from ..uploads import Upload, read_uploads
 from . import gallery as whale_gallery
 from .forms import WhaleDecisionForm, WhaleEnrolForm, WhaleUploadForm
 
@@ -32,30 +33,22 @@ def _thumbnail_jpeg(image: Image.Image) -> bytes:
 @bp.route("/", methods=["GET", "POST"])
 def upload():
     form = WhaleUploadForm()
-    answers: list[dict] = []
-    errors: list[dict] = []
     gallery_error = None
-    status = 400 if request.method == "POST" else 200
-    if form.validate_on_submit():
-        uploads = read_uploads(form.image.data or [])
-        if not uploads:
-            form.image.errors.append("choose at least one photo")
-        handler = tasks.get("whales")
+    handler = tasks.get("whales")
+    if request.method == "POST":
         handler.check_model()   # the gallery error is shown on the page
 
-        def handle(up: Upload) -> dict:
-            image = decode_image(up.data, current_app.config["MAX_IMAGE_PIXELS"])
-            answer = handler.answer(up, with_photos=True, image=image, k=20, viewpoint=form.viewpoint.data)
-            answer["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(_thumbnail_jpeg(image)).decode()
-            return answer
+    def handle(up: Upload) -> dict:
+        image = decode_image(up.data, current_app.config["MAX_IMAGE_PIXELS"])
+        answer = handler.answer(up, with_photos=True, image=image, k=20, viewpoint=form.viewpoint.data)
+        answer["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(_thumbnail_jpeg(image)).decode()
+        return answer
 
-        try:
-            results, _ = answer_each(uploads, handle)
-        except GalleryUnavailable as exc:
-            results, gallery_error = [], str(exc)
-        answers = [r for r in results if "error" not in r]
-        errors = [r for r in results if "error" in r]
-        status = 200 if answers else (409 if gallery_error else 400)
+    try:
+        page = answer_page_uploads(form, handle, empty="choose at least one photo")
+    except GalleryUnavailable as exc:
+        page, gallery_error = PageAnswers(status=409), str(exc)
+    answers, errors, status = page.answers, page.errors, page.status
     return render_template("whales/upload.html", form=form, answers=answers, errors=errors,
                            gallery_error=gallery_error, decision_form=WhaleDecisionForm(formdata=None),
                            admin=bool(current_app.config.get("ADMIN_TOKEN"))), status
