@@ -1,12 +1,10 @@
 """Galleries of reference images (rock similarity, known whales): build, add, load, search.
 
-A gallery lives in ``<instance>/gallery/<task>``, a symbolic link to a versioned folder
-holding ``index.faiss`` (exact inner product on L2-normalised embeddings) and ``items.json``
-(id, label, source path and task-specific fields of each row); the similarity gallery also
-keeps ``pixels.npy`` (uint8 thumbnails at the model's input size, also the vectors of the
-seed's raw-pixel search) and ``kmeans.npz`` (the seed's K-Means clustering); the whale gallery
-keeps each photo's local features in ``ragged.npz`` (arrays of a different length per row).
-Build writes a new folder and swaps the link atomically (``os.replace``), so a running server never sees half a gallery.
+A gallery lives in ``<instance>/gallery/<task>``, a link to a versioned folder with ``index.faiss``
+(exact inner product on L2-normalised embeddings) and ``items.json`` (id, label, source path and
+task fields per row); similarity adds ``pixels.npy`` (uint8 thumbnails, the seed's raw-pixel
+vectors) and ``kmeans.npz``, whales ``ragged.npz`` (each photo's local features). Build writes a new
+folder and swaps the link atomically (``os.replace``): a running server never sees half a gallery.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ photos (see the model card's method table):
    Lowe 2012, as in HotSpotter).
 4. :func:`verify`: ratio-test matches of the query with one gallery photo, RANSAC similarity
    transform (``cv2.estimateAffinePartial2D``); the inlier count is the verification score and
-   the inlier pairs are drawn for the researcher (:func:`draw_matches`).
+   the inlier pairs are drawn for the researcher (:func:`geovision.photoid_figures.draw_matches`).
 5. ``new_whale`` goes first unless the best individual's votes are at least
    ``ratio_threshold`` times the second's (calibrated on validation, :func:`decide_new_whale`).
 
@@ -25,7 +25,6 @@ look left; top views only with top views.
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -267,35 +266,6 @@ def decide_new_whale(ranked: list[tuple[str, float]], ratio_threshold: float) ->
         return True
     second = ranked[1][1] if len(ranked) > 1 else 0.0
     return ranked[0][1] < ratio_threshold * second
-
-
-def draw_matches(query: Image.Image, photo: Image.Image, verification: Verification, height: int = 320,
-                 query_mirror: bool = False, photo_mirror: bool = False) -> bytes:
-    """PNG of the query (left) beside a gallery photo (right), both at ``height`` px, with a line
-    between the two ends of each inlier match (coordinates as :func:`prepare_photo` made them)."""
-    panels, scales = [], []
-    for image, mirror in ((query, query_mirror), (photo, photo_mirror)):
-        rgb = ImageOps.exif_transpose(image).convert("RGB")
-        if mirror:
-            rgb = ImageOps.mirror(rgb)
-        prepared_scale = LONG_SIDE / max(rgb.size)
-        s = height / rgb.height
-        panels.append(np.asarray(rgb.resize((max(1, round(rgb.width * s)), height)))[..., ::-1].copy())
-        scales.append(s / prepared_scale)
-    gap = 8
-    canvas = np.full((height, panels[0].shape[1] + gap + panels[1].shape[1], 3), 255, np.uint8)
-    canvas[:, :panels[0].shape[1]] = panels[0]
-    offset = panels[0].shape[1] + gap
-    canvas[:, offset:] = panels[1]
-    for qx, qy, gx, gy in verification.pairs:
-        a = (int(qx * scales[0]), int(qy * scales[0]))
-        b = (int(gx * scales[1]) + offset, int(gy * scales[1]))
-        cv2.line(canvas, a, b, (0, 200, 255), 1, cv2.LINE_AA)
-        cv2.circle(canvas, a, 3, (0, 255, 0), 1, cv2.LINE_AA)
-        cv2.circle(canvas, b, 3, (0, 255, 0), 1, cv2.LINE_AA)
-    buf = io.BytesIO()
-    Image.fromarray(canvas[..., ::-1]).save(buf, "PNG", optimize=False)
-    return buf.getvalue()
 
 
 def rerank(ranked: list[tuple[str, float]], inliers: dict[str, int], weight: float,

@@ -15,6 +15,7 @@ from PIL import Image
 from app.records import WhaleDecision
 from geovision import photoid
 from geovision.metrics import NEW_WHALE
+from geovision.photoid_figures import draw_matches
 from train.whales.photoid import calibrate
 
 from .conftest import DATA, ROOT, make_app, png_bytes, whale_photo
@@ -47,7 +48,7 @@ def test_a_rotated_relit_copy_verifies_and_another_whale_does_not():
     assert different.inliers < 12 and different.inliers * 5 < same.inliers   # chance matches of similar strokes
     index = photoid.FeatureIndex([0, 1], [f_orig, f_other], ["whale-a", "whale-b"])
     assert index.lnbnn(f_copy).ranked()[0][0] == "whale-a"
-    png = photoid.draw_matches(copy, original, same)
+    png = draw_matches(copy, original, same)
     assert Image.open(io.BytesIO(png)).size[1] == 320
 
 

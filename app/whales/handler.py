@@ -19,6 +19,7 @@ from geovision import photoid
 from geovision.checkpoint import Checkpoint, fingerprint
 from geovision.imaging import decode_image
 from geovision.metrics import NEW_WHALE
+from geovision.photoid_figures import draw_matches
 
 from ..errors import ApiError
 from ..gallery import check_model, store
@@ -157,7 +158,7 @@ class WhalesHandler(TaskHandler):
                 item = gallery.items[row]
                 try:
                     with Image.open(whale_gallery.photo_path(item)) as photo:
-                        png = photoid.draw_matches(image, photo, check, query_mirror=found.mirrored[variant],
+                        png = draw_matches(image, photo, check, query_mirror=found.mirrored[variant],
                             photo_mirror=item.get("viewpoint") == "right")
                     p["match_png"] = "data:image/png;base64," + base64.b64encode(png).decode()
                 except OSError:
