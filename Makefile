@@ -63,8 +63,7 @@ train-rocks: setup-train  ## retrain the rock classifier and embedding (about 20
 	$(VENV)/bin/flask train-model rocks --data ../shared/data/geological-similarity --epochs 15
 
 train-whales: setup-train  ## retrain the released whale embedding recipe (about 30 min on 2 CPU cores)
-	$(VENV)/bin/flask train-model whales --data ../shared/data/whales --frozen-stages 4 --cached-views 6 \
-	  --epochs 24 --lr 1e-3 --backbone-lr-scale 0.3 --margin 0.3 --margin-warmup 3 --eval-every 2 --threads 2
+	$(VENV)/bin/flask train-model whales --data ../shared/data/whales --threads 2   # the defaults: cached stages
 
 pretrain-study: setup-train  ## self-supervised pretraining table (rotation/jigsaw vs scratch; about 1 h on 2 cores)
 	$(PY) -m train.salt.ssl_study run --data ../shared/data/tgs-salt --threads 2

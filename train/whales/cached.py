@@ -138,7 +138,8 @@ def train_cached(cfg: WhalesTrainConfig) -> dict:
                              {"params": list(top.pool.parameters()) + list(top.neck.parameters())},
                              {"params": list(head.parameters())}],
                             lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps, epochs = (2, 1) if cfg.dry_run else (max(1, len(tr_x) // cfg.batch_size), cfg.epochs)
+    batch = min(cfg.batch_size, max(2, len(tr_x) // 2))        # a tiny data set still gives 2 full steps
+    steps, epochs = (2, 1) if cfg.dry_run else (max(1, len(tr_x) // batch), cfg.epochs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, epochs * steps, steps))
     best = {**validate(top, va_f, tr_f[0], gallery_ids, truths, q_groups, g_groups), "epoch": 0}
     log.info("epoch 0 (pretrained, imprinted): %s", best)
@@ -150,7 +151,7 @@ def train_cached(cfg: WhalesTrainConfig) -> dict:
         order = torch.randperm(len(tr_x), generator=gen)
         total_loss, correct = 0.0, 0
         for step in tqdm(range(steps), desc=f"whales epoch {epoch + 1}/{epochs}", mininterval=20):
-            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            idx = order[step * batch:(step + 1) * batch]
             view = torch.randint(0, views, (len(idx),), generator=gen)
             x, y = tr_f[view, idx].float(), torch.from_numpy(tr_y[idx.numpy()])
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
@@ -164,7 +165,7 @@ def train_cached(cfg: WhalesTrainConfig) -> dict:
             total_loss += loss.item()
             correct += int((logits.argmax(1) == y).sum())
         row = {"epoch": epoch + 1, "margin": round(head.m, 3), "loss": round(total_loss / steps, 4),
-               "train_accuracy": round(correct / (steps * cfg.batch_size), 4), "lr": sched.get_last_lr()[1],
+               "train_accuracy": round(correct / (steps * batch), 4), "lr": sched.get_last_lr()[1],
                "minutes": round((time.time() - started) / 60, 2)}
         if (epoch + 1) % cfg.eval_every == 0 or epoch == epochs - 1:
             row.update(validate(top, va_f, tr_f[0], gallery_ids, truths, q_groups, g_groups))

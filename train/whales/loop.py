@@ -52,13 +52,13 @@ class WhalesTrainConfig:
     data: str
     output: str = "models/whales"
     run_dir: str = "runs/whales"
-    epochs: int = 30
+    epochs: int = 24
     batch_size: int = 64
-    lr: float = 2e-3
-    backbone_lr_scale: float = 0.1  #: a pretrained backbone learns at lr x this (the neck and ArcFace at lr)
+    lr: float = 1e-3
+    backbone_lr_scale: float = 0.3  #: a pretrained backbone learns at lr x this (the neck and ArcFace at lr)
     weight_decay: float = 5e-4
-    margin: float = 0.4
-    margin_warmup: int = 8         #: epochs over which the ArcFace margin grows from 0 to ``margin``
+    margin: float = 0.3
+    margin_warmup: int = 3         #: epochs over which the ArcFace margin grows from 0 to ``margin``
     scale: float = 30.0
     subcenters: int = 1            #: ArcFace centres per individual (sub-center ArcFace when > 1)
     flip_new_id: bool = False      #: a mirrored photo counts as another individual (else plain augmentation)
@@ -69,15 +69,15 @@ class WhalesTrainConfig:
     input_height: int = INPUT_HEIGHT   #: letterboxed input, portrait (the photos are about 460x150)
     input_width: int = INPUT_WIDTH
     width: int = 32                #: base width of resnet18-half
-    eval_every: int = 3
+    eval_every: int = 2
     seed: int = 42
     threads: int = 0
     device: str = "auto"
     dry_run: bool = False
     resume: bool = False
     bf16: bool = True              #: bfloat16 autocast for the forward pass (the ArcFace head in float32)
-    frozen_stages: int = 0         #: > 0: keep the stem and these EfficientNet stages frozen, cache their
-    #: outputs and train the rest (train.whales.cached); 0: train the whole network here
+    frozen_stages: int = 4         #: > 0 (EfficientNet-Lite, no init_from): keep the stem and these stages
+    #: frozen, cache their outputs and train the rest (train.whales.cached); 0: train the whole network here
     cached_views: int = 6          #: cached views per training photo (plain, mirrored, jittered)
     command: str = ""
 
