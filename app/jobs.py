@@ -93,23 +93,24 @@ def answer_all(handler: TaskHandler, items: list, options: dict) -> tuple[list[d
     """:func:`answer_or_queue` for every item of one request, with the job limits checked for all
     the jobs it would create before any is created (a refusal creates nothing). An item that cannot
     be sized is answered (and refused) on its own. Returns :func:`app.uploads.answer_each`'s pair."""
+    units: dict[int, int] = {}      # each item sized once (a large picture is decoded to size it)
     if handler.supports_jobs:
-        jobs_needed = 0
         for item in items:
             try:
-                jobs_needed += handler.job_units(item, **options) > current_app.config["SYNC_MAX_TILES"]
+                units[id(item)] = handler.job_units(item, **options)
             except ImageError:
                 continue
+        jobs_needed = sum(u > current_app.config["SYNC_MAX_TILES"] for u in units.values())
         if jobs_needed:
             check_limits(jobs_needed)
-    return answer_each(items, lambda item: answer_or_queue(handler, item, options))
+    return answer_each(items, lambda item: answer_or_queue(handler, item, options, units.get(id(item))))
 
 
-def answer_or_queue(handler: TaskHandler, item, options: dict) -> dict:
+def answer_or_queue(handler: TaskHandler, item, options: dict, units: int | None = None) -> dict:
     """The handler's answer now, or, for an input of more than ``SYNC_MAX_TILES`` rows, a new job
-    (:func:`describe`: it has ``job_id``)."""
+    (:func:`describe`: it has ``job_id``). ``units``: the item's :meth:`job_units` when known."""
     if handler.supports_jobs:
-        units = handler.job_units(item, **options)
+        units = handler.job_units(item, **options) if units is None else units
         if units > current_app.config["SYNC_MAX_TILES"]:
             return describe(create(handler, item, options, units))
     return handler.answer(item, **options)

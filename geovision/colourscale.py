@@ -38,17 +38,14 @@ def _path(anchors: list[tuple[float, float, float]], samples: int = 256) -> tupl
 
 
 @lru_cache(maxsize=len(SCALES))
-def lookup(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(position, distance) float32 (LEVELS, LEVELS, LEVELS): for each quantised RGB cell, its
-    position 0..1 along the scale ``name`` and its distance to the scale's nearest point."""
-    points, position = _path(SCALES[name])
+def distance_to(name: str) -> np.ndarray:
+    """float32 (LEVELS, LEVELS, LEVELS): each quantised RGB cell's distance to the nearest point of
+    the scale ``name`` (what :func:`detect` judges a picture by)."""
+    points, _ = _path(SCALES[name])
     centres = (np.arange(LEVELS, dtype=np.float32) + 0.5) / LEVELS
     grid = np.stack(np.meshgrid(centres, centres, centres, indexing="ij"), -1).reshape(-1, 3)
     d2 = (grid ** 2).sum(1)[:, None] + (points ** 2).sum(1)[None, :] - 2.0 * grid @ points.T
-    nearest = d2.argmin(1)
-    shape = (LEVELS, LEVELS, LEVELS)
-    distance = np.sqrt(np.maximum(d2[np.arange(len(grid)), nearest], 0.0))
-    return position[nearest].reshape(shape), distance.reshape(shape)
+    return np.sqrt(np.maximum(d2.min(1), 0.0)).reshape(LEVELS, LEVELS, LEVELS)
 
 
 def _cells(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -63,7 +60,7 @@ def detect(rgb: np.ndarray) -> str | None:
     if coloured.mean() < MIN_COLOURED_SHARE:
         return None
     cells = tuple(c[coloured] for c in _cells(rgb))
-    distances = {name: lookup(name)[1][cells] for name in SCALES}
+    distances = {name: distance_to(name)[cells] for name in SCALES}
     name = min(distances, key=lambda n: float(distances[n].mean()))   # the scales share their middle: ends decide
     return name if float(np.median(distances[name])) <= MAX_DISTANCE else None
 
