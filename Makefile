@@ -41,7 +41,7 @@ run: setup   ## apply migrations, build missing galleries, then serve with gunic
 	  $(VENV)/bin/flask gallery build similarity --data "$(GALLERY_DATA)"; fi
 	@if [ ! -e instance/gallery/whales ] && [ -f "$(WHALES_DATA)/train.csv" ] && [ -f models/whales/model.pt ]; then \
 	  $(VENV)/bin/flask gallery build whales --data "$(WHALES_DATA)"; fi
-	PORT=$(PORT) $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
+	APP_CONFIG=$${APP_CONFIG:-development} PORT=$(PORT) $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
 test: setup-dev browser  ## run the test suite (PYTEST_ARGS="-m postgres" for a part of it)
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from flask import Flask
 
-from . import metrics, security, tasks
+from . import accounts, metrics, security, tasks
 from .config import DEFAULT_SECRET_KEY, ROOT, WEAK_SECRET_KEYS, Config, config_from_env
 from .tasks import TaskHandler
 
@@ -47,6 +47,7 @@ def create_app(config: type[Config] | dict | None = None, wait_for_models: bool 
 
     tasks.init_app(app, task_handlers if task_handlers is not None else default_tasks())
     register_extensions(app, wait_for_models)   # after tasks: their request limits precede CSRF
+    accounts.init_app(app)
     register_blueprints(app)
     security.init_app(app)
     metrics.init_app(app)

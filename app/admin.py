@@ -1,11 +1,11 @@
-"""Admin API: model reload and gallery changes, behind ``Authorization: Bearer $ADMIN_TOKEN``.
+"""Admin API: model reload and gallery changes, for admins only.
 
-Every endpoint answers 404 when ``ADMIN_TOKEN`` is not set (admin actions are off) and
-401 without the right token (compared in constant time).
+Every endpoint needs an admin account's API key (``Authorization: Bearer gv_...``, see
+``flask users key``), a signed-in admin, or the bootstrap ``ADMIN_TOKEN`` as the bearer token
+(compared in constant time); anything else is answered 401.
 """
 from __future__ import annotations
 
-import hmac
 import os
 from pathlib import Path
 
@@ -15,22 +15,22 @@ from PIL import Image
 from geovision.imaging import decode_image
 from geovision.metrics import NEW_WHALE
 
+from .accounts import admin_allowed
 from .errors import ApiError
 from .extensions import engine
+from .recorder import answer_each
 from .tasks.registry import registered
-from .uploads import Upload, answer_each, read_uploads
+from .uploads import Upload, read_uploads
 
 bp = Blueprint("admin", __name__, url_prefix="/api/v1/admin")
 
 
 @bp.before_request
-def require_token():
-    token = current_app.config.get("ADMIN_TOKEN")
-    if not token:
-        raise ApiError("not_found", "admin actions are disabled (no ADMIN_TOKEN configured)", 404)
+def require_admin():
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        raise ApiError("unauthorized", "a valid admin token is required", 401)
+    if not admin_allowed(given):
+        raise ApiError("unauthorized", "an admin's API key (or ADMIN_TOKEN) is required", 401,
+                       headers={"WWW-Authenticate": "Bearer"})
 
 
 def _decoded_uploads() -> tuple[list[dict], list[tuple[Upload, Image.Image]]]:

@@ -6,6 +6,7 @@ from flask import Blueprint, jsonify, request
 from geovision.imaging import ImageError
 
 from . import jobs
+from .accounts import can_see
 from .errors import ApiError
 from .extensions import db, engine
 from .records import Job
@@ -92,7 +93,7 @@ def _job(task: str, job_id: str) -> Job:
     _job_handler(task)
     jobs.runner()
     job = db.session.scalar(db.select(Job).where(Job.public_id == job_id, Job.task == task))
-    if job is None:
+    if job is None or not can_see(job.owner_id):   # another user's job is not found
         raise ApiError("not_found", f"no job {job_id}", 404)
     return job
 

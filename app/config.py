@@ -73,7 +73,14 @@ class Config:
     TORCH_THREADS = _env_int("TORCH_THREADS", 0)
     #: Days a prediction's stored files are kept (0 = forever); pruned at start-up and by `flask prune-uploads`.
     UPLOAD_RETENTION_DAYS = _env_int("UPLOAD_RETENTION_DAYS", 30)
-    #: Token for admin actions (gallery add/rebuild, model reload); admin endpoints are off when unset.
+    #: Accounts (app.accounts): with AUTH_REQUIRED every page and API call needs a signed-in user
+    #: or an API key (``Authorization: Bearer``), and users see only their own data; off, requests
+    #: act as the ``anonymous`` account and the pages say so. On in production, off in the demo.
+    AUTH_REQUIRED = os.environ.get("AUTH_REQUIRED", "1") == "1"
+    #: ``/metrics`` for Prometheus: with a token, ``Authorization: Bearer METRICS_TOKEN`` (or an admin)
+    #: is needed; without one it is open when AUTH_REQUIRED is off and admins-only when it is on.
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
+    #: A bootstrap admin API key for the admin API (an admin account's key does the same); unset: none.
     ADMIN_TOKEN = os.environ.get("ADMIN_TOKEN") or None
     #: Where galleries live; ``None`` = instance/gallery.
     GALLERY_FOLDER = os.environ.get("GALLERY_FOLDER")
@@ -93,11 +100,15 @@ class Config:
 
 class DevelopmentConfig(Config):
     """The ``make run`` demo: served by gunicorn like production, so Flask's debugger stays off
-    (``DEBUG`` would also re-raise errors past the JSON/HTML error handlers)."""
+    (``DEBUG`` would also re-raise errors past the JSON/HTML error handlers); no sign-in unless
+    ``AUTH_REQUIRED=1`` (the pages say that everything is visible to everyone)."""
+
+    AUTH_REQUIRED = os.environ.get("AUTH_REQUIRED", "0") == "1"
 
 
 class TestingConfig(Config):
     TESTING = True
+    AUTH_REQUIRED = False   # tests of accounts switch it on
     WTF_CSRF_ENABLED = False
     SQLALCHEMY_DATABASE_URI = "sqlite://"
     MAX_BATCH_DELAY_MS = 5

@@ -21,7 +21,7 @@ from .gallery import GalleryUnavailable
 bp = Blueprint("errors", __name__)
 log = logging.getLogger(__name__)
 
-CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
          409: "conflict", 413: "payload_too_large", 500: "internal_error", 503: "unavailable"}
 
 #: Every error code the server answers: code -> (HTTP status, meaning). The OpenAPI document
@@ -43,7 +43,8 @@ ERROR_CODES = {
     "invalid_data_area": (400, "`data_area` other than auto, all or four pixel numbers"),
     "not_amplitudes": (400, "a SEG-Y volume of velocities, not amplitudes"),
     "invalid_request": (400, "a v2 request whose JSON header breaks the protocol (the field is named)"),
-    "unauthorized": (401, "missing or wrong admin token"),
+    "unauthorized": (401, "no valid sign-in or API key (Authorization: Bearer), or not an admin where one is needed"),
+    "forbidden": (403, "a page for admins only"),
     "not_found": (404, "no such page, task, result, job or gallery image"),
     "unknown_model": (404, "v2: no such model"),
     "method_not_allowed": (405, "the route does not take this HTTP method"),

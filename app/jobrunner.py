@@ -18,6 +18,7 @@ from flask import Flask
 from geovision.imaging import ImageError
 
 from .extensions import db
+from .recorder import record
 from .records import Job
 from .storage import shared
 from .uploads import upload_root
@@ -182,10 +183,10 @@ def _run_claimed(app: Flask, job_id: str) -> None:
                 raise JobCancelled
 
     try:
-        with app.test_request_context(base_url=job.inputs.get("base_url")):
-            item = handler.job_item(job.inputs["item"])
-            options = handler.job_options(job.inputs["options"], restore=True)
-            job.result = handler.answer(item, progress=progress, priority=JOB_PRIORITY, **options)
+        item = handler.job_item(job.inputs["item"])
+        options = handler.job_options(job.inputs["options"], restore=True)
+        outcome = handler.run(item, progress=progress, priority=JOB_PRIORITY, **options)
+        (job.result,) = record([outcome], job.owner_id, commit=False)   # committed below with the job's state
         _finish(job, "done")
     except JobCancelled:
         db.session.rollback()

@@ -21,13 +21,15 @@ from flask import Flask, current_app, request, url_for
 
 from geovision.imaging import ImageError
 
+from .accounts import current_owner_id
 from .errors import ApiError
 from .extensions import db
 from .jobrunner import ACTIVE, JOB_PRIORITY, WORKER, JobRunner, _finish, claim  # noqa: F401 (the jobs API)
+from .recorder import Outcome, answer_each
 from .records import Job
 from .storage import shared
 from .tasks.handler import TaskHandler
-from .uploads import answer_each, upload_root
+from .uploads import upload_root
 
 log = logging.getLogger(__name__)
 JOB_LOCK_KEY = 0x6A6F6273   #: the advisory lock of job creation ("jobs")
@@ -75,14 +77,13 @@ def create(handler: TaskHandler, item, options: dict, units: int) -> Job:
     client = (request.remote_addr or "unknown")[:64]
     with creation_lock():
         check_limits()
-        job = Job(task=handler.name, client=client, filename=item.filename, tiles_total=units, worker=WORKER,
-                  inputs={})
+        job = Job(task=handler.name, client=client, owner_id=current_owner_id(), filename=item.filename,
+                  tiles_total=units, worker=WORKER, inputs={})
         db.session.add(job)
         db.session.flush()
         folder = upload_root() / "jobs" / job.public_id
         folder.mkdir(parents=True, exist_ok=True)
-        job.inputs = {"item": handler.job_input(item, folder), "options": handler.job_options(options),
-                      "base_url": request.host_url}
+        job.inputs = {"item": handler.job_input(item, folder), "options": handler.job_options(options)}
         shared().publish(folder)      # any front end may claim the job
         db.session.commit()
     jobs.submit(job.public_id)
@@ -92,7 +93,8 @@ def create(handler: TaskHandler, item, options: dict, units: int) -> Job:
 def answer_all(handler: TaskHandler, items: list, options: dict) -> tuple[list[dict], int]:
     """:func:`answer_or_queue` for every item of one request, with the job limits checked for all
     the jobs it would create before any is created (a refusal creates nothing). An item that cannot
-    be sized is answered (and refused) on its own. Returns :func:`app.uploads.answer_each`'s pair."""
+    be sized is answered (and refused) on its own. Returns :func:`app.recorder.answer_each`'s pair
+    (the answers recorded together, with the handler's links)."""
     units: dict[int, int] = {}      # each item sized once (a large picture is decoded to size it)
     if handler.supports_jobs:
         for item in items:
@@ -103,17 +105,19 @@ def answer_all(handler: TaskHandler, items: list, options: dict) -> tuple[list[d
         jobs_needed = sum(u > current_app.config["SYNC_MAX_TILES"] for u in units.values())
         if jobs_needed:
             check_limits(jobs_needed)
-    return answer_each(items, lambda item: answer_or_queue(handler, item, options, units.get(id(item))))
+    return answer_each(items, lambda item: answer_or_queue(handler, item, options, units.get(id(item))),
+                       links=handler.links)
 
 
-def answer_or_queue(handler: TaskHandler, item, options: dict, units: int | None = None) -> dict:
-    """The handler's answer now, or, for an input of more than ``SYNC_MAX_TILES`` rows, a new job
-    (:func:`describe`: it has ``job_id``). ``units``: the item's :meth:`job_units` when known."""
+def answer_or_queue(handler: TaskHandler, item, options: dict, units: int | None = None) -> Outcome | dict:
+    """The handler's :class:`Outcome` now (not yet recorded), or, for an input of more than
+    ``SYNC_MAX_TILES`` rows, a new job (:func:`describe`: it has ``job_id``). ``units``: the item's
+    :meth:`job_units` when known."""
     if handler.supports_jobs:
         units = handler.job_units(item, **options) if units is None else units
         if units > current_app.config["SYNC_MAX_TILES"]:
             return describe(create(handler, item, options, units))
-    return handler.answer(item, **options)
+    return handler.run(item, **options)
 
 
 def cancel(job: Job) -> Job:
@@ -139,7 +143,8 @@ def describe(job: Job) -> dict:
             "tiles_total": job.tiles_total, "eta_s": eta, "error": job.error,
             "status_url": url_for("api.job_status", task=job.task, job_id=job.public_id, _external=True)}
     if job.status == "done" and job.result:
-        body.update({k: v for k, v in job.result.items() if k != "filename"})
+        handler = current_app.extensions["tasks"][job.task]
+        body.update({k: v for k, v in handler.links(dict(job.result)).items() if k != "filename"})
     return body
 
 

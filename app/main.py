@@ -1,6 +1,7 @@
 """Home, history and models pages; the menu and the home cards list the registered tasks."""
 from flask import Blueprint, current_app, render_template, request
 
+from .accounts import visible
 from .extensions import db, engine
 from .records import Prediction
 
@@ -16,7 +17,7 @@ def index():
 @bp.get("/history")
 def history():
     page = request.args.get("page", 1, type=int)
-    query = db.select(Prediction).order_by(Prediction.created_at.desc(), Prediction.id.desc())
+    query = visible(db.select(Prediction), Prediction).order_by(Prediction.created_at.desc(), Prediction.id.desc())
     task = request.args.get("task")
     if task:
         query = query.where(Prediction.task == task)

@@ -5,10 +5,14 @@ registry exact; with several workers use prometheus_client's multiprocess mode.
 """
 from __future__ import annotations
 
+import hmac
 import time
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from .accounts import is_admin
+from .errors import ApiError
 
 bp = Blueprint("metrics", __name__)
 
@@ -37,6 +41,15 @@ def observe_batch(model: str, rows: int, queue_waits: list[float], seconds: floa
 
 @bp.get("/metrics")
 def metrics():
+    """Prometheus exposition. With ``METRICS_TOKEN``: that bearer token or an admin; without one:
+    open when ``AUTH_REQUIRED`` is off, admins only when it is on (401 otherwise)."""
+    token = current_app.config.get("METRICS_TOKEN")
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    allowed = is_admin() or (hmac.compare_digest(given.encode(), token.encode()) if token
+                             else not current_app.config.get("AUTH_REQUIRED"))
+    if not allowed:
+        raise ApiError("unauthorized", "the metrics need Authorization: Bearer METRICS_TOKEN (or an admin)", 401,
+                       headers={"WWW-Authenticate": "Bearer"})
     state = current_app.extensions["engine"]
     for task, batcher in state.batchers.items():
         QUEUE_DEPTH.labels(task).set(batcher.queue_depth)

@@ -100,8 +100,11 @@ def build_spec() -> dict:
         "filename": {"type": "string"}, "error": {"type": "object", "properties": {
             "code": {"type": "string", "enum": list(COMMON_ERRORS)}, "message": {"type": "string"}}}}})
     spec.components.schema("Job", JOB_SCHEMA)
+    spec.components.security_scheme("apiKey", {"type": "http", "scheme": "bearer", "description":
+                                               "an account's API key (gv_...; `flask users key NAME` or the account "
+                                               "page); needed when AUTH_REQUIRED is on (production)"})
     spec.components.security_scheme("admin", {"type": "http", "scheme": "bearer",
-                                              "description": "ADMIN_TOKEN (admin API off when unset)"})
+                                              "description": "an admin account's API key, or the bootstrap ADMIN_TOKEN"})
     ok = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
     spec.path("/api/v1/health", operations={"get": {"tags": ["server"], "summary": "Liveness", "responses": {"200": ok}}})
     spec.path("/api/v1/ready", operations={"get": {
@@ -114,7 +117,7 @@ def build_spec() -> dict:
     spec.path("/api/v1/openapi.json", operations={"get": {"tags": ["server"], "summary": "This document",
                                                           "responses": {"200": ok}}})
     admin = {"tags": ["admin"], "security": [{"admin": []}]}
-    denied = {"401": _error("missing or wrong token."), "404": _error("admin actions are off (no ADMIN_TOKEN).")}
+    denied = {"401": _error("not an admin's key (nor ADMIN_TOKEN).")}
     spec.path("/api/v1/admin/reload", operations={"post": {**admin, "summary": "Reload every checkpoint",
                                                            "responses": {"200": ok, **denied}}})
     for handler in registered().values():
@@ -134,7 +137,11 @@ def build_spec() -> dict:
                 **admin, "summary": f"Rebuild the {handler.name} gallery from {handler.gallery_data_key}",
                 "responses": {"200": ok, "409": _error("the folder is unset or holds no image.",
                                                        ("not_configured", "gallery_empty")), **denied}}})
-    return spec.to_dict()
+    document = spec.to_dict()
+    document["security"] = [{"apiKey": []}]   # every route but health, readiness and this document
+    for path in ("/api/v1/health", "/api/v1/ready", "/api/v1/openapi.json"):
+        document["paths"][path]["get"]["security"] = []
+    return document
 
 
 @bp.get("/api/v1/openapi.json")

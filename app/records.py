@@ -1,10 +1,10 @@
-"""Database records: one row per answered file, one per background job."""
+"""Database records: one row per answered file, one per background job, each with its owner (app.accounts)."""
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, Float, Integer, String
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
@@ -33,6 +33,8 @@ class Prediction(db.Model):
     decode_ms: Mapped[float] = mapped_column(Float)
     inference_ms: Mapped[float] = mapped_column(Float)
     total_ms: Mapped[float] = mapped_column(Float)
+    #: the account that asked (app.accounts; ``anonymous`` without sign-in): only it and admins see the row
+    owner_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
 
     def __repr__(self) -> str:
@@ -48,7 +50,8 @@ class Job(db.Model):
     public_id: Mapped[str] = mapped_column(String(32), unique=True, index=True, default=lambda: uuid.uuid4().hex)
     task: Mapped[str] = mapped_column(String(32), index=True)
     status: Mapped[str] = mapped_column(String(16), index=True, default="queued")  #: queued|running|done|failed|cancelled
-    client: Mapped[str] = mapped_column(String(64), index=True)     #: who asked (the client address)
+    client: Mapped[str] = mapped_column(String(64), index=True)     #: the client address (the per-client limit)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)   #: the account that asked
     filename: Mapped[str] = mapped_column(String(255))
     inputs: Mapped[dict] = mapped_column(JSON)                      #: where the input is kept and the options
     tiles_done: Mapped[int] = mapped_column(Integer, default=0)

@@ -12,7 +12,8 @@ element is its little-endian uint32 length and its bytes), which ``tritonclient.
 default. Without the extension, BYTES elements are base64 strings in the JSON ``data``. The
 request's ``parameters`` carry the task's options (salt ``threshold``; similarity ``k``,
 ``method``). Each element is answered by the task's handler, through the same batcher and
-database records as v1; the handler turns the answers into named output tensors.
+database records as v1 (:func:`app.recorder.record`, once every element is answered and its
+tensors built); the handler turns the answers into named output tensors.
 Source: https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/ and
 https://github.com/triton-inference-server/server/blob/main/docs/protocol/extension_binary_data.md
 """
@@ -27,12 +28,16 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import ValidationError
 from werkzeug.datastructures import MultiDict
 
+from geovision.imaging import ImageError
+
+from .accounts import current_owner_id
 from .engine import ModelNotReady
 from .errors import ApiError
 from .extensions import engine
 from .gallery import GalleryUnavailable
+from .recorder import record
 from .tasks.registry import registered
-from .uploads import Upload, answer_each, forget, prediction_ids
+from .uploads import Upload
 from .v2_schema import InferRequest
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
@@ -100,19 +105,17 @@ def infer(task: str, version: str | None = None):
     except ApiError as exc:
         raise V2Error(f"{exc.code}: {exc.message}", exc.status, exc.code) from None
     handler.check_ready()       # ModelNotReady (503), GalleryUnavailable (409): app.errors answers them
-    items = [Upload(f"image[{i}]", data) for i, data in enumerate(images)]
-    results, _ = answer_each(items, lambda item: handler.answer(item, **options))
-    bad = [(i, r) for i, r in enumerate(results) if "error" in r]
-    if bad:   # a tensor request succeeds or fails whole: drop the rows of the answered elements
-        forget([pid for r in results for pid in prediction_ids(r)])
-        i, r = bad[0]
-        raise V2Error(f"image[{i}]: {r['error']['code']}: {r['error']['message']}", r.get("http_status", 400),
-                      r["error"]["code"])
+    outcomes = []
+    for i, data in enumerate(images):   # a tensor request succeeds or fails whole: nothing is kept before the end
+        try:
+            outcomes.append(handler.run(Upload(f"image[{i}]", data), **options))
+        except ImageError as exc:
+            raise V2Error(f"image[{i}]: {exc.code}: {exc}", exc.status, exc.code) from None
     try:
-        outputs = handler.v2_outputs(results, **options)
+        outputs = handler.v2_outputs([o.result for o in outcomes], **options)
     except ValueError as exc:
-        forget([pid for r in results for pid in prediction_ids(r)])
         raise V2Error(str(exc)) from None
+    record(outcomes, current_owner_id())
     ckpt = engine.checkpoint(handler.model_task)
     return _response(header, task, ckpt.version, outputs)
 

@@ -31,7 +31,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.db_path = self.workdir / "live.db"
         bin_dir = Path(sys.executable).parent
-        self.env = {**os.environ, "APP_CONFIG": "production", "SECRET_KEY": secrets.token_hex(16),
+        self.env = {**os.environ, "APP_CONFIG": "production", "SECRET_KEY": secrets.token_hex(16), "AUTH_REQUIRED": "0",
                     "DATABASE_URL": f"sqlite:///{self.db_path}", "MODEL_DIR": str(model_dir),
                     "UPLOAD_FOLDER": str(self.workdir / "uploads"), "GALLERY_FOLDER": str(self.workdir / "gallery"),
                     "INSTANCE_PATH": str(self.workdir / "instance"),

@@ -140,6 +140,35 @@ def test_readme_python_examples_run(server, tmp_path):
         assert run.stdout.split()[0] == "quartzite", (name, run.stdout)
 
 
+def test_readme_examples_with_accounts_and_a_key(tmp_path, tiny_model_dir):
+    """A production-like server (AUTH_REQUIRED=1): the README's first-admin commands through the real
+    CLI (password twice on standard input, the key on the last line), then its examples with the key;
+    without it every call is 401."""
+    server = LiveServer(tmp_path / "auth", tiny_model_dir, env={"AUTH_REQUIRED": "1"})
+    try:
+        flask = [*server.flask, "users"]
+        made = subprocess.run([*flask, "create", "admin", "--admin"], input="a long password\na long password\n",
+                              cwd=ROOT, env=server.env, capture_output=True, text=True, timeout=60)
+        assert made.returncode == 0, made.stderr
+        printed = subprocess.run([*flask, "key", "admin"], cwd=ROOT, env=server.env, capture_output=True, text=True,
+                                 timeout=60)
+        key = printed.stdout.strip().splitlines()[-1]
+        image = tmp_path / "rock.png"
+        image.write_bytes(rock_png("quartzite", 7))
+        env = {**os.environ, "GEOVISION_URL": server.url, "GEOVISION_HOSTPORT": server.url.removeprefix("http://"),
+               "ROCK_IMAGE": str(image)}
+        for name, code in readme_examples().items():
+            refused = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+            assert refused.returncode != 0, name   # v1: raise_for_status (401); v2: the model is not ready to it
+            run = subprocess.run([sys.executable, "-c", code], env={**env, "GEOVISION_KEY": key}, capture_output=True,
+                                 text=True, timeout=60)
+            assert run.returncode == 0, f"{name}: {run.stderr}"
+            assert run.stdout.split()[0] == "quartzite", (name, run.stdout)
+        assert requests.get(f"{server.url}/history", allow_redirects=False, timeout=10).status_code == 302
+    finally:
+        server.stop()
+
+
 def test_v2_json_without_the_binary_extension(server):
     import base64
 

@@ -16,8 +16,33 @@ def test_migrations_create_the_tables(db_app):
 
     with db_app.app_context():
         tables = set(inspect(db.engine).get_table_names())
-        assert {"prediction", "job", "whale_decision", "alembic_version"} <= tables
-        assert db.session.execute(db.text("select version_num from alembic_version")).scalar() == "9a4f6c2e1b7d"
+        assert {"prediction", "job", "whale_decision", "account", "api_key", "alembic_version"} <= tables
+        assert db.session.execute(db.text("select version_num from alembic_version")).scalar() == "b3d7e1f0a2c4"
+
+
+def test_rows_older_than_accounts_belong_to_anonymous(db_app):
+    """Down to the revision before accounts, rows written there, up again: they belong to ``anonymous``."""
+    from flask_migrate import downgrade, upgrade
+
+    from app.accounts import ANONYMOUS, Account
+    from app.extensions import db
+    from app.records import Job, Prediction
+
+    with db_app.app_context():
+        downgrade(revision="9a4f6c2e1b7d")
+        db.session.execute(db.text(
+            "INSERT INTO prediction (public_id, task, filename, input_sha256, width, height, model_name, model_version, "
+            "result, decode_ms, inference_ms, total_ms, created_at) VALUES ('a1', 'rocks', 'old.png', 'x', 1, 1, 'm', "
+            "'1', '{}', 0, 0, 0, CURRENT_TIMESTAMP)"))
+        db.session.execute(db.text(
+            "INSERT INTO job (public_id, task, status, client, filename, inputs, tiles_done, tiles_total, worker, "
+            "created_at) VALUES ('j1', 'salt', 'done', '127.0.0.1', 'old.png', '{}', 1, 1, 'w', CURRENT_TIMESTAMP)"))
+        db.session.commit()
+        upgrade()
+        anonymous = db.session.scalar(db.select(Account).where(Account.name == ANONYMOUS))
+        assert anonymous is not None and anonymous.password_hash is None and not anonymous.active
+        assert db.session.scalar(db.select(Prediction.owner_id).where(Prediction.public_id == "a1")) == anonymous.id
+        assert db.session.scalar(db.select(Job.owner_id).where(Job.public_id == "j1")) == anonymous.id
 
 
 def test_concurrent_answers_each_get_exactly_one_row(db_app):

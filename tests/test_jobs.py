@@ -104,12 +104,13 @@ def test_cancel_stops_a_running_job_and_keeps_no_row(job_app):
 def test_a_job_cut_off_by_a_restart_is_marked_failed(job_app):
     import socket
 
+    from app.accounts import anonymous_account
     from app.extensions import db
     from app.records import Job
 
     with job_app.app_context():
         db.session.add(Job(public_id="f" * 32, task="salt", status="running", client="127.0.0.1", filename="x.png",
-                           inputs={}, tiles_total=10, worker=f"{socket.gethostname()}:999999",
+                           owner_id=anonymous_account().id, inputs={}, tiles_total=10, worker=f"{socket.gethostname()}:999999",
                            started_at=datetime.now(UTC)))
         db.session.commit()
     body = job_app.test_client().get(f"/api/v1/salt/jobs/{'f' * 32}").get_json()

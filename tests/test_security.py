@@ -39,9 +39,11 @@ def test_csrf_on_every_form(tiny_model_dir, tmp_path, page, files):
         app.extensions["engine"].close()
 
 
-def test_admin_actions_off_without_token(client):
-    assert client.post("/api/v1/admin/reload").status_code == 404
-    assert client.post("/api/v1/admin/gallery/similarity").status_code == 404
+def test_admin_actions_refused_without_an_admin(client):
+    """The demo mode's anonymous user is no admin: without an admin key (or ADMIN_TOKEN) the admin API is 401."""
+    for path in ("/api/v1/admin/reload", "/api/v1/admin/gallery/similarity"):
+        response = client.post(path)
+        assert response.status_code == 401 and response.get_json()["error"]["code"] == "unauthorized"
 
 
 def test_admin_actions_need_the_token(tiny_model_dir, tmp_path):

@@ -9,7 +9,7 @@ from flask import current_app
 from PIL import Image
 
 from app import default_tasks
-from app.tasks import Prepared, TaskHandler
+from app.tasks import Outcome, Prepared, TaskHandler
 from geovision.imaging import decode_image, to_gray
 
 from .conftest import make_app, png_bytes
@@ -34,9 +34,9 @@ class BrightnessHandler(TaskHandler):
         grey = np.asarray(Image.fromarray((to_gray(image) * 255).astype(np.uint8)).resize((32, 32)), np.float32) / 255
         return Prepared(torch.from_numpy(grey)[None, None], image.size)
 
-    def postprocess(self, prepared, outputs, ckpt, public_id) -> tuple[dict, dict]:
+    def postprocess(self, prepared, outputs, ckpt) -> Outcome:
         result = {"brightness": round(float(outputs[0, 0]), 4)}
-        return result, result
+        return Outcome(result, result)
 
     def history_text(self, summary: dict) -> str:
         return f"brightness {summary['brightness']:.2f}"

@@ -8,6 +8,7 @@ from flask import current_app
 from geovision.checkpoint import Checkpoint
 from geovision.imaging import decode_image, rgb_model_input
 
+from ..recorder import Outcome
 from ..tasks.handler import Prepared, TaskHandler
 from .views import bp
 
@@ -31,13 +32,12 @@ class RocksHandler(TaskHandler):
         _, x = rgb_model_input(image, ckpt.meta)
         return Prepared(torch.from_numpy(x[None]), image.size)
 
-    def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint,
-                    public_id: str) -> tuple[dict, dict]:
+    def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint) -> Outcome:
         probs = outputs[0].float().numpy()
         labels = ckpt.meta["labels"]
         probabilities = {lab: round(float(p), 6) for lab, p in zip(labels, probs)}
         result = {"label": labels[int(probs.argmax())], "probabilities": probabilities}
-        return result, result
+        return Outcome(result, result)
 
     def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
         """``probabilities`` FP32 [N, 6] (classes in the checkpoint's label order) and ``label`` BYTES [N]."""

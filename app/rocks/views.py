@@ -1,4 +1,4 @@
-"""Rocks page: class probabilities and the most similar gallery images per upload."""
+"""Rocks page: class probabilities and the most similar gallery images per upload, recorded as one row."""
 from __future__ import annotations
 
 import base64
@@ -6,6 +6,7 @@ import base64
 from flask import Blueprint, render_template, request
 
 from ..gallery import GalleryUnavailable
+from ..recorder import Outcome
 from ..tasks import registry as tasks
 from ..tasks.pages import answer_page_uploads
 from ..uploads import Upload
@@ -22,15 +23,21 @@ def upload():
     if request.method == "POST":
         rocks.check_ready()
 
-    def handle(up: Upload) -> dict:
+    def handle(up: Upload) -> Outcome:
+        """One row per upload: the classification, with the similarity search in its summary."""
         nonlocal gallery_error
-        answer = {"filename": up.filename, "classification": rocks.answer(up),
-                  "thumbnail": "data:image;base64," + base64.b64encode(up.data).decode()}
+        outcome = rocks.run(up)
+        outcome.result = {"classification": outcome.result,
+                          "thumbnail": "data:image;base64," + base64.b64encode(up.data).decode()}
         try:
-            answer["similar"] = similarity.answer(up, k=form.k.data or 10, method=form.method.data)
+            found = similarity.run(up, k=form.k.data or 10, method=form.method.data)
         except GalleryUnavailable as exc:
             gallery_error = str(exc)
-        return answer
+            return outcome
+        outcome.result["similar"] = similarity.links(found.result)
+        outcome.summary = {**outcome.summary, "similar": found.summary}
+        outcome.timings = {key: ms + found.timings.get(key, 0.0) for key, ms in outcome.timings.items()}
+        return outcome
 
     page = answer_page_uploads(form, handle)
     return render_template("rocks/upload.html", form=form, answers=page.answers, errors=page.errors,

@@ -1,8 +1,8 @@
 """Salt segmentation handler: image or SEG-Y slice -> tiles -> batched model -> mask, overlay, RLE.
 
 Pre-processing cuts the grey image into overlapping 101x101 tiles (:mod:`geovision.tiling`);
-post-processing blends the tile probabilities, thresholds them, and stores the input, the mask
-and the Kaggle RLE under the prediction's folder (the overlay is drawn on first view).
+post-processing blends the tile probabilities and thresholds them into the mask, its coverage and
+the Kaggle RLE, with the pictures :mod:`app.recorder` keeps (the overlay is drawn on first view).
 """
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from geovision.rle import rle_decode, rle_encode
 from geovision.tiling import OVERLAP
 
 from ..errors import ApiError
+from ..recorder import Outcome
 from ..tasks.handler import Prepared, TaskHandler
-from ..uploads import Upload, storage_dir, upload_root
+from ..uploads import Upload, upload_root
 from . import segy
 from .commands import predict
 from .inputs import image_input, input_size, parse_data_area, segy_input
@@ -150,32 +151,36 @@ class SaltHandler(TaskHandler):
                 "coverage": float(mask.sum() / live) if live else 0.0, "no_data_fraction": float(no_data.mean()),
                 "rle_mask": rle_encode(mask), "confidence": tiling.salt_confidence(probs, mask, ~no_data)}
 
-    def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint, public_id: str,
+    def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint,
                     threshold: float | None = None, spec: segy.SliceSpec | None = None,
-                    domain: str = "time", data_area="auto") -> tuple[dict, dict]:
+                    domain: str = "time", data_area="auto") -> Outcome:
+        """:meth:`segment`'s answer as an :class:`Outcome`: the public fields, the recorded summary
+        and the files kept with it (``input.png``, ``mask.png``, ``nodata.png`` when there is no
+        data, ``prob.png`` for the figures, ``rle.txt``; ``overlay.png`` is drawn on first view)."""
         state = prepared.state
         answer = self.segment(prepared, outputs, ckpt, threshold)
         probs, mask, no_data, rle_mask = answer["probs"], answer["mask"], answer["no_data"], answer["rle_mask"]
-        coverage, no_data_fraction, threshold = answer["coverage"], answer["no_data_fraction"], answer["threshold"]
-        folder = storage_dir(public_id)
-        state["save_input"](folder)
-        tiling.mask_image(mask).save(folder / "mask.png", compress_level=1)
+        coverage, no_data_fraction, confidence = answer["coverage"], answer["no_data_fraction"], answer["confidence"]
+        artefacts = {"input.png": lambda path: state["save_input"](path.parent), "mask.png": tiling.mask_image(mask),
+                     "prob.png": Image.fromarray(np.round(np.where(no_data, 0, probs) * 255).astype(np.uint8), "L"),
+                     "rle.txt": (rle_mask + "\n").encode()}
         if no_data.any():
-            tiling.mask_image(no_data).save(folder / "nodata.png", compress_level=1)
-        Image.fromarray(np.round(np.where(no_data, 0, probs) * 255).astype(np.uint8), "L").save(
-            folder / "prob.png", compress_level=1)   # figures are drawn from it on first view
-        (folder / "rle.txt").write_text(rle_mask + "\n")   # overlay.png is drawn on first view
+            artefacts["nodata.png"] = tiling.mask_image(no_data)
         extra = state["extra"]
-        confidence = answer["confidence"]
         summary = {"coverage": coverage, "no_data_fraction": no_data_fraction, "rle_mask": rle_mask,
-                   "threshold": threshold, "tiles": len(state["origins"]), "axes": state["axes"],
+                   "threshold": answer["threshold"], "tiles": len(state["origins"]), "axes": state["axes"],
                    "confidence": confidence, **extra}
         width, height = prepared.size
         result = {**extra, "axes": state["axes"], "width": width, "height": height, "coverage": round(coverage, 6),
-                  "no_data_fraction": round(no_data_fraction, 6), "confidence": confidence, "rle_mask": rle_mask,
-                  "mask_url": url_for("salt.result_file", public_id=public_id, name="mask.png", _external=True),
-                  "overlay_url": url_for("salt.result_file", public_id=public_id, name="overlay.png", _external=True)}
-        return result, summary
+                  "no_data_fraction": round(no_data_fraction, 6), "confidence": confidence, "rle_mask": rle_mask}
+        return Outcome(result, summary, artefacts)
+
+    def links(self, answer: dict) -> dict:
+        """Adds ``mask_url`` and ``overlay_url``."""
+        public_id = answer["prediction_id"]
+        return {**answer,
+                "mask_url": url_for("salt.result_file", public_id=public_id, name="mask.png", _external=True),
+                "overlay_url": url_for("salt.result_file", public_id=public_id, name="overlay.png", _external=True)}
 
     def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
         """``mask`` UINT8 [N, H, W] (1 = salt) and ``coverage`` FP32 [N]; the images must share one size."""
@@ -212,7 +217,7 @@ class SaltHandler(TaskHandler):
 
     def job_item(self, saved: dict):
         if saved["kind"] == "segy":
-            found = load_segy(saved["segy_id"])
+            found = load_segy(saved["segy_id"], check_owner=False)   # the job checked it when created
             if found is None:
                 raise ImageError("the SEG-Y volume is no longer stored; upload it again", code="invalid_segy")
             return found[0]

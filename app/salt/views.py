@@ -15,9 +15,11 @@ from geovision import figures, tiling
 from geovision.imaging import ImageError, to_gray
 
 from .. import jobs
+from ..accounts import can_see, current_owner_id, visible
 from ..engine import ModelNotReady
 from ..errors import ApiError
 from ..extensions import db, engine
+from ..recorder import Outcome, record
 from ..records import Job, Prediction
 from ..tasks import registry as tasks
 from ..uploads import find_stored
@@ -117,6 +119,8 @@ def segy_page(segy_id: str):
             handler.check_ready()
             result = jobs.answer_or_queue(handler, stored, {"threshold": threshold, "spec": spec,
                                                             "domain": form.domain.data or "time"})
+            if isinstance(result, Outcome):
+                (result,) = record([result], current_owner_id())
             if result.get("job_id"):
                 return redirect(url_for("salt.job_page", job_id=result["job_id"]))
             return redirect(url_for("salt.result", public_id=result["prediction_id"]))
@@ -132,7 +136,9 @@ def job_page(job_id: str):
     """A background job: progress bar (the page reloads itself every 2 s, no script needed), then
     the result; POST cancels it."""
     jobs.runner()
-    job = db.session.scalar(db.select(Job).where(Job.public_id == job_id, Job.task == "salt")) or abort(404)
+    job = db.session.scalar(db.select(Job).where(Job.public_id == job_id, Job.task == "salt"))
+    if job is None or not can_see(job.owner_id):
+        abort(404)
     if request.method == "POST":
         jobs.cancel(job)
         return redirect(url_for("salt.job_page", job_id=job_id))
@@ -176,6 +182,8 @@ def result(public_id: str):
 
 @bp.get("/files/<public_id>/<name>")
 def result_file(public_id: str, name: str):
+    if not _load([public_id]):   # not recorded, or another user's
+        abort(404)
     if name in ("mask.npy", "mask.csv"):
         return _mask_grid(public_id, name.rsplit(".", 1)[1])
     path = find_stored(public_id, name)
@@ -243,8 +251,8 @@ def _mask_grid(public_id: str, fmt: str):
 def _load(public_ids: list[str]) -> list[Prediction]:
     if not public_ids:
         return []
-    rows = db.session.scalars(db.select(Prediction).where(
-        Prediction.public_id.in_(public_ids), Prediction.task == "salt")).all()
+    rows = db.session.scalars(visible(db.select(Prediction).where(
+        Prediction.public_id.in_(public_ids), Prediction.task == "salt"), Prediction)).all()
     order = {pid: i for i, pid in enumerate(public_ids)}
     return sorted(rows, key=lambda r: order[r.public_id])
 

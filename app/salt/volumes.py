@@ -18,6 +18,7 @@ from werkzeug.datastructures import FileStorage
 
 from geovision.imaging import ImageError
 
+from ..accounts import anonymous_account, can_see, current_owner_id
 from ..storage import shared
 from ..uploads import Upload, client_filename, upload_root
 from . import segy
@@ -58,6 +59,7 @@ def store_segy(file: FileStorage) -> StoredSegy:
     segyio cannot read it.
     """
     limit = int(current_app.config["SEGY_MAX_BYTES"])
+    owner_id = current_owner_id()
     stored = StoredSegy(uuid.uuid4().hex, client_filename(file.filename), "", 0)
     stored.path.parent.mkdir(parents=True, exist_ok=True)
     digest, size = hashlib.sha256(), 0
@@ -72,7 +74,7 @@ def store_segy(file: FileStorage) -> StoredSegy:
             digest.update(chunk)
             out.write(chunk)
     stored.sha256, stored.size_bytes = digest.hexdigest(), size
-    known = _by_sha256(stored.sha256)
+    known = _by_sha256(stored.sha256, owner_id)
     if known is not None:   # the same volume again: keep one copy, answer with its segy_id
         shutil.rmtree(stored.path.parent, ignore_errors=True)
         return known
@@ -86,24 +88,33 @@ def store_segy(file: FileStorage) -> StoredSegy:
         shutil.rmtree(stored.path.parent, ignore_errors=True)
         raise
     (stored.path.parent / "segy.json").write_text(json.dumps(
-        {"filename": stored.filename, "sha256": stored.sha256, "size_bytes": size, "geometry": geometry}))
-    index = segy_root() / "by-sha256"
-    index.mkdir(exist_ok=True)
-    (index / stored.sha256).write_text(stored.segy_id)
+        {"filename": stored.filename, "sha256": stored.sha256, "size_bytes": size, "geometry": geometry,
+         "owner_id": owner_id}))
+    entry = _index_entry(stored.sha256, owner_id)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_text(stored.segy_id)
     shared().publish(stored.path.parent)      # the volume first, then its entry in the index
-    shared().publish(index / stored.sha256)
+    shared().publish(entry)
     return stored
 
 
-def _by_sha256(sha256: str) -> StoredSegy | None:
-    """The stored volume with these bytes, if one is kept."""
-    entry = segy_root() / "by-sha256" / sha256
+def _index_entry(sha256: str, owner_id: int) -> Path:
+    """The index file naming the volume with these bytes that ``owner_id`` uploaded (one per owner:
+    the same bytes from another user become another volume, which only that user sees)."""
+    return segy_root() / "by-sha256" / str(owner_id) / sha256
+
+
+def _by_sha256(sha256: str, owner_id: int) -> StoredSegy | None:
+    """The stored volume with these bytes uploaded by ``owner_id``, if one is kept."""
+    entry = _index_entry(sha256, owner_id)
     found = load_segy(entry.read_text().strip()) if shared().fetch(entry) and entry.is_file() else None
     return found[0] if found else None
 
 
-def load_segy(segy_id: str) -> tuple[StoredSegy, dict] | None:
-    """A stored SEG-Y upload and its geometry, or None for an unknown id."""
+def load_segy(segy_id: str, check_owner: bool = True) -> tuple[StoredSegy, dict] | None:
+    """A stored SEG-Y upload and its geometry, or None for an unknown id or (``check_owner``, in a
+    request) a volume the requester may not see (:func:`app.accounts.can_see`; volumes stored before
+    accounts belong to ``anonymous``)."""
     if not _SEGY_ID.match(segy_id or ""):
         return None
     info_path = segy_root() / segy_id / "segy.json"
@@ -112,6 +123,8 @@ def load_segy(segy_id: str) -> tuple[StoredSegy, dict] | None:
     if not info_path.is_file():
         return None
     info = json.loads(info_path.read_text())
+    if check_owner and not can_see(info.get("owner_id") or anonymous_account().id):
+        return None
     return StoredSegy(segy_id, info["filename"], info["sha256"], info["size_bytes"]), info["geometry"]
 
 

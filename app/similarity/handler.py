@@ -20,6 +20,7 @@ from geovision.retrieval import METHODS
 from ..errors import ApiError
 from ..extensions import engine
 from ..gallery import GalleryUnavailable, check_model, store
+from ..recorder import Outcome
 from ..tasks.handler import Prepared, TaskHandler
 from .views import bp
 
@@ -78,17 +79,21 @@ class SimilarityHandler(TaskHandler):
         rows = torch.from_numpy(x[None]) if method == "embedding" else None
         return Prepared(rows, image.size, {"thumb": thumb, "gallery": gallery})
 
-    def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint, public_id: str,
-                    k: int = 10, method: str = "embedding") -> tuple[dict, dict]:
+    def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint,
+                    k: int = 10, method: str = "embedding") -> Outcome:
         gallery = prepared.state["gallery"]
         embedding = outputs[0].float().numpy() if outputs is not None else None
         matches = gallery.search(method, k, embedding=embedding, pixels=prepared.state["thumb"])
         for m in matches:
             m.pop("path", None)
-            m["image_url"] = url_for("similarity.gallery_image", item_id=m["id"], _external=True)
         summary = {"method": method, "k": k, "gallery": gallery.version,
                    "matches": [{"id": m["id"], "label": m["label"], "score": m["score"]} for m in matches]}
-        return {"method": method, "matches": matches}, summary
+        return Outcome({"method": method, "matches": matches}, summary)
+
+    def links(self, answer: dict) -> dict:
+        """Each match gets its gallery thumbnail's ``image_url``."""
+        return {**answer, "matches": [{**m, "image_url": url_for("similarity.gallery_image", item_id=m["id"],
+                                                                 _external=True)} for m in answer["matches"]]}
 
     def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
         """``ids`` INT64 [N, k], ``scores`` FP32 [N, k], ``labels`` BYTES [N, k], best first; a

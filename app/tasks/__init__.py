@@ -10,10 +10,11 @@ from __future__ import annotations
 from flask import Flask, current_app, request
 from jinja2 import ChoiceLoader, FileSystemLoader
 
+from ..recorder import Outcome
 from .handler import Prepared, TaskHandler
 from .registry import get, registered
 
-__all__ = ["Prepared", "TaskHandler", "get", "init_app", "registered"]
+__all__ = ["Outcome", "Prepared", "TaskHandler", "get", "init_app", "registered"]
 
 
 def init_app(app: Flask, handlers: list[TaskHandler]) -> None:

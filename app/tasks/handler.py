@@ -2,8 +2,10 @@
 
 After TorchServe's handlers (``ts/torch_handler/base_handler.py``): :meth:`TaskHandler.preprocess`
 turns one upload into model input rows, the engine runs the batched inference, and
-:meth:`TaskHandler.postprocess` turns the output rows into the result. :meth:`TaskHandler.answer`
-chains them, records the answer in the database and returns the API result. The same record
+:meth:`TaskHandler.postprocess` turns the output rows into an :class:`Outcome`. :meth:`TaskHandler.run`
+chains them and is pure: it touches neither the database, the file store nor ``url_for``.
+:mod:`app.recorder` writes an outcome's files and row (the one place that does), and
+:meth:`TaskHandler.links` adds the result's URLs when it is sent to a client. The same record
 carries the task's page (its blueprint, or the generic page), API route, home card, menu entry,
 history cell, result template, configuration defaults and gallery hooks, so that the menu, the
 home page, the history, the API and the ``flask gallery`` commands loop over the registered
@@ -12,7 +14,6 @@ handlers (see :mod:`app.tasks`).
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,8 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from geovision.checkpoint import Checkpoint
 
 from ..extensions import engine
-from ..uploads import read_uploads, record
+from ..recorder import Outcome
+from ..uploads import read_uploads
 
 
 @dataclass
@@ -131,33 +133,38 @@ class TaskHandler:
         raise NotImplementedError
 
     def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint,
-                    public_id: str, **options) -> tuple[dict, dict]:
-        """(public result fields, record summary) of one item from the model's output rows
-        (float32 (n, ...) on CPU, aligned with ``prepared.rows``)."""
+                    **options) -> Outcome:
+        """The :class:`Outcome` of one item (``result``, ``summary``, ``artefacts``) from the model's
+        output rows (float32 (n, ...) on CPU, aligned with ``prepared.rows``); writes nothing."""
         raise NotImplementedError
 
-    def answer(self, item: Any, progress: Callable[[int, int], None] | None = None, priority: int = 0,
-               **options) -> dict:
-        """Preprocess -> batched inference -> postprocess -> database row, for one item.
+    def run(self, item: Any, progress: Callable[[int, int], None] | None = None, priority: int = 0,
+            **options) -> Outcome:
+        """Preprocess -> batched inference -> postprocess for one item, pure: nothing is written
+        (:func:`app.recorder.record` does that).
 
-        ``progress(rows_done, rows_total)`` is called after each chunk of ``max_batch_size`` rows
+        ``progress(rows_done, rows_total)`` is called after each chunk of ``JOB_CHUNK_ROWS`` rows
         when given (background jobs; it may raise to stop the work); ``priority`` orders the rows
-        in the batcher (0 interactive, larger for background work).
-        Returns ``{"filename", **result, "prediction_id"}``. Raises ImageError for a bad upload,
-        and the engine's ModelNotReady, QueueFullError and TimeoutError.
+        in the batcher (0 interactive, larger for background work). Raises ImageError for a bad
+        upload, and the engine's ModelNotReady, QueueFullError and TimeoutError.
         """
         started = time.perf_counter()
         ckpt = engine.checkpoint(self.model_task)
         prepared = self.preprocess(item, ckpt, **options)
         decoded = time.perf_counter()
         outputs = self.infer(prepared.rows, priority, progress)
-        public_id = uuid.uuid4().hex
-        result, summary = self.postprocess(prepared, outputs, ckpt, public_id, **options)
+        outcome = self.postprocess(prepared, outputs, ckpt, **options)
         finished = time.perf_counter()
-        timings = {"decode_ms": (decoded - started) * 1e3, "inference_ms": (finished - decoded) * 1e3,
-                   "total_ms": (finished - started) * 1e3}
-        record(self.name, item, prepared.size, ckpt, summary, timings, public_id)
-        return {"filename": item.filename, **result, "prediction_id": public_id}
+        outcome.task, outcome.filename, outcome.sha256 = self.name, item.filename, item.sha256
+        outcome.size, outcome.model_name, outcome.model_version = prepared.size, ckpt.name, ckpt.version
+        outcome.timings = {"decode_ms": (decoded - started) * 1e3, "inference_ms": (finished - decoded) * 1e3,
+                           "total_ms": (finished - started) * 1e3}
+        return outcome
+
+    def links(self, answer: dict) -> dict:
+        """``answer`` (``{"filename", **result, "prediction_id"}``) with the URLs a client follows
+        (salt ``mask_url``; similarity ``image_url``; ...), built in a request; default: unchanged."""
+        return answer
 
     def infer(self, rows: torch.Tensor | None, priority: int = 0,
               progress: Callable[[int, int], None] | None = None) -> torch.Tensor | None:

@@ -12,7 +12,8 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, MultipleFileField
 from wtforms import SubmitField
 
-from ..uploads import IMAGE_EXTENSIONS, answer_each, read_uploads
+from ..recorder import answer_each
+from ..uploads import IMAGE_EXTENSIONS, read_uploads
 from .registry import get
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
@@ -34,10 +35,12 @@ class PageAnswers:
 
 
 def answer_page_uploads(form, handle: Callable, empty: str = "choose at least one image",
-                        read: Callable = read_uploads) -> PageAnswers:
+                        read: Callable = read_uploads, links: Callable | None = None) -> PageAnswers:
     """The upload preamble every task page shares: on a valid POST, read the form's ``image``
-    files (``read``), ask for one when there is none, answer each with ``handle(upload)`` (a bad
-    file gets its own error entry) and split answers from errors; 400 when nothing was answered.
+    files (``read``), ask for one when there is none, answer each with ``handle(upload)`` (an
+    :class:`app.tasks.handler.Outcome`, recorded by :func:`app.recorder.answer_each` with the
+    ``links`` given; a bad file gets its own error entry) and split answers from errors; 400 when
+    nothing was answered.
     A GET (or an invalid form) answers nothing: 200 for a GET, 400 for a POST."""
     out = PageAnswers(status=400 if request.method == "POST" else 200)
     if not form.validate_on_submit():
@@ -46,7 +49,7 @@ def answer_page_uploads(form, handle: Callable, empty: str = "choose at least on
     if not uploads:
         form.image.errors.append(empty)
         return out
-    results, answered = answer_each(uploads, handle)
+    results, answered = answer_each(uploads, handle, links)
     out.answers = [r for r in results if "error" not in r]
     out.errors = [r for r in results if "error" in r]
     out.status = 200 if answered else 400
@@ -61,6 +64,6 @@ def page(task: str):
     form = TaskUploadForm()
     if request.method == "POST":
         handler.check_ready()
-    page_answers = answer_page_uploads(form, handler.answer, read=handler.read_inputs)
+    page_answers = answer_page_uploads(form, handler.run, read=handler.read_inputs, links=handler.links)
     return render_template("tasks/page.html", handler=handler, form=form, answers=page_answers.answers,
                            errors=page_answers.errors), page_answers.status

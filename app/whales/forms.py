@@ -19,7 +19,7 @@ class WhaleUploadForm(FlaskForm):
 
 
 class WhaleEnrolForm(FlaskForm):
-    admin_token = PasswordField("Admin token", validators=[DataRequired("the admin token is required")])
+    admin_token = PasswordField("Admin token (not needed when signed in as an admin)", validators=[Optional()])
     whale_id = StringField("Individual (a known id, or a new one)", validators=[
         DataRequired("give the individual's id"), Length(max=64),
         Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", message="letters, digits, '_', '.' and '-' only")])
@@ -31,7 +31,7 @@ class WhaleEnrolForm(FlaskForm):
 class WhaleDecisionForm(FlaskForm):
     """An admin's verdict on one answer: ``confirm`` (the photo is ``whale_id``) or ``new``."""
 
-    admin_token = PasswordField("Admin token", validators=[DataRequired("the admin token is required")])
+    admin_token = PasswordField("Admin token (not needed when signed in as an admin)", validators=[Optional()])
     decided_by = StringField("Your name", validators=[DataRequired("say who decides"), Length(max=64)])
     whale_id = StringField("Individual", validators=[Length(max=64), Optional(), Regexp(
         r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", message="letters, digits, '_', '.' and '-' only")])

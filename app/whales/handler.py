@@ -23,8 +23,8 @@ from geovision.photoid_figures import draw_matches
 
 from ..errors import ApiError
 from ..gallery import check_model, store
+from ..recorder import Outcome
 from ..tasks.handler import Prepared, TaskHandler
-from ..uploads import storage_dir
 from . import (
     decisions,  # noqa: F401  (registers the admin's confirm/new route on bp)
     matching,
@@ -109,18 +109,18 @@ class WhalesHandler(TaskHandler):
                         {"gallery": gallery, "phash": whale_gallery.perceptual_hash(image), "image": image,
                          "data": item.data, "filename": item.filename})
 
-    def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint, public_id: str,
+    def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint,
                     with_photos: bool = False, image: Image.Image | None = None, k: int = 20,
-                    viewpoint: str = "auto") -> tuple[dict, dict]:
+                    viewpoint: str = "auto") -> Outcome:
         """``predictions`` (5 x ``{"whale_id", "score", "inliers"}``), ``shortlist`` (k), ``viewpoint``
-        and ``duplicate_of``. With ``with_photos`` (the page) each known candidate gets ``photo_urls``
-        and ``match_png`` (the query beside its best verified photo, inlier matches drawn).
-        The query photo is kept with the answer (``query`` file) for the admin's confirm/new flows."""
+        and ``duplicate_of``. With ``with_photos`` (the page) each known candidate gets ``photo_ids``
+        (:meth:`links` makes them ``photo_urls``) and ``match_png`` (the query beside its best verified
+        photo, inlier matches drawn). The query photo is kept with the answer (artefact ``query.*``)
+        for the admin's confirm/new flows."""
         gallery, phash = prepared.state["gallery"], prepared.state["phash"]
         duplicate = whale_gallery.find_duplicate(gallery, phash, current_app.config["WHALES_DUPLICATE_DISTANCE"])
         suffix = Path(prepared.state["filename"] or "").suffix.lower()
-        (storage_dir(public_id) / f"query{suffix if suffix in whale_gallery.IMAGE_SUFFIXES else '.img'}"
-         ).write_bytes(prepared.state["data"])
+        artefacts = {f"query{suffix if suffix in whale_gallery.IMAGE_SUFFIXES else '.img'}": prepared.state["data"]}
         if matching.has_features(gallery):
             params = ckpt.meta.get("photoid", {})
             embeddings = None
@@ -144,7 +144,21 @@ class WhalesHandler(TaskHandler):
                   "duplicate_of": public_dup}
         if with_photos:
             self._add_photos(result, gallery, photos, found, duplicate, prepared.state["image"])
-        return result, summary
+        return Outcome(result, summary, artefacts)
+
+    def links(self, answer: dict) -> dict:
+        """``photo_ids`` of the candidates and of the duplicate become thumbnail URLs (``photo_urls``,
+        ``duplicate_of.photo_url``)."""
+        def url(item_id: int) -> str:
+            return url_for("whales.gallery_image", item_id=item_id)
+
+        predictions = [{k: v for k, v in p.items() if k != "photo_ids"}
+                       | ({"photo_urls": [url(i) for i in p["photo_ids"]]} if "photo_ids" in p else {})
+                       for p in answer["predictions"]]
+        duplicate = answer.get("duplicate_of")
+        if duplicate and "photo_id" in duplicate:
+            duplicate = {k: v for k, v in duplicate.items() if k != "photo_id"} | {"photo_url": url(duplicate["photo_id"])}
+        return {**answer, "predictions": predictions, "duplicate_of": duplicate}
 
     def _add_photos(self, result: dict, gallery, photos: dict, found, duplicate: dict | None, image) -> None:
         by_whale = whale_gallery.photos_by_whale(gallery)
@@ -152,7 +166,7 @@ class WhalesHandler(TaskHandler):
             if p["whale_id"] == NEW_WHALE:
                 continue
             ids = list(dict.fromkeys(photos.get(p["whale_id"], []) + by_whale.get(p["whale_id"], [])))
-            p["photo_urls"] = [url_for("whales.gallery_image", item_id=i) for i in ids[:PHOTOS_PER_CANDIDATE]]
+            p["photo_ids"] = [int(i) for i in ids[:PHOTOS_PER_CANDIDATE]]
             if found is not None and p["whale_id"] in found.best:
                 row, check, variant = found.best[p["whale_id"]]
                 item = gallery.items[row]
@@ -165,7 +179,7 @@ class WhalesHandler(TaskHandler):
                     pass
         if duplicate:
             result["duplicate_of"] = {**result["duplicate_of"], "distance": duplicate["distance"],
-                                      "photo_url": url_for("whales.gallery_image", item_id=duplicate["id"])}
+                                      "photo_id": int(duplicate["id"])}
 
     def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
         """``whale_ids`` BYTES [N, 5] (``new_whale`` among them) and ``scores`` FP32 [N, 5], best first."""

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import hmac
 import io
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
@@ -10,7 +9,9 @@ from PIL import Image
 
 from geovision.imaging import ImageError, decode_image
 
+from ..accounts import admin_allowed, is_admin
 from ..gallery import GalleryUnavailable, store
+from ..recorder import Outcome
 from ..tasks import registry as tasks
 from ..tasks.pages import PageAnswers, answer_page_uploads
 from ..uploads import Upload, read_uploads
@@ -38,20 +39,21 @@ def upload():
     if request.method == "POST":
         handler.check_model()   # the gallery error is shown on the page
 
-    def handle(up: Upload) -> dict:
+    def handle(up: Upload) -> Outcome:
         image = decode_image(up.data, current_app.config["MAX_IMAGE_PIXELS"])
-        answer = handler.answer(up, with_photos=True, image=image, k=20, viewpoint=form.viewpoint.data)
-        answer["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(_thumbnail_jpeg(image)).decode()
-        return answer
+        outcome = handler.run(up, with_photos=True, image=image, k=20, viewpoint=form.viewpoint.data)
+        outcome.result["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(_thumbnail_jpeg(image)).decode()
+        return outcome
 
     try:
-        page = answer_page_uploads(form, handle, empty="choose at least one photo")
+        page = answer_page_uploads(form, handle, empty="choose at least one photo", links=handler.links)
     except GalleryUnavailable as exc:
         page, gallery_error = PageAnswers(status=409), str(exc)
     answers, errors, status = page.answers, page.errors, page.status
     return render_template("whales/upload.html", form=form, answers=answers, errors=errors,
                            gallery_error=gallery_error, decision_form=WhaleDecisionForm(formdata=None),
-                           admin=bool(current_app.config.get("ADMIN_TOKEN"))), status
+                           admin=is_admin() or bool(current_app.config.get("ADMIN_TOKEN")),
+                           need_token=not is_admin()), status
 
 
 @bp.get("/gallery/<int:item_id>.jpg")
@@ -73,16 +75,15 @@ def gallery_image(item_id: int):
 
 @bp.route("/enrol", methods=["GET", "POST"])
 def enrol():
-    """Admin page: add photos of a known or new individual to the gallery (needs ADMIN_TOKEN)."""
-    token = current_app.config.get("ADMIN_TOKEN")
-    if not token:
+    """Admin page: add photos of a known or new individual to the gallery (a signed-in admin, or ADMIN_TOKEN)."""
+    if not is_admin() and not current_app.config.get("ADMIN_TOKEN"):
         abort(404)
     form = WhaleEnrolForm()
     status = 400 if request.method == "POST" else 200
     if form.validate_on_submit():
-        if not hmac.compare_digest(form.admin_token.data.encode(), token.encode()):
+        if not admin_allowed(form.admin_token.data):
             form.admin_token.errors.append("wrong admin token")
-            return render_template("whales/enrol.html", form=form), 401
+            return render_template("whales/enrol.html", form=form, need_token=True), 401
         photos, bad = [], []
         for up in read_uploads(form.image.data or []):
             try:
@@ -97,4 +98,4 @@ def enrol():
             flash(f"enrolled {len(photos)} photo(s) of {form.whale_id.data.strip()}; the gallery now holds "
                   f"{size} photos", "ok")
             return redirect(url_for("whales.enrol"))
-    return render_template("whales/enrol.html", form=form), status
+    return render_template("whales/enrol.html", form=form, need_token=not is_admin()), status

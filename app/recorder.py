@@ -1,0 +1,130 @@
+"""The one recorder: what the pure pipeline answered is written here, and only here.
+
+:meth:`app.tasks.handler.TaskHandler.run` returns an :class:`Outcome` and writes
+nothing. :func:`record` keeps a request's outcomes: each answer's artefacts in its folder under
+``UPLOAD_FOLDER`` (published to the shared store, :mod:`app.storage`), then every row, in one
+commit; if anything fails, the rows are rolled back and the folders removed, so the database and
+the disk hold only answers a client received. :func:`answer_each` is the loop every upload path
+(v1, pages, jobs' requests) shares: bad files get their own error entry, the others are recorded
+together, and the handler's :meth:`~app.tasks.handler.TaskHandler.links` add the URLs.
+"""
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from geovision.imaging import ImageError
+
+from .accounts import current_owner_id
+from .extensions import db
+from .records import Prediction
+from .storage import shared, upload_root
+
+#: A file kept with an answer: its bytes, a picture (saved as PNG), or a function writing it to a path.
+Artefact = bytes | Any | Callable[[Path], None]
+
+
+@dataclass
+class Outcome:
+    """One item answered by the pure pipeline, before anything is written.
+
+    ``result``: the public fields (JSON-safe, no URLs; :meth:`TaskHandler.links` adds those);
+    ``summary``: what the database row keeps (``prediction.result``); ``artefacts``: file name ->
+    :data:`Artefact`, kept in the answer's folder by :func:`app.recorder.record`. :meth:`TaskHandler.run`
+    fills the rest: the task, the input's ``filename`` and ``sha256``, ``size`` (width, height) in
+    pixels, the model's name and version, and ``timings`` in ms (decode_ms, inference_ms, total_ms).
+    """
+
+    result: dict
+    summary: dict
+    artefacts: dict[str, Artefact] = field(default_factory=dict)
+    task: str = ""
+    filename: str = ""
+    sha256: str = ""
+    size: tuple[int, int] = (0, 0)
+    model_name: str = ""
+    model_version: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def storage_dir(public_id: str) -> Path:
+    """Folder of one answer's files (generated id, outside ``static/``)."""
+    return upload_root() / public_id[:2] / public_id
+
+
+def _write(path: Path, artefact: Artefact) -> None:
+    if isinstance(artefact, bytes):
+        path.write_bytes(artefact)
+    elif isinstance(artefact, Image.Image):
+        artefact.save(path, "PNG", compress_level=1)
+    else:
+        artefact(path)
+
+
+def record(outcomes: list[Outcome], owner_id: int, commit: bool = True) -> list[dict]:
+    """Keep ``outcomes``: their files, then one :class:`app.records.Prediction` row each, one commit.
+
+    ``owner_id``: the account the rows belong to (:mod:`app.accounts`). With ``commit=False`` the
+    rows are only added to the session (a job commits them with its own state).
+    Returns the answers ``{"filename", **result, "prediction_id"}`` in order, without URLs.
+    Raises what the file store or the database raise, after undoing what it wrote.
+    """
+    answers, folders = [], []
+    try:
+        for outcome in outcomes:
+            public_id = uuid.uuid4().hex
+            if outcome.artefacts:
+                folder = storage_dir(public_id)
+                folder.mkdir(parents=True, exist_ok=True)
+                folders.append(folder)
+                for name, artefact in outcome.artefacts.items():
+                    _write(folder / name, artefact)
+                shared().publish(folder)   # files first, then the row
+            t = outcome.timings
+            db.session.add(Prediction(
+                public_id=public_id, task=outcome.task, filename=outcome.filename, input_sha256=outcome.sha256,
+                width=outcome.size[0], height=outcome.size[1], model_name=outcome.model_name,
+                model_version=outcome.model_version, result=outcome.summary, owner_id=owner_id,
+                decode_ms=t.get("decode_ms", 0.0), inference_ms=t.get("inference_ms", 0.0),
+                total_ms=t.get("total_ms", 0.0)))
+            answers.append({"filename": outcome.filename, **outcome.result, "prediction_id": public_id})
+        if commit:
+            db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return answers
+
+
+def answer_each(items: list, handle: Callable[[object], Outcome | dict],
+                links: Callable[[dict], dict] | None = None) -> tuple[list[dict], int]:
+    """Run ``handle`` on each item (an upload, a stored volume) and record the outcomes together.
+
+    ``handle`` returns an :class:`Outcome` (recorded here) or a final dict (a queued job's body, a
+    decoded file); a bad item (:class:`geovision.imaging.ImageError`) gets its own error entry
+    ``{"filename", "error": {"code", "message"}, "http_status"}``. Any other error fails the whole
+    request before anything of it is recorded. The rows belong to the requester
+    (:func:`app.accounts.current_owner_id`); ``links`` (the handler's) adds the URLs.
+    Returns the results in item order and the number of answered items.
+    """
+    slots: list[Outcome | dict] = []
+    for item in items:
+        try:
+            slots.append(handle(item))
+        except ImageError as exc:
+            slots.append({"filename": item.filename, "error": {"code": exc.code, "message": str(exc)},
+                          "http_status": exc.status})
+    recorded = iter(record([s for s in slots if isinstance(s, Outcome)], current_owner_id()))
+    results = [next(recorded) if isinstance(s, Outcome) else s for s in slots]
+    if links is not None:
+        results = [r if "error" in r or "job_id" in r else links(r) for r in results]
+    answered = sum("error" not in r for r in results)
+    return results, answered
