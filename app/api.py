@@ -44,11 +44,11 @@ def models():
 
 @bp.post("/<task>/<action>")
 def task_api(task: str, action: str):
-    """``POST /api/v1/<task>/<api_action>``: the files of field ``image``, answered in order by
+    """``POST /api/v1/<task>/<action>``: the files of field ``image``, answered in order by
     the task's handler (``/salt/segment``, ``/rocks/classify``, ``/similarity/search``,
     ``/whales/identify``); the handler's ``parse_options`` reads the other form fields."""
     handler = registered().get(task)
-    if handler is None or action != handler.api_action:
+    if handler is None or action != handler.api.action:
         raise ApiError("not_found", f"no API route /api/v1/{task}/{action}", 404)
     options = handler.parse_options(request.form)
     items = handler.read_inputs(request.files.getlist("image"), request.form)

@@ -33,24 +33,24 @@ def _error(description: str, codes: tuple[str, ...] = ()) -> dict:
 
 def _task_path(handler) -> dict:
     fields = {"image": {"type": "array", "items": {"type": "string", "format": "binary"},
-                        "description": "one or more files (answered in order)"}, **handler.api_fields}
+                        "description": "one or more files (answered in order)"}, **handler.api.fields}
     result = {"type": "object", "required": ["filename", "prediction_id"], "properties": {
         "filename": {"type": "string"}, "prediction_id": {"type": "string", "description": "the database record"},
-        **handler.result_schema}}
+        **handler.api.result_schema}}
     item = {"oneOf": [result, {"$ref": "#/components/schemas/FileError"}]}
     return {"post": {
-        "tags": [handler.name], "summary": handler.title, "description": (handler.__doc__ or "").strip(),
-        "operationId": f"{handler.name}_{handler.api_action}",
+        "tags": [handler.name], "summary": handler.page.title, "description": (handler.__doc__ or "").strip(),
+        "operationId": f"{handler.name}_{handler.api.action}",
         "requestBody": {"required": True, "content": {"multipart/form-data": {
             "schema": {"type": "object", "properties": fields,
-                       **({} if "segy_id" in handler.api_fields else {"required": ["image"]})}}}},
+                       **({} if "segy_id" in handler.api.fields else {"required": ["image"]})}}}},
         "responses": {
             "202": {"description": "a single input above SYNC_MAX_TILES became a background job",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
             "200": {"description": "one result per file, in order; a bad file gets its own error entry",
                     "content": {"application/json": {"schema": {"type": "object", "properties": {
                         "results": {"type": "array", "items": item}}}}}},
-            "400": _error("no usable file, or a bad form field.", COMMON_ERRORS[:4] + handler.api_errors),
+            "400": _error("no usable file, or a bad form field.", COMMON_ERRORS[:4] + handler.api.errors),
             "404": _error("no such task or route."),
             "409": _error("the task's gallery is empty, or was embedded by another model than the served one "
                           "(rebuild it).", ("gallery_empty", "gallery_stale")),
@@ -73,7 +73,7 @@ def _job_paths(spec: APISpec, handler) -> None:
     job = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}
     form = _task_path(handler)["post"]["requestBody"]
     spec.path(f"/api/v1/{handler.name}/jobs", operations={"post": {
-        "tags": [handler.name], "summary": f"{handler.title} of one large input as a background job",
+        "tags": [handler.name], "summary": f"{handler.page.title} of one large input as a background job",
         "requestBody": form, "responses": {
             "202": {"description": "the job, queued", **job}, "400": _error("no file, more than one, or a bad field."),
             "429": _error("this client has the most active jobs allowed; Retry-After.", ("too_many_jobs",)),
@@ -121,7 +121,7 @@ def build_spec() -> dict:
     spec.path("/api/v1/admin/reload", operations={"post": {**admin, "summary": "Reload every checkpoint",
                                                            "responses": {"200": ok, **denied}}})
     for handler in registered().values():
-        spec.path(f"/api/v1/{handler.name}/{handler.api_action}", operations=_task_path(handler))
+        spec.path(f"/api/v1/{handler.name}/{handler.api.action}", operations=_task_path(handler))
         if handler.supports_jobs:
             _job_paths(spec, handler)
         if handler.has_gallery:

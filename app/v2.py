@@ -81,7 +81,7 @@ def model_metadata(task: str, version: str | None = None):
     ckpt = engine.state.checkpoints.get(handler.model_task)
     return jsonify(name=task, versions=[ckpt.version] if ckpt else [], platform="pytorch_torchscript",
                    inputs=[{"name": "image", "datatype": "BYTES", "shape": [-1]}],
-                   outputs=[{"name": n, "datatype": d, "shape": s} for n, d, s in handler.v2_output_specs])
+                   outputs=[{"name": n, "datatype": d, "shape": s} for n, d, s in handler.api.v2_output_specs])
 
 
 @bp.get("/models/<task>/ready")
@@ -112,7 +112,7 @@ def infer(task: str, version: str | None = None):
         except ImageError as exc:
             raise V2Error(f"image[{i}]: {exc.code}: {exc}", exc.status, exc.code) from None
     try:
-        outputs = handler.v2_outputs([o.result for o in outcomes], **options)
+        outputs = handler.api.v2_outputs([o.result for o in outcomes], **options)
     except ValueError as exc:
         raise V2Error(str(exc)) from None
     record(outcomes, current_owner_id())

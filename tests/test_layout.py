@@ -77,3 +77,19 @@ def test_the_server_runs_without_the_training_package(tmp_path):
         "assert app.extensions['engine'].status == 'ready', app.extensions['engine'].errors")
     assert {"app", "flask", "geovision"} <= loaded
     assert not loaded & {"train", "segmentation_models_pytorch", "timm"}
+
+
+def test_modules_and_functions_stay_small():
+    """No module of the server or the core over 300 lines, no function over 60 lines outside train/."""
+    import ast
+
+    long_modules, long_functions = [], []
+    for package in ("app", "geovision", "bench"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            text = path.read_text()
+            if package != "bench" and text.count("\n") > 300:
+                long_modules.append(str(path.relative_to(ROOT)))
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60:
+                    long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert not long_modules and not long_functions, (long_modules, long_functions)

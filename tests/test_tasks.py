@@ -9,7 +9,7 @@ from flask import current_app
 from PIL import Image
 
 from app import default_tasks
-from app.tasks import Outcome, Prepared, TaskHandler
+from app.tasks import Outcome, Prepared, TaskApi, TaskHandler, TaskPage
 from geovision.imaging import decode_image, to_gray
 
 from .conftest import make_app, png_bytes
@@ -20,14 +20,25 @@ class MeanBrightness(torch.nn.Module):
         return x.mean(dim=(1, 2, 3)).unsqueeze(1)
 
 
+class BrightnessApi(TaskApi):
+    action = "measure"
+
+
+class BrightnessPage(TaskPage):
+    title = "Brightness meter"
+    blurb = "Mean grey level of a photo"
+    result_template = "brightness/_result.html"
+
+    def history_text(self, summary: dict) -> str:
+        return f"brightness {summary['brightness']:.2f}"
+
+
 class BrightnessHandler(TaskHandler):
     """The toy fifth task: mean grey level of a photo (0 black .. 1 white)."""
 
     name = "brightness"
-    title = "Brightness meter"
-    blurb = "Mean grey level of a photo"
-    api_action = "measure"
-    result_template = "brightness/_result.html"
+    api = BrightnessApi()
+    page = BrightnessPage()
 
     def preprocess(self, item, ckpt) -> Prepared:
         image = decode_image(item.data, current_app.config["MAX_IMAGE_PIXELS"])
@@ -37,9 +48,6 @@ class BrightnessHandler(TaskHandler):
     def postprocess(self, prepared, outputs, ckpt) -> Outcome:
         result = {"brightness": round(float(outputs[0, 0]), 4)}
         return Outcome(result, result)
-
-    def history_text(self, summary: dict) -> str:
-        return f"brightness {summary['brightness']:.2f}"
 
 
 def toy_app(tiny_model_dir, tmp_path):
@@ -55,7 +63,7 @@ def toy_app(tiny_model_dir, tmp_path):
     templates = tmp_path / "templates" / "brightness"            # 2. one template
     templates.mkdir(parents=True)
     (templates / "_result.html").write_text('<p class="brightness">{{ r.filename }}: {{ r.brightness }}</p>')
-    BrightnessHandler.template_folder = tmp_path / "templates"
+    BrightnessHandler.page.template_folder = tmp_path / "templates"
     # 3. the handler module above; 4. one line of registration:
     return make_app(models, tmp_path, task_handlers=[*default_tasks(), BrightnessHandler()])
 
@@ -86,7 +94,7 @@ def test_a_toy_task_is_served_through_the_api_page_menu_and_history(tiny_model_d
         assert "brightness" in {m["task"] for m in models}
         assert client.get("/tasks/salt/").status_code == 404        # tasks with their own pages keep them
     finally:
-        BrightnessHandler.template_folder = None
+        BrightnessHandler.page.template_folder = None
         app.extensions["engine"].close()
 
 

@@ -22,7 +22,7 @@ from ..extensions import engine
 from ..gallery import GalleryUnavailable, check_model, store
 from ..recorder import Outcome
 from ..tasks.handler import Prepared, TaskHandler
-from .views import bp
+from .parts import SimilarityApi, SimilarityPage
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
@@ -31,26 +31,10 @@ class SimilarityHandler(TaskHandler):
     """The ``k`` most similar gallery images of a rock photo, by CNN embedding or the seed's methods."""
 
     name = "similarity"
-    title = "Image similarity"
-    blurb = "The most similar images of the reference gallery"
-    api_action = "search"
-    blueprint = bp          # gallery thumbnails; the search is shown on the rocks page
-    has_page = False
+    api = SimilarityApi()
+    page = SimilarityPage()
     has_gallery = True
     gallery_data_key = "GALLERY_DATA"
-    v2_output_specs = [("ids", "INT64", [-1, -1]), ("scores", "FP32", [-1, -1]), ("labels", "BYTES", [-1, -1])]
-    api_fields = {
-        "k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10, "description": "matches to return"},
-        "method": {"type": "string", "enum": list(METHODS), "default": "embedding",
-                   "description": "CNN embedding (cosine), or the seed's raw pixels / K-Means"},
-    }
-    result_schema = {
-        "method": {"type": "string"},
-        "matches": {"type": "array", "items": {"type": "object", "properties": {
-            "id": {"type": "integer"}, "label": {"type": "string"}, "score": {"type": "number"},
-            "image_url": {"type": "string", "format": "uri"}}}},
-    }
-    api_errors = ("invalid_k", "invalid_method", "gallery_empty", "gallery_stale")
 
     def parse_options(self, form) -> dict:
         """``k`` (1..100, default 10) and ``method`` (``embedding``, ``pixels``, ``kmeans``)."""
@@ -94,22 +78,6 @@ class SimilarityHandler(TaskHandler):
         """Each match gets its gallery thumbnail's ``image_url``."""
         return {**answer, "matches": [{**m, "image_url": url_for("similarity.gallery_image", item_id=m["id"],
                                                                  _external=True)} for m in answer["matches"]]}
-
-    def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
-        """``ids`` INT64 [N, k], ``scores`` FP32 [N, k], ``labels`` BYTES [N, k], best first; a
-        query with fewer matches (K-Means cluster smaller than k) is padded with id -1."""
-        k = max(len(r["matches"]) for r in results)
-        ids = np.full((len(results), k), -1, np.int64)
-        scores = np.zeros((len(results), k), np.float32)
-        labels = np.full((len(results), k), b"", dtype=object)
-        for i, r in enumerate(results):
-            for j, m in enumerate(r["matches"]):
-                ids[i, j], scores[i, j], labels[i, j] = m["id"], m["score"], m["label"].encode()
-        return [("ids", "INT64", ids), ("scores", "FP32", scores), ("labels", "BYTES", labels)]
-
-    def history_text(self, summary: dict) -> str:
-        best = f", best: {summary['matches'][0]['label']}" if summary["matches"] else ""
-        return f"{len(summary['matches'])} matches ({summary['method']}){best}"
 
     # --- gallery hooks --------------------------------------------------------------------------
     def build_gallery(self, data: Path, exclude: Path | None) -> int:

@@ -2,7 +2,8 @@
 
 ``create_app`` registers :func:`app.default_tasks` (or the list it is given); the menu, the home
 page, the history, the JSON API, the admin gallery API and the ``flask gallery`` commands loop
-over ``app.extensions["tasks"]``. Adding a task is one handler module, one template, one
+over ``app.extensions["tasks"]``, reading each handler's ``api`` (:class:`TaskApi`) and ``page``
+(:class:`TaskPage`). Adding a task is one handler module, one template, one
 ``models/<task>/`` folder and one line in :func:`app.default_tasks` (docs/ARCHITECTURE.md, "Adding a model").
 """
 from __future__ import annotations
@@ -12,9 +13,10 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 
 from ..recorder import Outcome
 from .handler import Prepared, TaskHandler
+from .parts import TaskApi, TaskPage
 from .registry import get, registered
 
-__all__ = ["Outcome", "Prepared", "TaskHandler", "get", "init_app", "registered"]
+__all__ = ["Outcome", "Prepared", "TaskApi", "TaskHandler", "TaskPage", "get", "init_app", "registered"]
 
 
 def init_app(app: Flask, handlers: list[TaskHandler]) -> None:
@@ -27,10 +29,10 @@ def init_app(app: Flask, handlers: list[TaskHandler]) -> None:
             raise ValueError(f"task names must be unique and non-empty: {handler.name!r}")
         tasks[handler.name] = handler
         handler.init_app(app)
-        if handler.blueprint is not None:
-            app.register_blueprint(handler.blueprint)
-        if handler.template_folder is not None:
-            app.jinja_loader = ChoiceLoader([app.jinja_loader, FileSystemLoader(str(handler.template_folder))])
+        if handler.page.blueprint is not None:
+            app.register_blueprint(handler.page.blueprint)
+        if handler.page.template_folder is not None:
+            app.jinja_loader = ChoiceLoader([app.jinja_loader, FileSystemLoader(str(handler.page.template_folder))])
     app.extensions["tasks"] = tasks
     app.register_blueprint(pages.bp)
     galleries.init_app(app)

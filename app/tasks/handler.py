@@ -5,11 +5,11 @@ turns one upload into model input rows, the engine runs the batched inference, a
 :meth:`TaskHandler.postprocess` turns the output rows into an :class:`Outcome`. :meth:`TaskHandler.run`
 chains them and is pure: it touches neither the database, the file store nor ``url_for``.
 :mod:`app.recorder` writes an outcome's files and row (the one place that does), and
-:meth:`TaskHandler.links` adds the result's URLs when it is sent to a client. The same record
-carries the task's page (its blueprint, or the generic page), API route, home card, menu entry,
-history cell, result template, configuration defaults and gallery hooks, so that the menu, the
-home page, the history, the API and the ``flask gallery`` commands loop over the registered
-handlers (see :mod:`app.tasks`).
+:meth:`TaskHandler.links` adds the result's URLs when it is sent to a client. Its ``api``
+(:class:`~app.tasks.parts.TaskApi`: route, schema, errors, v2 tensors) and ``page``
+(:class:`~app.tasks.parts.TaskPage`: menu, card, pages, history cell) are its collaborators; with
+its configuration defaults, job and gallery hooks, the menu, the home page, the history, the API
+and the ``flask gallery`` commands loop over the registered handlers (see :mod:`app.tasks`).
 """
 from __future__ import annotations
 
@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
-from flask import Blueprint, Flask, current_app, url_for
+from flask import Flask, current_app
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from geovision.checkpoint import Checkpoint
@@ -29,6 +28,7 @@ from geovision.checkpoint import Checkpoint
 from ..extensions import engine
 from ..recorder import Outcome
 from ..uploads import read_uploads
+from .parts import TaskApi, TaskPage
 
 
 @dataclass
@@ -46,42 +46,28 @@ class Prepared:
 
 
 class TaskHandler:
-    """Base class of the task handlers; subclasses set the class attributes and override the hooks."""
+    """The model pipeline of one task; subclasses set the class attributes and override the hooks.
+
+    Its collaborators: ``api`` (:class:`~app.tasks.parts.TaskApi`, how programs call it) and
+    ``page`` (:class:`~app.tasks.parts.TaskPage`, what people see of it).
+    """
 
     #: Task name: the ``models/<name>/`` folder, the API path segment and the database ``task``.
     name: ClassVar[str] = ""
     #: Checkpoint task the handler runs (default: ``name``; similarity search runs ``similarity``).
     model: ClassVar[str | None] = None
-    #: Menu entry and home card title, and the card's one-line description.
-    title: ClassVar[str] = ""
-    blurb: ClassVar[str] = ""
-    #: ``POST /api/v1/<name>/<api_action>`` answers uploads in the multipart field ``image``.
-    api_action: ClassVar[str] = "predict"
-    #: The task's own pages (a blueprint with an ``upload`` view), or None for the generic page
-    #: ``/tasks/<name>/``; ``has_page = False`` for a task answered on another task's page.
-    blueprint: ClassVar[Blueprint | None] = None
-    has_page: ClassVar[bool] = True
-    #: Jinja template rendering one result ``r`` (the API result dict) on the generic page, and
-    #: an extra template folder for it (None = the app's ``templates/``).
-    result_template: ClassVar[str] = "tasks/_result.html"
-    template_folder: ClassVar[str | Path | None] = None
+    api: ClassVar[TaskApi] = TaskApi()
+    page: ClassVar[TaskPage] = TaskPage()
     #: Configuration keys of the task and their defaults (``app.config.setdefault``).
     config_defaults: ClassVar[dict[str, Any]] = {}
-    #: The task keeps a gallery (``flask gallery build|add``, admin API); the form field naming
-    #: the label of added photos; the config key of the server-side folder the admin rebuild reads.
     #: Large inputs run as background jobs (``/api/v1/<name>/jobs``) above ``SYNC_MAX_TILES`` units.
     supports_jobs: ClassVar[bool] = False
+    #: The task keeps a gallery (``flask gallery build|add``, admin API); the form field naming
+    #: the label of added photos; the config key of the server-side folder the admin rebuild reads.
     has_gallery: ClassVar[bool] = False
     gallery_label_field: ClassVar[str] = "label"
     gallery_data_key: ClassVar[str | None] = None
     gallery_unit: ClassVar[str] = "images"   #: what a gallery row is called in messages
-    #: Open Inference Protocol outputs: (name, datatype, shape with -1 for variable dimensions).
-    v2_output_specs: ClassVar[list[tuple[str, str, list[int]]]] = []
-    #: OpenAPI: the form fields of the API route (name -> JSON schema with a description), the
-    #: properties of one result (name -> JSON schema) and the error codes the route can answer.
-    api_fields: ClassVar[dict[str, dict]] = {}
-    result_schema: ClassVar[dict[str, dict]] = {}
-    api_errors: ClassVar[tuple[str, ...]] = ()
 
     # --- registration -----------------------------------------------------------------------
     @property
@@ -92,14 +78,6 @@ class TaskHandler:
         """Set the configuration defaults; subclasses add CLI commands here."""
         for key, value in self.config_defaults.items():
             app.config.setdefault(key, value)
-
-    def page_url(self) -> str | None:
-        """URL of the task's page (None when it has none)."""
-        if not self.has_page:
-            return None
-        if self.blueprint is not None:
-            return url_for(f"{self.blueprint.name}.upload")
-        return url_for("tasks.page", task=self.name)
 
     def request_limit(self, config: dict) -> int | None:
         """Largest request body of this task's upload page and API route in bytes, when it
@@ -196,22 +174,8 @@ class TaskHandler:
         raise NotImplementedError
 
     def job_options(self, options: dict, restore: bool = False) -> dict:
-        """JSON-safe copy of :meth:`answer`'s options, or (``restore``) the options back from it."""
+        """JSON-safe copy of :meth:`run`'s options, or (``restore``) the options back from it."""
         return dict(options)
-
-    def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
-        """Open Inference Protocol output tensors ``(name, datatype, array)`` of the API results of
-        one request (one element each); raises ValueError when they do not stack into tensors."""
-        raise NotImplementedError
-
-    # --- history ------------------------------------------------------------------------------
-    def history_text(self, summary: dict) -> str:
-        """One line for the history page's Result column, from a recorded summary."""
-        return ""
-
-    def history_url(self, public_id: str) -> str | None:
-        """Link of a recorded answer on the history page (None: no page shows it)."""
-        return None
 
     # --- gallery hooks (``has_gallery``) --------------------------------------------------------
     def gallery_root(self) -> Path:

@@ -1,6 +1,6 @@
 """The generic upload page of a task without pages of its own: ``/tasks/<task>/``.
 
-Each answered file is shown with the handler's ``result_template`` (the API result as ``r``).
+Each answered file is shown with the task page's ``result_template`` (the API result as ``r``).
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def answer_page_uploads(form, handle: Callable, empty: str = "choose at least on
 @bp.route("/<task>/", methods=["GET", "POST"])
 def page(task: str):
     handler = get(task)
-    if handler.blueprint is not None or not handler.has_page:
+    if handler.page.blueprint is not None or not handler.page.has_page:
         abort(404)
     form = TaskUploadForm()
     if request.method == "POST":

@@ -30,7 +30,7 @@ from . import (
     matching,
 )
 from . import gallery as whale_gallery
-from .views import bp
+from .parts import WhalesApi, WhalesPage
 
 PHOTOS_PER_CANDIDATE = 3
 
@@ -39,36 +39,11 @@ class WhalesHandler(TaskHandler):
     """The 5 most likely known individuals of a whale photo, ``new_whale`` when none is close."""
 
     name = "whales"
-    title = "Whale identification"
-    blurb = "The 5 most likely known individuals of a whale photo, new_whale when nobody known is close"
-    api_action = "identify"
-    blueprint = bp
+    api = WhalesApi()
+    page = WhalesPage()
     has_gallery = True
     gallery_label_field = "whale_id"
     gallery_unit = "photos"
-    v2_output_specs = [("whale_ids", "BYTES", [-1, 5]), ("scores", "FP32", [-1, 5])]
-    result_schema = {
-        "predictions": {"type": "array", "minItems": 5, "maxItems": 5, "items": {"type": "object", "properties": {
-            "whale_id": {"type": "string", "description": "a known individual, or new_whale"},
-            "score": {"type": "number", "description": "LNBNN votes of the individual (new_whale: the votes "
-                      "the first would need to be accepted); cosine similarity on a gallery without local features"},
-            "inliers": {"type": "integer", "nullable": True,
-                        "description": "RANSAC inliers of its best verified photo (null: not verified)"}}}},
-        "shortlist": {"type": "array", "items": {"type": "object", "properties": {
-            "whale_id": {"type": "string"}, "score": {"type": "number"},
-            "inliers": {"type": "integer", "nullable": True}}},
-            "description": "the k best individuals (no new_whale), verified ones with their inliers"},
-        "viewpoint": {"type": "string", "description": "top or side: the gallery part the photo was matched with"},
-        "duplicate_of": {"type": "object", "nullable": True, "properties": {
-            "image": {"type": "string"}, "whale_id": {"type": "string"}}},
-    }
-    api_fields = {
-        "k": {"type": "integer", "minimum": 5, "maximum": 50, "default": 20, "description": "shortlist length"},
-        "viewpoint": {"type": "string", "enum": ["auto", *photoid.VIEWPOINTS], "default": "auto",
-                      "description": "top (drone view of the back), left or right side view; auto: portrait "
-                                     "photos are top views, landscape ones side views of either side"},
-    }
-    api_errors = ("gallery_empty", "gallery_stale", "invalid_k", "invalid_viewpoint")
     config_defaults = {
         #: Largest pHash (256 bits) Hamming distance at which an upload is a duplicate of a gallery photo.
         "WHALES_DUPLICATE_DISTANCE": int(os.environ.get("WHALES_DUPLICATE_DISTANCE", 16)),
@@ -180,17 +155,6 @@ class WhalesHandler(TaskHandler):
         if duplicate:
             result["duplicate_of"] = {**result["duplicate_of"], "distance": duplicate["distance"],
                                       "photo_id": int(duplicate["id"])}
-
-    def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
-        """``whale_ids`` BYTES [N, 5] (``new_whale`` among them) and ``scores`` FP32 [N, 5], best first."""
-        ids = np.array([[p["whale_id"].encode() for p in r["predictions"]] for r in results], dtype=object)
-        scores = np.array([[p["score"] for p in r["predictions"]] for r in results], np.float32)
-        return [("whale_ids", "BYTES", ids), ("scores", "FP32", scores)]
-
-    def history_text(self, summary: dict) -> str:
-        top = summary["predictions"][0]
-        duplicate = " (duplicate of a gallery photo)" if summary.get("duplicate_of") else ""
-        return f"{top['whale_id']} ({top['score']:.3f}){duplicate}"
 
     def build_gallery(self, data: Path, exclude: Path | None) -> int:
         return whale_gallery.build_gallery(data, exclude)
