@@ -8,7 +8,7 @@ GALLERY_DATA ?= ../shared/data/geological-similarity
 WHALES_DATA ?= ../shared/data/whales
 export FLASK_APP := wsgi
 
-.PHONY: setup setup-train setup-dev browser run test lint bench bench-sections train-salt train-rocks train-whales pretrain-study clean
+.PHONY: setup setup-train setup-dev browser docker-engine image image-test run test lint bench bench-sections train-salt train-rocks train-whales pretrain-study clean
 setup: $(VENV)/.installed
 setup-train: $(VENV)/.installed-train
 setup-dev: $(VENV)/.installed-dev
@@ -35,6 +35,19 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium could not be installed: the browser tests will be skipped"
 
+# A container engine for the image test (Debian's docker.io and debootstrap, started here as root).
+docker-engine:
+	@command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null; } || \
+	  echo "docker.io could not be installed: the image test will be skipped"
+	@deploy/image.sh engine || echo "no container engine: the image test will be skipped"
+
+image: docker-engine  ## build the serving image geovision:latest (a debootstrap base, the local wheel index)
+	deploy/image.sh build
+
+image-test: setup-dev docker-engine  ## build the image, run it as an operator would (tests/test_image.py)
+	$(PY) -m pytest -q -rs -s -m docker
+
 run: setup   ## apply migrations, build missing galleries, then serve with gunicorn on 127.0.0.1:$(PORT)
 	$(VENV)/bin/flask db upgrade
 	@if [ ! -e instance/gallery/similarity ] && [ -d "$(GALLERY_DATA)" ]; then \
@@ -43,7 +56,7 @@ run: setup   ## apply migrations, build missing galleries, then serve with gunic
 	  $(VENV)/bin/flask gallery build whales --data "$(WHALES_DATA)"; fi
 	APP_CONFIG=$${APP_CONFIG:-development} PORT=$(PORT) $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
-test: setup-dev browser  ## run the test suite (PYTEST_ARGS="-m postgres" for a part of it)
+test: setup-dev browser docker-engine  ## run the test suite (PYTEST_ARGS="-m postgres" for a part of it)
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
 lint: setup-dev  ## ruff, and the import contracts of .importlinter (layers, no cycles)
