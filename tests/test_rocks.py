@@ -117,3 +117,43 @@ def test_rocks_page_failing_midway_keeps_no_rows(app, client, gallery, monkeypat
     with app.app_context():
         rows = Prediction.query.all()
         assert len(rows) == 1 and rows[0].task == "rocks" and rows[0].result["similar"]["matches"]
+
+
+def test_rocks_page_answers_with_one_forward_pass(model_dir, tmp_path, rock_folder, monkeypatch):
+    """With the released checkpoints (the rocks output carries the similarity embedding): one forward
+    pass of the rocks model per upload and no similarity pass, one row, and the same matches as
+    the similarity API's own pass."""
+    from app.engine.batcher import DynamicBatcher
+
+    from .conftest import make_app
+
+    if model_dir.name != "models":
+        pytest.skip("the committed checkpoints are absent")
+    app = make_app(model_dir, tmp_path)
+    try:
+        runner, client = app.test_cli_runner(), app.test_client()
+        assert runner.invoke(args=["gallery", "build", "similarity", "--data", str(rock_folder)]).exit_code == 0
+        rows = {"calls": 0}
+        real = DynamicBatcher.__call__
+
+        def counted(self, inputs, timeout=None, priority=0):
+            rows["calls"] += 1
+            rows["last_width"] = None
+            out = real(self, inputs, timeout=timeout, priority=priority)
+            rows["last_width"] = out.shape[1]
+            return out
+
+        monkeypatch.setattr(DynamicBatcher, "__call__", counted)
+        page = post(client, "/rocks/", [("m.png", rock_png("marble", 3))], k="5", method="embedding")
+        assert page.status_code == 200 and rows == {"calls": 1, "last_width": 6 + 128}
+        with app.app_context():
+            (row,) = db.session.scalars(db.select(Prediction)).all()
+            assert row.task == "rocks" and len(row.result["similar"]["matches"]) == 5
+            page_matches = [(m["id"], m["score"]) for m in row.result["similar"]["matches"]]
+        api = post(client, "/api/v1/similarity/search", [("m.png", rock_png("marble", 3))], k="5").get_json()
+        api_matches = [(m["id"], m["score"]) for m in api["results"][0]["matches"]]
+        assert [i for i, _ in page_matches] == [i for i, _ in api_matches]
+        assert np.allclose([s for _, s in page_matches], [s for _, s in api_matches], atol=1e-4)
+        assert 'class="same"' in page.get_data(as_text=True) or 'class="other"' in page.get_data(as_text=True)
+    finally:
+        app.extensions["engine"].close()

@@ -251,3 +251,26 @@ def test_sub_center_arcface_scores_each_individual_by_its_closest_centre():
     assert torch.allclose(logits.diagonal(), torch.full((2,), math.cos(0.5)), atol=1e-3)  # cos clamped below 1
     assert torch.allclose(logits[0, 1], torch.tensor(0.0), atol=1e-5)
     assert ArcFace(4, 3)(x, labels).shape == (2, 3)
+
+
+def test_rocks_dry_run_exports_one_network_twice(runner, tmp_path, rock_folder):
+    """The rocks export answers the class probabilities, then the similarity export's embedding
+    (``embedding_columns``), and names that similarity checkpoint by its SHA-256 (``embedding_of``)."""
+    import hashlib
+
+    out = tmp_path / "out"
+    result = runner.invoke(args=["train-model", "rocks", "--data", str(rock_folder), "--dry-run", "--epochs", "1",
+                                 "--output", str(out), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "rocks" / "meta.json").read_text())
+    start, end = meta["embedding_columns"]
+    assert (start, end) == (6, 6 + 128)
+    assert meta["embedding_of"]["sha256"] == hashlib.sha256((out / "similarity" / "model.pt").read_bytes()).hexdigest()[:16]
+    rocks = load_checkpoint(out / "rocks", torch.device("cpu")).module
+    similarity = load_checkpoint(out / "similarity", torch.device("cpu")).module
+    x = torch.randn(5, 3, 28, 28)
+    with torch.inference_mode():
+        row, embedding = rocks(x), similarity(x)
+    assert row.shape == (5, end)
+    assert torch.allclose(row[:, :start].sum(dim=1), torch.ones(5), atol=1e-5)
+    assert torch.allclose(row[:, start:end], embedding, atol=1e-5)

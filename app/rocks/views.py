@@ -24,19 +24,20 @@ def upload():
         rocks.check_ready()
 
     def handle(up: Upload) -> Outcome:
-        """One row per upload: the classification, with the similarity search in its summary."""
+        """One forward pass and one row per upload: the classification, and the similarity search
+        from the same pass's embedding (a checkpoint without it: the similarity task's own pass)."""
         nonlocal gallery_error
-        outcome = rocks.run(up)
-        outcome.result = {"classification": outcome.result,
+        options = {"k": form.k.data or 10, "method": form.method.data}
+        outcome = rocks.run(up, similar=options)
+        similar, gallery_error = outcome.result.pop("similar", None), outcome.result.pop("similar_error", gallery_error)
+        if similar is None and gallery_error is None:
+            try:
+                found = similarity.run(up, **options)
+                similar, outcome.summary["similar"] = found.result, found.summary
+            except GalleryUnavailable as exc:
+                gallery_error = str(exc)
+        outcome.result = {"classification": outcome.result, "similar": similarity.links(similar) if similar else None,
                           "thumbnail": "data:image;base64," + base64.b64encode(up.data).decode()}
-        try:
-            found = similarity.run(up, k=form.k.data or 10, method=form.method.data)
-        except GalleryUnavailable as exc:
-            gallery_error = str(exc)
-            return outcome
-        outcome.result["similar"] = similarity.links(found.result)
-        outcome.summary = {**outcome.summary, "similar": found.summary}
-        outcome.timings = {key: ms + found.timings.get(key, 0.0) for key, ms in outcome.timings.items()}
         return outcome
 
     page = answer_page_uploads(form, handle)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flask import current_app, url_for
+from flask import current_app
 from PIL import Image
 from tqdm import tqdm
 
@@ -20,6 +20,7 @@ from geovision.retrieval import METHODS
 from ..errors import ApiError
 from ..extensions import engine
 from ..gallery import GalleryUnavailable, check_model, store
+from ..gallery_search import check_thumbnail, search, with_image_urls
 from ..recorder import Outcome
 from ..tasks.handler import Prepared, TaskHandler
 from .parts import SimilarityApi, SimilarityPage
@@ -56,8 +57,7 @@ class SimilarityHandler(TaskHandler):
         gallery = store().get(self.name)
         image = decode_image(item.data, current_app.config["MAX_IMAGE_PIXELS"])
         thumb, x = rgb_model_input(image, ckpt.meta)
-        if gallery.pixels is not None and thumb.shape != gallery.pixels.shape[1:]:
-            raise GalleryUnavailable("the gallery thumbnails do not match the model input; rebuild the gallery")
+        check_thumbnail(gallery, thumb)
         if method == "embedding":   # the pixel searches do not use the model's embeddings
             check_model(gallery, fingerprint(ckpt), self.name)
         rows = torch.from_numpy(x[None]) if method == "embedding" else None
@@ -65,19 +65,12 @@ class SimilarityHandler(TaskHandler):
 
     def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint,
                     k: int = 10, method: str = "embedding") -> Outcome:
-        gallery = prepared.state["gallery"]
         embedding = outputs[0].float().numpy() if outputs is not None else None
-        matches = gallery.search(method, k, embedding=embedding, pixels=prepared.state["thumb"])
-        for m in matches:
-            m.pop("path", None)
-        summary = {"method": method, "k": k, "gallery": gallery.version,
-                   "matches": [{"id": m["id"], "label": m["label"], "score": m["score"]} for m in matches]}
-        return Outcome({"method": method, "matches": matches}, summary)
+        return Outcome(*search(prepared.state["gallery"], method, k, embedding, prepared.state["thumb"]))
 
     def links(self, answer: dict) -> dict:
         """Each match gets its gallery thumbnail's ``image_url``."""
-        return {**answer, "matches": [{**m, "image_url": url_for("similarity.gallery_image", item_id=m["id"],
-                                                                 _external=True)} for m in answer["matches"]]}
+        return with_image_urls(answer)
 
     # --- gallery hooks --------------------------------------------------------------------------
     def build_gallery(self, data: Path, exclude: Path | None) -> int:

@@ -1,7 +1,8 @@
 """Train the rock-type classifier (and its embedding) on Geological Image Similarity.
 
-Exports ``models/rocks`` (class probabilities) and ``models/similarity`` (L2-normalised
-embeddings from the classifier's penultimate layer), each a TorchScript ``model.pt``
+Exports ``models/similarity`` (L2-normalised embeddings from the classifier's penultimate layer)
+and ``models/rocks`` (class probabilities, then the same embedding, so that the rocks page answers
+with one forward pass), each a TorchScript ``model.pt``
 with ``meta.json``; the similarity meta also reports precision@10 of the three search
 methods (embedding, and the seed's raw pixels and K-Means) on the validation split.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import json
 import logging
 import time
@@ -160,25 +162,34 @@ def train_rocks(cfg: RocksTrainConfig) -> dict:
         "version": time.strftime("%Y%m%d", time.gmtime()) + ("-dryrun" if cfg.dry_run else ""),
     }
     net = copy.deepcopy(net).eval()
-    metas = {
-        "rocks": (RockClassifier(net), {"task": "rocks", "name": "rocknet-classifier",
-                                        "output": "class probabilities (N, 6), order of labels",
-                                        "metrics": {"val_accuracy": round(accuracy, 4)}}),
-        "similarity": (RockEmbedder(net), {"task": "similarity", "name": "rocknet-embedding",
-                                           "output": "L2-normalised embedding (N, 128)",
-                                           "embedding_dim": 128, "gallery_index": "faiss.IndexFlatIP",
-                                           "metrics": {"val_precision_at_10": p_at_10["embedding"],
-                                                       "val_precision_at_10_by_method": p_at_10}}),
-    }
-    for task, (module, meta) in metas.items():
-        out = Path(cfg.output) / task
-        out.mkdir(parents=True, exist_ok=True)
-        with torch.inference_mode():
-            example = torch.randn(4, 3, SIZE, SIZE)
-            traced = torch.jit.trace(module, example, check_trace=False)
-            if not torch.allclose(traced(example), module(example), atol=1e-5):
-                raise RuntimeError(f"traced {task} model differs from eager model")
-        traced.save(str(out / "model.pt"))
-        write_meta(out, {**meta, **common})
-        log.info("exported %s", out)
+    similarity = {"task": "similarity", "name": "rocknet-embedding", "output": "L2-normalised embedding (N, 128)",
+                  "embedding_dim": 128, "gallery_index": "faiss.IndexFlatIP",
+                  "metrics": {"val_precision_at_10": p_at_10["embedding"], "val_precision_at_10_by_method": p_at_10}}
+    export(RockEmbedder(net), Path(cfg.output) / "similarity", {**similarity, **common})
+    export(RockClassifier(net), Path(cfg.output) / "rocks", {**rocks_meta(accuracy, Path(cfg.output)), **common})
     return json.loads((Path(cfg.output) / "similarity" / "meta.json").read_text())
+
+
+def rocks_meta(accuracy: float, output: Path) -> dict:
+    """The rocks ``meta.json`` fields of a classifier exported beside ``output/similarity``: its
+    output columns and the fingerprint of the similarity checkpoint whose embedding it repeats."""
+    digest = hashlib.sha256((output / "similarity" / "model.pt").read_bytes()).hexdigest()[:16]
+    similarity = json.loads((output / "similarity" / "meta.json").read_text())
+    return {"task": "rocks", "name": "rocknet-classifier",
+            "output": "class probabilities (N, 6) in the order of labels, then the L2-normalised embedding (N, 128)",
+            "embedding_columns": [len(LABELS), len(LABELS) + 128],
+            "embedding_of": {"name": similarity["name"], "version": similarity["version"], "sha256": digest},
+            "metrics": {"val_accuracy": round(accuracy, 4)}}
+
+
+def export(module: torch.nn.Module, out: Path, meta: dict) -> None:
+    """Trace ``module`` on a random batch, check it against the eager module, save it with ``meta``."""
+    out.mkdir(parents=True, exist_ok=True)
+    with torch.inference_mode():
+        example = torch.randn(4, 3, SIZE, SIZE)
+        traced = torch.jit.trace(module, example, check_trace=False)
+        if not torch.allclose(traced(example), module(example), atol=1e-5):
+            raise RuntimeError(f"traced {meta['task']} model differs from eager model")
+    traced.save(str(out / "model.pt"))
+    write_meta(out, meta)
+    log.info("exported %s", out)

@@ -41,14 +41,18 @@ class RockNet(nn.Module):
 
 
 class RockClassifier(nn.Module):
-    """Served classifier: class probabilities float32 (N, num_classes), softmax of the logits."""
+    """Served classifier, one forward pass for the rocks page: float32 (N, num_classes + embedding_dim),
+    the class probabilities (softmax of the logits) then the L2-normalised embedding, which is
+    :class:`RockEmbedder`'s output for the same ``net`` (the page's similarity search reuses it)."""
 
-    def __init__(self, net: RockNet):
+    def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net(x), dim=1)
+        features = self.net.embedding(torch.mean(self.net.stages(x), dim=(2, 3)))
+        logits = self.net.head(features)      # the dropout is the identity in evaluation
+        return torch.cat([torch.softmax(logits, dim=1), F.normalize(features, dim=1)], dim=1)
 
 
 class RockEmbedder(nn.Module):
