@@ -1,6 +1,8 @@
 """Programs as clients, against the real server (gunicorn): 413 with requests and urllib, the Open
-Inference Protocol through NVIDIA's tritonclient, and the README's Python examples."""
+Inference Protocol through NVIDIA's tritonclient, and the README's Python examples and the curl
+commands of the README and docs/."""
 import io
+import json
 import os
 import re
 import subprocess
@@ -17,7 +19,7 @@ from tritonclient.utils import InferenceServerException
 
 from bench.server import LiveServer
 
-from .conftest import ROOT, png_bytes, rock_png
+from .conftest import ROOT, png_bytes, rock_png, survey, whale_photo
 
 pytestmark = pytest.mark.slow
 LIMIT = 1 << 20                         #: MAX_CONTENT_LENGTH of the test server
@@ -178,3 +180,44 @@ def test_v2_json_without_the_binary_extension(server):
     assert answer["model_name"] == "rocks"
     assert {o["name"]: o["data"] for o in answer["outputs"]}["label"] == ["andesite"]
     assert requests.post(f"{server.url}/v2/models/rocks/infer", data=io.BytesIO(b"{oops"), timeout=30).status_code == 400
+
+
+def doc_curl_commands() -> list[str]:
+    """Every ``curl`` command of the README's and docs/' bash blocks (continued lines joined),
+    except those that need an id from an earlier answer (written ``3f2c...``)."""
+    commands = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.split(" # ")[0].strip()
+                if line.startswith("curl ") and "..." not in line:
+                    commands.append(line)
+    return commands
+
+
+def test_doc_curl_commands_run(server, tmp_path):
+    """The curl commands people copy from the README and docs/, run as written (with the files
+    they name, small) against the served app: each answers 2xx (``curl -f``) with JSON."""
+    import segyio
+
+    commands = doc_curl_commands()
+    assert len(commands) >= 10 and any("whales/identify" in c for c in commands)
+    (tmp_path / "rock.jpg").write_bytes(rock_png("marble", 3))
+    (tmp_path / "whale.jpg").write_bytes(png_bytes(whale_photo(1, 0, 0), fmt="JPEG"))
+    tile = np.random.default_rng(0).integers(0, 255, (101, 101), dtype=np.uint8)
+    (tmp_path / "tile1.png").write_bytes(png_bytes(tile))
+    section = np.random.default_rng(1).integers(0, 255, (160, 240), dtype=np.uint8)
+    (tmp_path / "section.png").write_bytes(png_bytes(section))
+    (tmp_path / "section.tif").write_bytes(png_bytes(section, fmt="TIFF"))
+    survey(tmp_path / "survey.sgy")                # inlines 1198-1202, crosslines 2101-2250, as in the docs
+    with segyio.open(str(tmp_path / "survey.sgy"), "r+", ignore_geometry=True) as f:
+        for t in range(f.tracecount):
+            f.header[t].update({segyio.TraceField.INLINE_3D: 1198 + t // 150,
+                                segyio.TraceField.CROSSLINE_3D: 2101 + t % 150})
+    env = {**os.environ, "GEOVISION_KEY": "gv_00000000_unused"}   # no sign-in on this server
+    for command in commands:
+        command = command.replace("curl -s ", "curl -sSf ").replace("http://127.0.0.1:8000", server.url)
+        run = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 0, (command, run.stderr)
+        assert json.loads(run.stdout), command
