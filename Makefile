@@ -35,11 +35,14 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium could not be installed: the browser tests will be skipped"
 
-# A container engine for the image test (Debian's docker.io and debootstrap, started here as root).
+# A container engine for the image tests (Debian's docker.io, debootstrap and docker-compose, started
+# here as root).
 docker-engine:
-	@command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null; } || \
-	  echo "docker.io could not be installed: the image test will be skipped"
+	@command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 && \
+	  { command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1; } || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap docker-compose >/dev/null; } || \
+	  echo "docker.io could not be installed: the image tests will be skipped"
 	@deploy/image.sh engine || echo "no container engine: the image test will be skipped"
 
 image: docker-engine  ## build the serving image geovision:latest (a debootstrap base, the local wheel index)

@@ -4,6 +4,8 @@
 #   deploy/image.sh engine      start dockerd when it is installed but not running (root only)
 #   deploy/image.sh base        a Debian bookworm base image made with debootstrap, once (cached by tag)
 #   deploy/image.sh build       the image, FROM that base (or BASE_IMAGE=...), tagged $IMAGE
+#   deploy/image.sh postgres    PostgreSQL 15 from Debian's package on the same base, tagged
+#                               $POSTGRES_IMAGE (geovision-postgres:15), for deploy/compose.single.yml
 #
 # Settings (environment): IMAGE (default geovision:latest), BASE_IMAGE (default: the debootstrap
 # base, geovision-base:bookworm), WHEELS (a local PEP 503 index served to the build, default
@@ -62,4 +64,10 @@ build() {
   return $status
 }
 
-"${1:?usage: deploy/image.sh engine|base|build}"
+postgres() {
+  [ "$BASE_IMAGE" != "$BASE_TAG" ] || base
+  DOCKER_BUILDKIT=0 docker build --network host -t "${POSTGRES_IMAGE:-geovision-postgres:15}" \
+    --build-arg BASE_IMAGE="$BASE_IMAGE" deploy/postgres
+}
+
+"${1:?usage: deploy/image.sh engine|base|build|postgres}"

@@ -130,3 +130,53 @@ def test_the_image_serves_every_task_as_a_non_root_user_and_keeps_its_data(conta
     state = json.loads(docker("inspect", "--format", "{{json .State}}", name))
     print(f"\nstopped {stopped:.1f} s after SIGTERM, exit code {state['ExitCode']}")
     assert stopped < 25 and state["ExitCode"] == 0
+
+
+def compose_command() -> list[str] | None:
+    """``docker compose`` (v2) or Debian's ``docker-compose`` (1.29), whichever is here."""
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+def test_compose_stack_keeps_its_records_in_the_postgresql_container(image, rock_folder):
+    """deploy/compose.single.yml as an operator runs it: the web image with ``DATABASE_URL`` on a
+    PostgreSQL container (Debian's package, ``deploy/image.sh postgres``). The migrations, the
+    first admin and one prediction land in that database, none in a SQLite file of the volume."""
+    compose = compose_command()
+    if compose is None:
+        pytest.skip("no docker compose (make docker-engine installs Debian's docker-compose)")
+    built = subprocess.run([str(ROOT / "deploy" / "image.sh"), "postgres"], capture_output=True, text=True,
+                           timeout=1200)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    empty = Path(tempfile.mkdtemp(prefix="geovision-compose-", dir="/var/tmp"))
+    empty.chmod(0o755)
+    port = free_port()
+    env = {**os.environ, "GEOVISION_IMAGE": image, "POSTGRES_PASSWORD": secrets.token_hex(16),
+           "SECRET_KEY": secrets.token_hex(32), "WEB_PORT": str(port), "ROCKS_DATA": str(empty),
+           "WHALES_DATA": str(empty)}
+    stack = [*compose, "-p", f"geovision-test-{secrets.token_hex(4)}", "-f", str(ROOT / "deploy" / "compose.single.yml")]
+
+    def run(*args: str, input: str | None = None) -> str:
+        done = subprocess.run([*stack, *args], env=env, input=input, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{' '.join(args)}: {done.stdout[-1500:]} {done.stderr[-1500:]}"
+        return done.stdout.strip()
+
+    try:
+        run("up", "-d")
+        seconds = wait_healthy(run("ps", "-q", "web"))
+        print(f"\ncompose stack: web healthy {seconds:.0f} s after the database")
+        run("exec", "-T", "web", "flask", "--app", "wsgi", "users", "create", "admin", "--admin",
+            input=f"{PASSWORD}\n{PASSWORD}\n")
+        key = run("exec", "-T", "web", "flask", "--app", "wsgi", "users", "key", "admin").splitlines()[-1]
+        answer = requests.post(f"http://127.0.0.1:{port}/api/v1/rocks/classify", files={"image": ("r.png", rock_png("schist"))},
+                               headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        assert answer.status_code == 200, answer.text[:500]
+        psql = ["exec", "-T", "postgres", "psql", "-U", "geovision", "-d", "geovision", "-tAc"]
+        rows = run(*psql, "SELECT task || ' ' || public_id FROM prediction").split()
+        assert rows == ["rocks", answer.json()["results"][0]["prediction_id"]]
+        assert run(*psql, "SELECT name FROM account WHERE role = 'admin'") == "admin"
+        assert not run("exec", "-T", "web", "find", "/app/instance", "-name", "*.db")   # no SQLite beside it
+    finally:
+        subprocess.run([*stack, "down", "-v"], env=env, capture_output=True, timeout=300)
+        shutil.rmtree(empty, ignore_errors=True)
