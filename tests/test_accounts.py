@@ -163,6 +163,15 @@ def test_admin_page_creates_users_and_keys_and_the_admin_key_opens_the_admin_api
     ok = auth_app.test_client().post("/api/v1/rocks/classify", headers={"Authorization": f"Bearer {key}"},
                                      data={"image": [(io.BytesIO(rock_png("gneiss")), "r.png")]})
     assert ok.status_code == 200
+    dave_id = re.search(r'name="active-account" value="(\d+)"[^<]*<button[^>]*>Deactivate',
+                        admin.get("/admin/users").get_data(as_text=True).split("dave")[1]).group(1)
+    assert admin.post("/admin/users", data={"active-account": dave_id, "active-submit": "1"}).status_code == 302
+    refused = auth_app.test_client().post("/api/v1/rocks/classify", headers={"Authorization": f"Bearer {key}"},
+                                          data={"image": [(io.BytesIO(rock_png("gneiss")), "r.png")]})
+    assert refused.status_code == 401
+    assert auth_app.test_client().post("/login", data={"name": "dave", "password": "a long password"}).status_code == 401
+    assert admin.post("/admin/users", data={"active-account": dave_id, "active-submit": "1"}).status_code == 302
+    assert sign_in_as(auth_app, "dave", "a long password").get("/account").status_code == 200
 
 
 def sign_in_as(app, name: str, password: str):

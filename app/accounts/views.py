@@ -34,6 +34,11 @@ class RevokeForm(FlaskForm):
     submit = SubmitField("Revoke")
 
 
+class ActiveForm(FlaskForm):
+    account = HiddenField(validators=[InputRequired()])
+    submit = SubmitField("Deactivate or activate")
+
+
 class UserForm(FlaskForm):
     name = StringField("User name", validators=[InputRequired(), NAME_RULE])
     password = PasswordField("Password", validators=[InputRequired(), Length(min=8, message="8 characters or more")])
@@ -110,6 +115,7 @@ def users():
     if not is_admin():
         abort(403)
     user_form, key_form, revoke_form = UserForm(prefix="user"), KeyForm(prefix="key"), RevokeForm(prefix="revoke")
+    active_form = ActiveForm(prefix="active")
     status = 200
     if user_form.submit.data:
         if user_form.validate_on_submit():
@@ -133,6 +139,20 @@ def users():
     elif revoke_form.submit.data and revoke_form.validate_on_submit():
         _revoke(revoke_form.prefix.data, None)
         return redirect(url_for("accounts.users"))
+    elif active_form.submit.data and active_form.validate_on_submit():
+        _toggle_active(db.session.get(Account, int(active_form.account.data or 0)) or abort(404))
+        return redirect(url_for("accounts.users"))
     accounts = db.session.scalars(db.select(Account).where(Account.name != ANONYMOUS).order_by(Account.name)).all()
     return render_template("accounts/users.html", accounts=accounts, user_form=user_form, key_form=key_form,
-                           revoke_form=revoke_form), status
+                           revoke_form=revoke_form, active_form=active_form, me=current_account()), status
+
+
+def _toggle_active(target: Account) -> None:
+    """Deactivate an active account (no sign-in, none of its keys works; its data stays) or
+    activate an inactive one; an admin cannot deactivate their own account."""
+    if target.id == current_account().id:
+        flash("you cannot deactivate your own account", "error")
+        return
+    target.active = not target.active
+    db.session.commit()
+    flash(f"{target.name} {'activated' if target.active else 'deactivated'}", "ok")
