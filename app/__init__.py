@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import accounts, metrics, security, tasks
 from .config import DEFAULT_SECRET_KEY, ROOT, WEAK_SECRET_KEYS, Config, config_from_env
@@ -44,6 +45,9 @@ def create_app(config: type[Config] | dict | None = None, wait_for_models: bool 
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'app.db'}"
     configure_database(app)
     check_secret_key(app)
+    if app.config.get("TRUSTED_PROXIES"):
+        hops = int(app.config["TRUSTED_PROXIES"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     tasks.init_app(app, task_handlers if task_handlers is not None else default_tasks())
     register_extensions(app, wait_for_models)   # after tasks: their request limits precede CSRF

@@ -59,7 +59,10 @@ class Config:
     SYNC_MAX_TILES = _env_int("SYNC_MAX_TILES", 64)
     #: Jobs run at a time per serving process; active (queued or running) jobs per client and in all.
     JOB_CONCURRENCY = _env_int("JOB_CONCURRENCY", 1)
-    JOB_MAX_PER_CLIENT = _env_int("JOB_MAX_PER_CLIENT", 2)
+    JOB_MAX_PER_CLIENT = _env_int("JOB_MAX_PER_CLIENT", 2)   # per account; per address for anonymous
+    #: Reverse proxies in front of the app whose X-Forwarded-For/-Proto/-Host are believed
+    #: (werkzeug's ProxyFix); 0: none, the socket's peer is the client.
+    TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
     JOB_MAX_ACTIVE = _env_int("JOB_MAX_ACTIVE", 8)
     #: Rows a job hands the batcher at a time: the longest an interactive request waits behind it.
     JOB_CHUNK_ROWS = _env_int("JOB_CHUNK_ROWS", 8)

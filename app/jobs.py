@@ -21,7 +21,7 @@ from flask import Flask, current_app, request, url_for
 
 from geovision.imaging import ImageError
 
-from .accounts import current_owner_id
+from .accounts import ANONYMOUS, current_account, current_owner_id
 from .errors import ApiError
 from .extensions import db
 from .jobrunner import ACTIVE, JOB_PRIORITY, WORKER, JobRunner, _finish, claim  # noqa: F401 (the jobs API)
@@ -41,12 +41,21 @@ def runner() -> JobRunner:
     return jobs
 
 
+def client_address() -> str:
+    """The requester's address (the proxy's unless ``TRUSTED_PROXIES`` lets ProxyFix read X-Forwarded-For)."""
+    return (request.remote_addr or "unknown")[:64]
+
+
 def check_limits(new_jobs: int = 1) -> None:
     """Raise ApiError 429 (``too_many_jobs``) when the client's active jobs plus ``new_jobs`` would
-    pass ``JOB_MAX_PER_CLIENT``, 503 (``jobs_busy``) when all active jobs would pass ``JOB_MAX_ACTIVE``."""
-    client = (request.remote_addr or "unknown")[:64]
+    pass ``JOB_MAX_PER_CLIENT``, 503 (``jobs_busy``) when all active jobs would pass ``JOB_MAX_ACTIVE``.
+    The client is the signed-in account (many users behind one proxy or NAT address count apart),
+    else, for the ``anonymous`` demo user, the address."""
+    account = current_account()
     active = db.select(db.func.count()).select_from(Job).where(Job.status.in_(ACTIVE))
-    if db.session.scalar(active.where(Job.client == client)) + new_jobs > current_app.config["JOB_MAX_PER_CLIENT"]:
+    own = (Job.owner_id == account.id) if account is not None and account.name != ANONYMOUS \
+        else (Job.client == client_address())
+    if db.session.scalar(active.where(own)) + new_jobs > current_app.config["JOB_MAX_PER_CLIENT"]:
         raise ApiError("too_many_jobs", "you have the most jobs allowed running; wait for one to finish", 429,
                        headers={"Retry-After": "30"})
     if db.session.scalar(active) + new_jobs > current_app.config["JOB_MAX_ACTIVE"]:
@@ -74,10 +83,9 @@ def create(handler: TaskHandler, item, options: dict, units: int) -> Job:
     client has ``JOB_MAX_PER_CLIENT`` active jobs, 503 when ``JOB_MAX_ACTIVE`` are active in all.
     The limits are counted and the row inserted under :func:`creation_lock`."""
     jobs = runner()
-    client = (request.remote_addr or "unknown")[:64]
     with creation_lock():
         check_limits()
-        job = Job(task=handler.name, client=client, owner_id=current_owner_id(), filename=item.filename,
+        job = Job(task=handler.name, client=client_address(), owner_id=current_owner_id(), filename=item.filename,
                   tiles_total=units, worker=WORKER, inputs={})
         db.session.add(job)
         db.session.flush()

@@ -202,3 +202,30 @@ def test_login_follows_only_local_next_paths(auth_app):
     assert response.headers["Location"] == "/"
     response = client.post("/login?next=/history", data={"name": "alice", "password": "correct horse battery"})
     assert response.headers["Location"] == "/history"
+
+
+def test_job_limits_count_per_account_and_per_forwarded_address(auth_app, tiny_model_dir, tmp_path):
+    """Behind one address (a proxy, a NAT), each account has its own JOB_MAX_PER_CLIENT; without
+    sign-in the address counts, read from X-Forwarded-For only when TRUSTED_PROXIES says so."""
+    from tests.test_jobs import slow_down
+
+    slow_down(auth_app, 0.05)
+    auth_app.config.update(JOB_MAX_PER_CLIENT=1)
+    big = png_bytes(half_bright_tile((400, 400)))
+
+    def submit(app, headers):
+        return app.test_client().post("/api/v1/salt/jobs", headers=headers, data={"image": [(io.BytesIO(big), "b.png")]})
+
+    assert submit(auth_app, bearer(auth_app, "alice")).status_code == 202
+    refused = submit(auth_app, bearer(auth_app, "alice"))
+    assert refused.status_code == 429 and refused.get_json()["error"]["code"] == "too_many_jobs"
+    assert submit(auth_app, bearer(auth_app, "bob")).status_code == 202      # same address, other account
+    for proxies, second in ((1, 202), (0, 429)):
+        demo = make_app(tiny_model_dir, tmp_path / f"demo{proxies}", SYNC_MAX_TILES=4, JOB_MAX_PER_CLIENT=1,
+                        JOB_POLL_S=0.0, TRUSTED_PROXIES=proxies)
+        try:
+            slow_down(demo, 0.05)
+            assert submit(demo, {"X-Forwarded-For": "203.0.113.7"}).status_code == 202
+            assert submit(demo, {"X-Forwarded-For": "198.51.100.9"}).status_code == second
+        finally:
+            demo.extensions["engine"].close()
