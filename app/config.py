@@ -63,6 +63,10 @@ class Config:
     #: Reverse proxies in front of the app whose X-Forwarded-For/-Proto/-Host are believed
     #: (werkzeug's ProxyFix); 0: none, the socket's peer is the client.
     TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
+    #: Sign-in attempts (POST /login) per address (Flask-Limiter's syntax), then 429 with Retry-After;
+    #: counted in RATELIMIT_STORAGE_URI (memory:// counts per process; redis://... for several).
+    LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     JOB_MAX_ACTIVE = _env_int("JOB_MAX_ACTIVE", 8)
     #: Rows a job hands the batcher at a time: the longest an interactive request waits behind it.
     JOB_CHUNK_ROWS = _env_int("JOB_CHUNK_ROWS", 8)

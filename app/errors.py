@@ -22,7 +22,8 @@ bp = Blueprint("errors", __name__)
 log = logging.getLogger(__name__)
 
 CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-         409: "conflict", 413: "payload_too_large", 500: "internal_error", 503: "unavailable"}
+         409: "conflict", 413: "payload_too_large", 429: "too_many_requests", 500: "internal_error",
+         503: "unavailable"}
 
 #: Every error code the server answers: code -> (HTTP status, meaning). The OpenAPI document
 #: (``ErrorCode``) and docs/API.md list exactly these; a test scans the sources for codes that are
@@ -55,7 +56,8 @@ ERROR_CODES = {
     "payload_too_large": (413, "the request is larger than MAX_CONTENT_LENGTH"),
     "image_too_large": (413, "an image or slice over MAX_IMAGE_PIXELS"),
     "segy_too_large": (413, "a SEG-Y file over SEGY_MAX_BYTES"),
-    "too_many_jobs": (429, "this client has the most active jobs allowed (Retry-After)"),
+    "too_many_jobs": (429, "this account (or address) has the most active jobs allowed (Retry-After)"),
+    "too_many_requests": (429, "too many sign-in attempts from this address (LOGIN_RATE_LIMIT; Retry-After)"),
     "internal_error": (500, "a fault of the server; it is logged"),
     "model_not_ready": (503, "the model is loading or failed to load (Retry-After)"),
     "overloaded": (503, "the inference queue is full (Retry-After)"),
@@ -129,6 +131,9 @@ def handle_http(exc: HTTPException):
         message = f"the upload is larger than the limit of {limit / 2**20:.0f} MB"
         if not drain_body(current_app.config.get("MAX_DRAIN_BYTES", 0)):
             headers["Connection"] = "close"
+    if status == 429:      # Flask-Limiter (sign-in attempts): its description is the limit, "10 per 1 minute"
+        message = f"too many sign-in attempts from this address (at most {message}); try again in a minute"
+        headers["Retry-After"] = "60"
     return error_response(CODES.get(status, exc.name.lower().replace(" ", "_")), message, status, headers=headers)
 
 

@@ -229,3 +229,19 @@ def test_job_limits_count_per_account_and_per_forwarded_address(auth_app, tiny_m
             assert submit(demo, {"X-Forwarded-For": "198.51.100.9"}).status_code == second
         finally:
             demo.extensions["engine"].close()
+
+
+def test_sign_in_attempts_are_limited_per_address(auth_app):
+    """After LOGIN_RATE_LIMIT attempts from one address, even the right password is refused (429,
+    Retry-After) until the window passes; another address still signs in."""
+    auth_app.config.update(LOGIN_RATE_LIMIT="3 per minute")
+    client = auth_app.test_client()
+    for _ in range(3):
+        assert client.post("/login", data={"name": "alice", "password": "guess"}).status_code == 401
+    refused = client.post("/login", data={"name": "alice", "password": "correct horse battery"})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert "too many sign-in attempts" in refused.get_data(as_text=True)
+    elsewhere = auth_app.test_client().post("/login", data={"name": "alice", "password": "correct horse battery"},
+                                            environ_base={"REMOTE_ADDR": "192.0.2.44"})
+    assert elsewhere.status_code == 302
+    assert client.get("/login").status_code == 200     # only the attempts are counted

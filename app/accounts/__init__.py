@@ -6,6 +6,8 @@ sign-in, key and user pages; :mod:`app.accounts.commands` the ``flask users`` co
 from __future__ import annotations
 
 from flask import Flask
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 
 from .auth import (
     admin_allowed,
@@ -29,6 +31,10 @@ def init_app(app: Flask) -> None:
 
     login_manager.init_app(app)
     app.register_blueprint(views.bp)
+    # sign-in attempts per address (Flask-Limiter; counters in RATELIMIT_STORAGE_URI, memory:// = this process)
+    limiter = Limiter(get_remote_address, app=app, storage_uri=app.config.get("RATELIMIT_STORAGE_URI", "memory://"))
+    app.view_functions["accounts.login"] = limiter.limit(lambda: app.config["LOGIN_RATE_LIMIT"], methods=["POST"])(
+        app.view_functions["accounts.login"])
     app.before_request(require_login)
     app.cli.add_command(commands.users)
     app.context_processor(lambda: {"current_account": current_account,
