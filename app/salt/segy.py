@@ -178,7 +178,7 @@ def _trace_axis(f) -> dict:
         return {"label": "CDP", "first": found[0], "step": found[1]}
     shot = np.asarray(f.attributes(segyio.TraceField.ShotPoint)[:], dtype=float)
     scalar = np.asarray(f.attributes(segyio.TraceField.ShotPointScalar)[:], dtype=float)
-    shot = np.where(scalar > 0, shot * scalar, np.where(scalar < 0, shot / np.abs(scalar), shot))
+    shot = np.where(scalar > 0, shot * scalar, shot / np.where(scalar < 0, -scalar, 1.0))   # 0: unscaled
     if (found := _regular(shot)) and np.any(shot != 0):
         return {"label": "shot point", "first": found[0], "step": found[1]}
     return {"label": "trace", "first": 1, "step": 1}
