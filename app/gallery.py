@@ -77,7 +77,8 @@ class Gallery:
 
     def search(self, method: str, k: int, embedding: np.ndarray | None = None,
                pixels: np.ndarray | None = None) -> list[dict]:
-        """Top-``k`` matches of one query: ``[{"id", "label", "score"}]``, best first.
+        """Top-``k`` matches of one query: ``[{"id", "label", "score"}]``, best first (the embedding
+        search adds ``percentile`` and ``angle_deg``: :func:`geovision.retrieval.calibrated`).
 
         Args:
             method: ``embedding`` (needs ``embedding`` (D,) L2-normalised), ``pixels`` or
@@ -85,6 +86,9 @@ class Gallery:
         """
         if method == "embedding":
             scores, ids = retrieval.search(self.index, embedding[None], k)
+            if "neighbour_scores" not in self.cache:
+                self.cache["neighbour_scores"] = retrieval.neighbour_scores(self.index)
+            extra = retrieval.calibrated(scores[0], self.cache["neighbour_scores"])
         else:
             if self.pixels is None:
                 raise GalleryUnavailable("this gallery keeps no pixels: only the embedding search is available")
@@ -99,26 +103,20 @@ class Gallery:
                                                       self.kmeans["dist"], query, k)
             else:
                 raise ValueError(f"unknown method {method!r}; use one of {retrieval.METHODS}")
-        return [{**self.items[i], "score": round(float(s), 6)} for s, i in zip(scores[0], ids[0]) if i >= 0]
+            extra = [{}] * len(scores[0])
+        return [{**self.items[i], "score": round(float(s), 6), **e} for s, i, e in zip(scores[0], ids[0], extra) if i >= 0]
 
 
 def write_gallery(root: Path, items: list[dict], embeddings: np.ndarray, pixels: np.ndarray | None = None,
                   n_clusters: int = 6, ragged: dict[str, list[np.ndarray]] | None = None,
                   model: dict | None = None) -> Path:
-    """Write a complete gallery folder beside ``root`` and point ``root`` at it atomically (callers
-    hold :func:`gallery_lock`).
+    """Write a complete gallery folder beside ``root`` (the link path, e.g. ``instance/gallery/similarity``)
+    and point ``root`` at it atomically (callers hold :func:`gallery_lock`); returns the new folder.
 
-    Args:
-        root: the gallery link path, e.g. ``instance/gallery/similarity``.
-        items: one dict per row with ``label`` and ``path``; ``id`` is set to the row number.
-        embeddings: float32 (N, D), L2-normalised; pixels: uint8 (N, H, W, 3), or None for a
-            gallery searched by embedding only (no pixels.npy, no kmeans.npz).
-        ragged: name -> one array per row (same dtype and trailing shape), kept in ``ragged.npz``
-            as the concatenation and the row offsets.
-        model: the embedding model's fingerprint, kept in ``model.json``.
-    Returns:
-        The new versioned folder.
-    """
+    ``items``: one dict per row with ``label`` and ``path`` (``id`` set to the row number); ``embeddings``
+    float32 (N, D), L2-normalised; ``pixels`` uint8 (N, H, W, 3) or None (embedding search only);
+    ``ragged``: name -> one array per row (``ragged.npz``: concatenation and row offsets); ``model``:
+    the embedding model's fingerprint (``model.json``)."""
     if len(items) != len(embeddings) or (pixels is not None and len(pixels) != len(items)):
         raise ValueError("items, embeddings and pixels must have the same length")
     root = Path(root)

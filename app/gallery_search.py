@@ -26,7 +26,8 @@ def search(gallery: Gallery, method: str, k: int, embedding: np.ndarray | None,
     for m in matches:
         m.pop("path", None)
     summary = {"method": method, "k": k, "gallery": gallery.version,
-               "matches": [{"id": m["id"], "label": m["label"], "score": m["score"]} for m in matches]}
+               "matches": [{k: m[k] for k in ("id", "label", "score", "percentile", "angle_deg") if k in m}
+                           for m in matches]}
     return {"method": method, "matches": matches}, summary
 
 

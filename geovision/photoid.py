@@ -42,6 +42,7 @@ DESCRIPTOR_SCALE = 512.0   #: RootSIFT component x this, clipped, stored as uint
 VIEWPOINTS = ("top", "left", "right")
 MAX_SCALE_CHANGE = 2.5     #: a verified match keeps the photos' scales within this factor (both are LONG_SIDE)
 MIN_SPREAD_PX = 6.0        #: inliers spread at least this (std, px) along each axis on both photos
+MAX_ROTATION_DEG = 30.0    #: prepared photos are upright (body axis vertical): a fit turning more is no match
 
 
 def viewpoint_group(viewpoint: str) -> str:
@@ -218,11 +219,14 @@ def verify(query: Features, photo: Features, ratio: float = 0.85, reprojection_p
 
 def plausible(matrix: np.ndarray, q: np.ndarray, g: np.ndarray) -> bool:
     """False for a degenerate RANSAC fit: a scale outside :data:`MAX_SCALE_CHANGE` (many query points
-    squeezed onto a few photo points), or inliers that do not spread at least :data:`MIN_SPREAD_PX`
+    squeezed onto a few photo points), a rotation beyond :data:`MAX_ROTATION_DEG` (the lines of the
+    drawn matches cross: upright photos of one whale do not turn), or inliers that do not spread at least :data:`MIN_SPREAD_PX`
     (standard deviation along both axes, in prepared-photo pixels) over both photos, or fewer than 3
     distinct photo points. ``matrix`` (2, 3) similarity transform; ``q``, ``g`` float32 (n, 2) inliers."""
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     if not 1 / MAX_SCALE_CHANGE <= scale <= MAX_SCALE_CHANGE or len(q) < 3:
+        return False
+    if abs(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))) > MAX_ROTATION_DEG:
         return False
     if len(np.unique(np.round(g), axis=0)) < 3:
         return False

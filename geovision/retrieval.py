@@ -92,3 +92,35 @@ def load_ragged(path: str | Path) -> dict[str, list[np.ndarray]]:
             data, off = npz[name], npz[f"{name}__offsets"]
             out[name] = [data[a:b] for a, b in zip(off[:-1], off[1:])]
     return out
+
+
+def neighbour_scores(index: faiss.Index, k: int = 10, sample: int = 1000, seed: int = 0) -> np.ndarray:
+    """Sorted float32 scores between gallery rows and their own ``k`` nearest neighbours (self left
+    out), for up to ``sample`` rows drawn at random from a flat ``index`` (IndexFlatIP or L2 on
+    :func:`l2_to_score`'s scale is not handled: inner-product indexes only). The reference for
+    :func:`score_percentile`: what a good match looks like inside this gallery."""
+    n = index.ntotal
+    if n < 2:
+        return np.zeros(0, np.float32)
+    rows = np.random.default_rng(seed).choice(n, size=min(n, sample), replace=False)
+    vectors = np.stack([index.reconstruct(int(i)) for i in rows])
+    scores, ids = index.search(vectors, min(n, k + 1))
+    keep = ids != rows[:, None]
+    return np.sort(scores[keep].astype(np.float32)[: len(rows) * k])
+
+
+def score_percentile(score: float, reference: np.ndarray) -> float:
+    """Percentile (0-100) of ``score`` among ``reference`` (sorted, :func:`neighbour_scores`): 50 is a
+    typical neighbour of a gallery image, 99 closer than almost any. A calibrated score in the
+    manner of score normalisation against an impostor/neighbour distribution (e.g. Jain, Nandakumar
+    & Ross, "Score normalization in multimodal biometric systems", Pattern Recognition 2005)."""
+    if len(reference) == 0:
+        return 100.0
+    return round(100.0 * float(np.searchsorted(reference, score, side="right")) / len(reference), 1)
+
+
+def calibrated(scores: np.ndarray, reference: np.ndarray) -> list[dict]:
+    """``{"percentile", "angle_deg"}`` of each cosine score (N,): its :func:`score_percentile` and
+    the angle between the two unit embeddings in degrees (arccos, which spreads scores near 1)."""
+    return [{"percentile": score_percentile(float(s), reference),
+             "angle_deg": round(float(np.degrees(np.arccos(np.clip(s, -1.0, 1.0)))), 2)} for s in scores]

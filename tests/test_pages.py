@@ -87,3 +87,22 @@ def test_a_formula_in_a_file_name_is_not_run_by_a_spreadsheet(client):
     link = re.search(r'href="([^"]+submission.csv[^"]*)"', page).group(1).replace("&amp;", "&")
     ids = [line.split(",")[0] for line in client.get(link).get_data(as_text=True).splitlines()[1:]]
     assert ids == ["'=1+2*cmd", "'+SUM(A1)", "'-2+3", "'@cmd", "plain"]
+
+
+def test_every_history_row_reopens_its_answer(client):
+    """Salt rows open the salt result page, rocks rows the recorded answer (label and probabilities);
+    every link of the history page answers 200, an unknown answer 404."""
+    from .conftest import rock_png
+
+    upload(client, [("tile.png", png_bytes(half_bright_tile()))])
+    client.post("/rocks/", data={"image": [(io.BytesIO(rock_png("marble")), "stone.png")]},
+                content_type="multipart/form-data")
+    history = client.get("/history").get_data(as_text=True)
+    links = dict(re.findall(r'<a href="([^"]+)">([^<]+)</a>', history))
+    opened = {name: url for url, name in links.items() if name in ("tile.png", "stone.png")}
+    assert set(opened) == {"tile.png", "stone.png"}, history
+    assert "/salt/result/" in opened["tile.png"] and "/answers/" in opened["stone.png"]
+    page = client.get(opened["stone.png"])
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and "marble" in text and "probabilities" in text
+    assert client.get("/answers/" + "0" * 32).status_code == 404

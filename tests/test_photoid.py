@@ -66,6 +66,20 @@ def test_matches_converging_on_one_point_are_not_a_verification():
     assert not photoid.plausible(np.float32([[1, 0, 0], [0, 1, 0]]), q, two_spots)
 
 
+def test_matches_whose_lines_cross_are_not_a_verification():
+    """A fit that turns the photo (lines of the drawn matches cross) is refused; a slight turn passes."""
+    rng = np.random.default_rng(4)
+    q = rng.uniform(50, 450, (12, 2)).astype(np.float32)
+
+    def turned(deg: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a = np.radians(deg)
+        m = np.float32([[np.cos(a), -np.sin(a), 250], [np.sin(a), np.cos(a), 0]])
+        return m, q, (q @ m[:, :2].T + m[:, 2]).astype(np.float32)
+
+    assert not photoid.plausible(*turned(180)) and not photoid.plausible(*turned(-90))
+    assert photoid.plausible(*turned(10))
+
+
 def test_the_mask_keeps_features_off_the_water():
     img = textured_whale(4)
     img[:40, :] = np.random.default_rng(0).integers(0, 90, (40, img.shape[1], 1))   # rough water above the whale

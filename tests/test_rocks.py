@@ -157,3 +157,23 @@ def test_rocks_page_answers_with_one_forward_pass(model_dir, tmp_path, rock_fold
         assert 'class="same"' in page.get_data(as_text=True) or 'class="other"' in page.get_data(as_text=True)
     finally:
         app.extensions["engine"].close()
+
+
+def test_calibrated_scores_spread_where_cosines_crowd():
+    """Embeddings in tight clusters (cosines 0.999-1.000, as the rock gallery's) get percentiles that
+    spread over 0-100 among the gallery's own neighbour scores, and angles in degrees."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 16))
+    vectors = np.concatenate([c + rng.normal(scale=0.02, size=(50, 16)) for c in centres]).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = retrieval.flat_index(vectors, "ip")
+    reference = retrieval.neighbour_scores(index, k=10, sample=100)
+    assert len(reference) == 100 * 10 and np.all(np.diff(reference) >= 0)
+    assert reference[0] > 0.99                                    # crowded cosines...
+    scores, _ = retrieval.search(index, vectors[:1], 10)
+    out = retrieval.calibrated(scores[0], reference)
+    percentiles = [o["percentile"] for o in out]
+    assert percentiles == sorted(percentiles, reverse=True)       # the ranking is kept
+    assert percentiles[0] == 100.0 and percentiles[-1] < 90        # ...spread out (self first)
+    assert out[0]["angle_deg"] < 0.5 and out[-1]["angle_deg"] > out[1]["angle_deg"]
+    assert retrieval.score_percentile(0.0, reference) == 0.0 and retrieval.score_percentile(0.5, np.zeros(0)) == 100.0

@@ -51,6 +51,8 @@ class EngineState:
             torch.backends.cudnn.benchmark = True
         self.checkpoints: dict[str, Checkpoint] = {}
         self.batchers: dict[str, DynamicBatcher] = {}
+        #: requests a model answered from another model's forward pass (the rocks page's similarity search)
+        self.answered_elsewhere: dict[str, int] = {}
         self.status = "loading"
         self.errors: dict[str, str] = {}
         self.ready_event = threading.Event()
@@ -199,6 +201,12 @@ class InferenceEngine:
         state = self.state
         return state.batchers[task](inputs, timeout=state.timeout, priority=priority)
 
+    def count_answer(self, task: str, n: int = 1) -> None:
+        """Count ``n`` requests of ``task`` answered from another model's forward pass (its batcher
+        never saw them) in ``requests_served``."""
+        counts = self.state.answered_elsewhere
+        counts[task] = counts.get(task, 0) + n
+
     def describe(self) -> list[dict]:
         """Public description of each loaded model (for ``/api/v1/models`` and ``/models``)."""
         state = self.state
@@ -211,7 +219,7 @@ class InferenceEngine:
                 "precision": str(batcher.amp_dtype or torch.float32).removeprefix("torch."),
                 "backend": state.backend,
                 "metrics": ckpt.meta.get("metrics", {}),
-                "requests_served": batcher.requests_served,
+                "requests_served": batcher.requests_served + state.answered_elsewhere.get(task, 0),
                 "mean_batch_size": round(batcher.mean_batch_size, 2),
             })
         return out

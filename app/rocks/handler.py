@@ -58,6 +58,7 @@ class RocksHandler(TaskHandler):
             if method == "embedding":
                 check_model(gallery, fingerprint(served), "similarity")
             outcome.result["similar"], outcome.summary["similar"] = search(gallery, method, k, row[start:end], thumb)
+            engine.count_answer("similarity")
         except GalleryUnavailable as exc:
             outcome.result["similar_error"] = str(exc)
 

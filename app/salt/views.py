@@ -81,6 +81,15 @@ def upload():
                            seconds_per_tile=seconds_per_tile()), status
 
 
+@bp.context_processor
+def default_threshold() -> dict:
+    """``default_threshold``: the checkpoint's own cut, what a blank threshold field gives (its placeholder)."""
+    try:
+        return {"default_threshold": f"{float(engine.checkpoint('salt').meta.get('threshold', 0.5)):g}"}
+    except ModelNotReady:
+        return {"default_threshold": "0.5"}
+
+
 def seconds_per_tile(recent: int = 50) -> float:
     """Seconds one tile of a section costs this server, for the page's progress estimate: the
     median of ``total_ms / tiles`` over the last ``recent`` salt answers of more than one tile,

@@ -22,7 +22,11 @@ class SimilarityApi(TaskApi):
     result_schema = {
         "method": {"type": "string"},
         "matches": {"type": "array", "items": {"type": "object", "properties": {
-            "id": {"type": "integer"}, "label": {"type": "string"}, "score": {"type": "number"},
+            "id": {"type": "integer"}, "label": {"type": "string"},
+            "score": {"type": "number", "description": "cosine similarity of the embeddings (pixels: 1 - scaled L2)"},
+            "percentile": {"type": "number", "description": "embedding: 0-100, the score among the gallery's own "
+                           "10-nearest-neighbour scores (50 typical neighbour, 99 closer than almost any)"},
+            "angle_deg": {"type": "number", "description": "embedding: angle between the embeddings, degrees"},
             "image_url": {"type": "string", "format": "uri"}}}},
     }
     errors = ("invalid_k", "invalid_method", "gallery_empty", "gallery_stale")

@@ -68,5 +68,6 @@ class TaskPage:
         return ""
 
     def history_url(self, public_id: str) -> str | None:
-        """Link of a recorded answer on the history page (None: no page shows it)."""
-        return None
+        """Link of a recorded answer on the history page: the generic answer page (``/answers/<id>``,
+        the recorded summary as tables); a task with a result page of its own overrides it."""
+        return url_for("main.answer", public_id=public_id)

@@ -118,7 +118,7 @@ class WhalesHandler(TaskHandler):
         result = {"predictions": [dict(p) for p in predictions], "shortlist": shortlist, "viewpoint": group,
                   "duplicate_of": public_dup}
         if with_photos:
-            self._add_photos(result, gallery, photos, found, duplicate, prepared.state["image"])
+            self._add_photos(result, gallery, photos, found, duplicate, prepared.state["image"], group)
         return Outcome(result, summary, artefacts)
 
     def links(self, answer: dict) -> dict:
@@ -135,13 +135,19 @@ class WhalesHandler(TaskHandler):
             duplicate = {k: v for k, v in duplicate.items() if k != "photo_id"} | {"photo_url": url(duplicate["photo_id"])}
         return {**answer, "predictions": predictions, "duplicate_of": duplicate}
 
-    def _add_photos(self, result: dict, gallery, photos: dict, found, duplicate: dict | None, image) -> None:
+    def _add_photos(self, result: dict, gallery, photos: dict, found, duplicate: dict | None, image,
+                    group: str = "all") -> None:
+        """Each known candidate's ``photo_ids``: its gallery photos of the query's viewpoint ``group``
+        only (``top``/``side``; ``all``: any), the verified one first; none of that viewpoint: none."""
         by_whale = whale_gallery.photos_by_whale(gallery)
+
+        def same_view(row: int) -> bool:
+            return group == "all" or photoid.viewpoint_group(gallery.items[row].get("viewpoint") or "top") == group
         for p in result["predictions"]:
             if p["whale_id"] == NEW_WHALE:
                 continue
             ids = list(dict.fromkeys(photos.get(p["whale_id"], []) + by_whale.get(p["whale_id"], [])))
-            p["photo_ids"] = [int(i) for i in ids[:PHOTOS_PER_CANDIDATE]]
+            p["photo_ids"] = [int(i) for i in ids if same_view(int(i))][:PHOTOS_PER_CANDIDATE]
             if found is not None and p["whale_id"] in found.best:
                 row, check, variant = found.best[p["whale_id"]]
                 item = gallery.items[row]
