@@ -3,7 +3,7 @@
     python bench/sections.py [--sizes 0.1 0.25 0.5 1 2] [--batch 32] [--device cpu]
 
 A section of N megapixels (a square of smooth random texture) goes through the serving
-pipeline's pure functions and the TorchScript model: tiling (101x101, 26 px overlap),
+pipeline's pure functions and the TorchScript model: tiling (101x101, 50 px overlap, Gaussian blend),
 reflect-padding, batched forward passes, blending. Prints seconds and seconds per megapixel
 for each size; a constant time per megapixel means the cost grows linearly with the area.
 """
@@ -72,7 +72,7 @@ def main() -> None:
         args.out.write_text("# Whole sections: time per megapixel\n\n`python bench/sections.py` (model "
                             f"{ckpt.name} {ckpt.version}, {platform.processor() or platform.machine()}, "
                             f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).\n"
-                            "Tiles of 101x101 overlapping by 26 px; a constant time per megapixel means "
+                            "Tiles of 101x101 overlapping by 50 px; a constant time per megapixel means "
                             "the cost grows linearly with the area.\n\n" + "\n".join(lines) + "\n")
 
 

@@ -8,7 +8,7 @@
 // Content-Security-Policy allows no inline handler, so the question is asked from here.
 (function () {
   "use strict";
-  var TILE = 101, STRIDE = 75;   // geovision.tiling: tile size and tile size minus the overlap
+  var TILE = 101, STRIDE = 51;   // geovision.tiling: tile size and tile size minus the overlap
 
   function tiles(width, height) {
     var across = width <= TILE ? 1 : Math.ceil((width - TILE) / STRIDE) + 1;

@@ -62,13 +62,13 @@ def test_no_seams_a_tile_inside_a_section_is_predicted_as_alone():
     section = np.block([[tiles[3 * r + c] for c in range(3)] for r in range(3)])
 
     def probabilities(gray):
-        inputs, origins, canvas = proc.model_inputs(gray, ckpt.meta, 26)
+        inputs, origins, canvas = proc.model_inputs(gray, ckpt.meta, proc.OVERLAP)   # the served blend
         with torch.inference_mode():
             out = ckpt.module(torch.from_numpy(inputs)).float().numpy()
-        return proc.blend_tiles(proc.crop_from_model(out, 101), origins, canvas, gray.shape, 26)
+        return proc.blend_tiles(proc.crop_from_model(out, 101), origins, canvas, gray.shape, proc.OVERLAP)
 
     alone, inside = probabilities(tiles[0]), probabilities(section)[:101, :101]
-    stride = 101 - 26
+    stride = 101 - proc.OVERLAP
     np.testing.assert_allclose(inside[:stride, :stride], alone[:stride, :stride], atol=1e-4)
     threshold = ckpt.meta["threshold"]
     agree = ((inside > threshold) == (alone > threshold)).mean()

@@ -8,7 +8,7 @@ import numpy as np
 from flask import current_app
 from PIL import Image
 
-from geovision import colourscale, dataarea, nodata
+from geovision import colourscale, dataarea, gain, nodata
 from geovision.imaging import ImageError, decode_image, to_gray
 
 from . import segy
@@ -113,6 +113,8 @@ def segy_input(stored: StoredSegy, spec: segy.SliceSpec | None,
     except segy.SegyError as exc:
         raise ImageError(str(exc), code="invalid_slice") from None
     no_data = nodata.section_no_data(amplitudes)
+    if spec.kind != "time":   # vertical sections: the decay with time or depth balanced (geovision.gain)
+        amplitudes = gain.balance_rows(amplitudes, live=~no_data)
     gray = segy.scale_amplitudes(amplitudes, live=~no_data)
     if min(gray.shape) >= dataarea.MIN_SIDE:   # near-zero water columns and mutes: flat, as in a picture
         no_data |= dataarea.flat_fills(gray)
