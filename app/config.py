@@ -56,7 +56,7 @@ class Config:
     #: that clients which send the whole body first (requests, urllib) can read it; larger: closed.
     MAX_DRAIN_BYTES = _env_int("MAX_DRAIN_BYTES", 256 * 1024 * 1024)
     #: Inputs of more model rows than this (salt: 101x101 tiles) run as background jobs.
-    SYNC_MAX_TILES = _env_int("SYNC_MAX_TILES", 64)
+    SYNC_MAX_TILES = _env_int("SYNC_MAX_TILES", 100)   # about 0.25 Mpx at the 50 px overlap
     #: Jobs run at a time per serving process; active (queued or running) jobs per client and in all.
     JOB_CONCURRENCY = _env_int("JOB_CONCURRENCY", 1)
     JOB_MAX_PER_CLIENT = _env_int("JOB_MAX_PER_CLIENT", 2)   # per account; per address for anonymous

@@ -47,7 +47,7 @@ def measure(model: Path, data: Path) -> list[dict]:
         app = create_app({"TESTING": True, "SECRET_KEY": secrets.token_hex(16), "INSTANCE_PATH": f"{tmp}/instance",
                           "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/q.db", "MODEL_DIR": f"{tmp}/models",
                           "UPLOAD_FOLDER": f"{tmp}/uploads", "GALLERY_FOLDER": f"{tmp}/gallery",
-                          "SYNC_MAX_TILES": 100_000}, wait_for_models=True)
+                          "SYNC_MAX_TILES": 100_000, "AUTH_REQUIRED": False}, wait_for_models=True)
         try:
             with app.app_context():
                 upgrade()

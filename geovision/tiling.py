@@ -45,7 +45,8 @@ def blend_weights(tile: int, ramp: int, gaussian: bool = True) -> np.ndarray:
     return np.outer(w1, w1).astype(np.float32)
 
 
-def make_tiles(gray: np.ndarray, tile: int = TILE, overlap: int = OVERLAP) -> tuple[np.ndarray, list[tuple[int, int]], tuple[int, int]]:
+def make_tiles(gray: np.ndarray, tile: int = TILE,
+               overlap: int = OVERLAP) -> tuple[np.ndarray, list[tuple[int, int]], tuple[int, int]]:
     """Cut a grayscale image into overlapping tiles.
 
     Args:

@@ -14,6 +14,7 @@ from flask import current_app, url_for
 from PIL import Image
 from werkzeug.datastructures import FileStorage, MultiDict
 
+from geovision import domain as domain_check
 from geovision import nodata, tiling
 from geovision.checkpoint import Checkpoint
 from geovision.imaging import ImageError, decode_image
@@ -106,7 +107,23 @@ class SaltHandler(TaskHandler):
         live = int((~no_data).sum())
         return {"probs": probs, "mask": mask, "no_data": no_data, "threshold": threshold,
                 "coverage": float(mask.sum() / live) if live else 0.0, "no_data_fraction": float(no_data.mean()),
-                "rle_mask": rle_encode(mask), "confidence": tiling.salt_confidence(probs, mask, ~no_data)}
+                "rle_mask": rle_encode(mask), "confidence": self._confidence(prepared, ckpt, probs, mask, ~no_data)}
+
+    @staticmethod
+    def _confidence(prepared: Prepared, ckpt: Checkpoint, probs, mask, live) -> dict:
+        """:func:`geovision.tiling.salt_confidence` plus ``domain`` (:func:`geovision.domain.score`,
+        when the checkpoint has ``domain.npz``): an input unlike the training tiles is ``low``."""
+        confidence = tiling.salt_confidence(probs, mask, live)
+        if "domain_stats" not in ckpt.extra:
+            ckpt.extra["domain_stats"] = domain_check.load(ckpt.path)
+        stats = ckpt.extra["domain_stats"]
+        if stats is None or prepared.rows is None or not len(prepared.rows):
+            return confidence
+        try:
+            check = domain_check.score(ckpt.module, prepared.rows, stats)
+        except AttributeError:   # a checkpoint without the U-Net's encoder (the tiny test models)
+            return confidence
+        return {**confidence, "domain": check, **({"level": "low"} if check["unlike"] else {})}
 
     def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint,
                     threshold: float | None = None, spec: segy.SliceSpec | None = None,
