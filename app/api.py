@@ -28,6 +28,10 @@ def ready():
     if state.status == "ready" and not state.checkpoints:
         body["status"] = "failed"
         body["errors"] = {"*": "no model is installed (MODEL_DIR holds no <task>/model.pt)"}
+    dead = state.dead_batchers()
+    if dead and body["status"] == "ready":
+        body["status"] = "degraded"
+        body["errors"] = {**body["errors"], **{t: "the worker thread stopped; restarting it" for t in dead}}
     files = shared()
     if files.remote:
         problem = files.problem()

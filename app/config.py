@@ -78,6 +78,8 @@ class Config:
     UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER")
     #: Torch CPU threads for inference in a serving process (0 = PyTorch default).
     TORCH_THREADS = _env_int("TORCH_THREADS", 0)
+    #: Seconds between checks that every model's batcher thread runs (a dead one is restarted).
+    BATCHER_WATCH_S = float(os.environ.get("BATCHER_WATCH_S", "2"))
     #: Days a prediction's stored files are kept (0 = forever); pruned at start-up and by `flask prune-uploads`.
     UPLOAD_RETENTION_DAYS = _env_int("UPLOAD_RETENTION_DAYS", 30)
     #: Accounts (app.accounts): with AUTH_REQUIRED every page and API call needs a signed-in user

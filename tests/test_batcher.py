@@ -205,3 +205,52 @@ def test_a_caller_that_times_out_leaves_no_work_behind():
         assert model.rows == [-1, 7]                       # none of the 8 abandoned rows was computed
     finally:
         batcher.close()
+
+
+def test_a_failing_callback_does_not_stop_the_batcher():
+    """An on_batch callback that raises (a metrics bug) is logged; the model keeps answering."""
+    def broken(*_):
+        raise RuntimeError("metrics backend down")
+
+    batcher = DynamicBatcher(Doubler(), max_batch_size=4, max_batch_delay_ms=1, on_batch=broken)
+    try:
+        for i in range(3):
+            assert torch.equal(batcher(torch.full((1, 2), float(i)), timeout=10), torch.full((1, 2), 2.0 * i))
+        assert batcher.alive
+    finally:
+        batcher.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_batcher_thread_is_seen_and_restarted(app, client, monkeypatch):
+    """The worker thread dies (an error outside the forward pass): /ready answers 503 naming the
+    model and requests get 503 instead of hanging; the supervisor restarts it and both recover."""
+    import io
+
+    from .conftest import rock_png
+
+    state = app.extensions["engine"]
+    batcher = state.batchers["rocks"]
+    original = batcher._collect
+    calls = {"n": 0}
+
+    def dies_once():
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("killed")
+        return original()
+
+    monkeypatch.setattr(batcher, "_collect", dies_once)
+    # wake the thread so that it calls the patched _collect and dies
+    batcher.submit(torch.zeros(1, *state.checkpoints["rocks"].meta["input_shape"]))
+    wait_until(lambda: not batcher.alive)
+    ready = client.get("/api/v1/ready")
+    assert ready.status_code == 503 and "rocks" in ready.get_json()["errors"]
+    refused = client.post("/api/v1/rocks/classify", data={"image": [(io.BytesIO(rock_png("marble")), "r.png")]},
+                          content_type="multipart/form-data")
+    assert refused.status_code == 503
+    assert state.supervise_once() == ["rocks"] and batcher.alive and batcher.restarts == 1
+    assert client.get("/api/v1/ready").status_code == 200
+    ok = client.post("/api/v1/rocks/classify", data={"image": [(io.BytesIO(rock_png("marble")), "r.png")]},
+                     content_type="multipart/form-data")
+    assert ok.status_code == 200, ok.get_json()

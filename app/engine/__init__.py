@@ -59,6 +59,7 @@ class EngineState:
         self.load_seconds: float | None = None
         self._loader: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._closed = threading.Event()
 
     def start_loading(self) -> None:
         """Load the models in a background thread, once (later calls do nothing)."""
@@ -88,6 +89,22 @@ class EngineState:
         self.load_seconds = time.perf_counter() - started
         self.status = "failed" if self.errors else "ready"
         self.ready_event.set()
+        if self.batchers and self.backend == "local":
+            threading.Thread(target=self._supervise, name="batcher-supervisor", daemon=True).start()
+
+    def dead_batchers(self) -> list[str]:
+        """Tasks whose local batcher thread is not running (``/ready`` answers 503 for them)."""
+        return [t for t, b in self.batchers.items() if not getattr(b, "alive", True)]
+
+    def supervise_once(self) -> list[str]:
+        """Restart every dead batcher thread; returns the tasks restarted."""
+        return [t for t in self.dead_batchers() if self.batchers[t].restart()]
+
+    def _supervise(self) -> None:
+        """Every ``BATCHER_WATCH_S`` seconds (default 2) until :meth:`close`: :meth:`supervise_once`."""
+        every = float(self.config.get("BATCHER_WATCH_S", 2.0))
+        while not self._closed.wait(every):
+            self.supervise_once()
 
     def _load_local(self) -> None:
         """The local backend: each checkpoint loaded here, with its dynamic batcher, warmed up."""
@@ -141,6 +158,7 @@ class EngineState:
         return runtime_settings(ckpt.meta, self.device, self.cpu_bf16, self.cpu_freeze, self.amp_dtype)
 
     def close(self) -> None:
+        self._closed.set()
         for batcher in self.batchers.values():
             batcher.close()
 
@@ -199,6 +217,8 @@ class InferenceEngine:
         """
         self.checkpoint(task)
         state = self.state
+        if task in state.dead_batchers():
+            raise ModelNotReady(f"the {task} model's worker thread stopped; it is being restarted")
         return state.batchers[task](inputs, timeout=state.timeout, priority=priority)
 
     def count_answer(self, task: str, n: int = 1) -> None:

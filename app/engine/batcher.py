@@ -81,8 +81,27 @@ class DynamicBatcher:
         self.batch_sizes: Counter[int] = Counter()   # rows per forward pass -> count
         self.requests_served = 0
         self._pending: _Request | None = None
+        self._closed = False
+        self.restarts = 0   #: times :meth:`restart` brought a dead worker thread back
         self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread runs (False after :meth:`close`, or when it died)."""
+        return self._thread.is_alive()
+
+    def restart(self) -> bool:
+        """Start a new worker thread when the current one died (not after :meth:`close`); the
+        queued requests are then served by it. Returns True when a thread was started."""
+        with self._lock:
+            if self._closed or self._thread.is_alive():
+                return False
+            self._thread = threading.Thread(target=self._run, name=f"batcher-{self.name}", daemon=True)
+            self._thread.start()
+            self.restarts += 1
+        log.error("%s: the batcher thread had died; restarted (%d restarts)", self.name, self.restarts)
+        return True
 
     def submit(self, inputs: torch.Tensor, priority: int = 0) -> Future:
         """Queue ``inputs`` of shape (n, *item_shape), n >= 1, as one item; the future gets (n, ...).
@@ -132,6 +151,7 @@ class DynamicBatcher:
 
     def close(self, timeout: float = 5.0) -> None:
         """Finish queued requests, then stop the worker thread."""
+        self._closed = True
         self._queue.put((_STOP, next(self._order), None))
         self._thread.join(timeout)
 
@@ -189,8 +209,11 @@ class DynamicBatcher:
             for r, out in zip(live, torch.split(outputs, sizes)):
                 r.future.set_result(out)
             if self.on_batch is not None:
-                self.on_batch(self.name, sum(sizes), [started - r.enqueued for r in live],
-                              time.perf_counter() - started)
+                try:   # a failing metrics callback must not stop the model's worker
+                    self.on_batch(self.name, sum(sizes), [started - r.enqueued for r in live],
+                                  time.perf_counter() - started)
+                except Exception:  # noqa: BLE001 - logged, the answers were already handed over
+                    log.exception("%s: the on_batch callback failed", self.name)
 
     def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """One forward pass on the device; halves the batch on CUDA out-of-memory."""
