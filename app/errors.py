@@ -48,6 +48,7 @@ ERROR_CODES = {
     "forbidden": (403, "a page for admins only"),
     "not_found": (404, "no such page, task, result, job or gallery image"),
     "unknown_model": (404, "v2: no such model"),
+    "unknown_version": (404, "v2: the model is served at another version (the path's version)"),
     "method_not_allowed": (405, "the route does not take this HTTP method"),
     "conflict": (409, "the request conflicts with the server's state"),
     "gallery_empty": (409, "the task's gallery holds no image yet"),

@@ -67,17 +67,22 @@ def ready():
     return jsonify(ready=ok), 200 if ok else 400
 
 
-def _handler(task: str):
+def _handler(task: str, version: str | None = None):
+    """The handler of model ``task``; with a ``version`` (the path's), the loaded checkpoint must
+    be that version (Open Inference Protocol: a model version that is not served is an error)."""
     handler = registered().get(task)
     if handler is None:
         raise V2Error(f"unknown model {task!r}; models: {', '.join(registered())}", 404, "unknown_model")
+    ckpt = engine.state.checkpoints.get(handler.model_task)
+    if version is not None and ckpt is not None and version != ckpt.version:
+        raise V2Error(f"model {task!r} has no version {version!r}; served: {ckpt.version}", 404, "unknown_version")
     return handler
 
 
 @bp.get("/models/<task>")
 @bp.get("/models/<task>/versions/<version>")
 def model_metadata(task: str, version: str | None = None):
-    handler = _handler(task)
+    handler = _handler(task, version)
     ckpt = engine.state.checkpoints.get(handler.model_task)
     return jsonify(name=task, versions=[ckpt.version] if ckpt else [], platform="pytorch_torchscript",
                    inputs=[{"name": "image", "datatype": "BYTES", "shape": [-1]}],
@@ -87,7 +92,7 @@ def model_metadata(task: str, version: str | None = None):
 @bp.get("/models/<task>/ready")
 @bp.get("/models/<task>/versions/<version>/ready")
 def model_ready(task: str, version: str | None = None):
-    handler = _handler(task)
+    handler = _handler(task, version)
     try:
         handler.check_ready()
     except (ModelNotReady, GalleryUnavailable) as exc:
@@ -98,7 +103,7 @@ def model_ready(task: str, version: str | None = None):
 @bp.post("/models/<task>/infer")
 @bp.post("/models/<task>/versions/<version>/infer")
 def infer(task: str, version: str | None = None):
-    handler = _handler(task)
+    handler = _handler(task, version)
     header, images = _read_request()
     try:
         options = handler.parse_options(MultiDict({k: str(v) for k, v in (header.parameters or {}).items()}))

@@ -58,6 +58,20 @@ def test_unknown_models_and_routes_are_v2_errors(client):
     assert_v2_error(client.get("/v2/nowhere", headers={"Accept": "text/html"}), 404, "not_found")
 
 
+def test_a_version_path_answers_for_the_served_version_only(app, client):
+    """/v2/models/<m>/versions/<v>/...: the served version answers; another is an OIP 404, not an
+    answer from the model that happens to be loaded."""
+    served = app.extensions["engine"].checkpoints["rocks"].version
+    ok = client.post(f"/v2/models/rocks/versions/{served}/infer", json={"inputs": [GOOD_INPUT]})
+    assert ok.status_code == 200 and ok.get_json()["model_version"] == served
+    for method, path in (("post", "infer"), ("get", "ready"), ("get", "")):
+        url = f"/v2/models/rocks/versions/not-{served}" + (f"/{path}" if path else "")
+        call = getattr(client, method)
+        response = call(url, json={"inputs": [GOOD_INPUT]}) if method == "post" else call(url)
+        assert served in assert_v2_error(response, 404, "unknown_version")["error"]
+    assert client.get(f"/v2/models/rocks/versions/{served}/ready").status_code == 200
+
+
 @pytest.mark.parametrize("exc, status, code", [(QueueFullError("full"), 503, "overloaded"),
                                                (FutureTimeout(), 503, "timeout"),
                                                (RuntimeError("boom"), 500, "internal_error")])
