@@ -245,3 +245,26 @@ def test_sign_in_attempts_are_limited_per_address(auth_app):
                                             environ_base={"REMOTE_ADDR": "192.0.2.44"})
     assert elsewhere.status_code == 302
     assert client.get("/login").status_code == 200     # only the attempts are counted
+
+
+def test_the_bootstrap_admin_token_works_with_sign_in_required(auth_app):
+    """With AUTH_REQUIRED on (production), ADMIN_TOKEN adds to a gallery and its rows belong to the
+    admin-token account (an inactive admin: it cannot sign in); a wrong token stays 401."""
+    from app.accounts.auth import TOKEN_ADMIN
+    from app.accounts.models import Account
+    from app.extensions import db
+
+    auth_app.config["ADMIN_TOKEN"] = "bootstrap-token-for-tests"
+    client = auth_app.test_client()
+    data = {"label": "marble", "image": [(io.BytesIO(rock_png("marble")), "m.png")]}
+    wrong = client.post("/api/v1/admin/gallery/similarity", data=data, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    data = {"label": "marble", "image": [(io.BytesIO(rock_png("marble")), "m.png")]}
+    done = client.post("/api/v1/admin/gallery/similarity", data=data,
+                       headers={"Authorization": "Bearer bootstrap-token-for-tests"})
+    assert done.status_code == 200, done.get_json()
+    with auth_app.app_context():
+        account = db.session.scalar(db.select(Account).where(Account.name == TOKEN_ADMIN))
+        assert account is not None and account.is_admin and not account.active
+    refused = client.post("/login", data={"name": TOKEN_ADMIN, "password": "anything at all"})
+    assert refused.status_code != 302

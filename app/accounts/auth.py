@@ -63,13 +63,31 @@ def anonymous_account() -> Account:
     return account
 
 
+#: The account that requests authorised by the bootstrap ``ADMIN_TOKEN`` act and record as: an admin
+#: that cannot sign in or hold keys (inactive), so what the token did stays attributable.
+TOKEN_ADMIN = "admin-token"
+
+
+def token_account() -> Account:
+    """The :data:`TOKEN_ADMIN` account (created on first use)."""
+    account = db.session.scalar(db.select(Account).where(Account.name == TOKEN_ADMIN))
+    if account is None:
+        account = Account(name=TOKEN_ADMIN, role="admin", active=False)
+        db.session.add(account)
+        db.session.commit()
+    return account
+
+
 def current_account() -> Account | None:
-    """The signed-in account (session or API key); else, with ``AUTH_REQUIRED`` off or outside a
-    request (``flask`` commands: the operator), ``anonymous``; else None."""
+    """The signed-in account (session or API key); the :data:`TOKEN_ADMIN` account for a request that
+    :func:`admin_allowed` let in by the bootstrap token; else, with ``AUTH_REQUIRED`` off or outside
+    a request (``flask`` commands: the operator), ``anonymous``; else None."""
     if not has_request_context():
         return anonymous_account()
     if current_user.is_authenticated:
         return current_user._get_current_object()
+    if g.get("token_admin") is not None:
+        return g.token_admin
     if not current_app.config.get("AUTH_REQUIRED"):
         return anonymous_account()
     return None
@@ -91,11 +109,14 @@ def is_admin() -> bool:
 
 def admin_allowed(token: str | None = None) -> bool:
     """A signed-in admin (session, or an admin's API key), or ``token`` equal to the bootstrap
-    ``ADMIN_TOKEN`` (compared in constant time)."""
+    ``ADMIN_TOKEN`` (compared in constant time; the request then acts as :data:`TOKEN_ADMIN`)."""
     if is_admin():
         return True
     configured = current_app.config.get("ADMIN_TOKEN")
-    return bool(configured and token) and hmac.compare_digest(token.encode(), configured.encode())
+    if bool(configured and token) and hmac.compare_digest(token.encode(), configured.encode()):
+        g.token_admin = token_account()   # this request acts and records as the admin-token account
+        return True
+    return False
 
 
 def can_see(owner_id: int | None) -> bool:
