@@ -78,6 +78,8 @@ class Config:
     UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER")
     #: Torch CPU threads for inference in a serving process (0 = PyTorch default).
     TORCH_THREADS = _env_int("TORCH_THREADS", 0)
+    #: An API key's last use is written at most this often (seconds): not one database write per request.
+    KEY_LAST_USED_EVERY_S = float(os.environ.get("KEY_LAST_USED_EVERY_S", "60"))
     #: Seconds between checks that every model's batcher thread runs (a dead one is restarted).
     BATCHER_WATCH_S = float(os.environ.get("BATCHER_WATCH_S", "2"))
     #: Days a prediction's stored files are kept (0 = forever); pruned at start-up and by `flask prune-uploads`.

@@ -268,3 +268,24 @@ def test_the_bootstrap_admin_token_works_with_sign_in_required(auth_app):
         assert account is not None and account.is_admin and not account.active
     refused = client.post("/login", data={"name": TOKEN_ADMIN, "password": "anything at all"})
     assert refused.status_code != 302
+
+
+def test_a_keys_last_use_is_written_at_most_once_a_minute(auth_app):
+    """Each API-key request used to commit its last use: now the first request writes it and the
+    next ones within KEY_LAST_USED_EVERY_S leave the row alone (0: every request writes)."""
+    from app.accounts.models import ApiKey
+    from app.extensions import db
+
+    def last_used():
+        with auth_app.app_context():
+            return [k.last_used_at for k in db.session.scalars(db.select(ApiKey)) if k.account.name == "alice"][0]
+
+    client = auth_app.test_client()
+    assert client.get("/api/v1/models", headers=bearer(auth_app, "alice")).status_code == 200
+    first = last_used()
+    assert first is not None
+    client.get("/api/v1/models", headers=bearer(auth_app, "alice"))
+    assert last_used() == first
+    auth_app.config["KEY_LAST_USED_EVERY_S"] = 0
+    client.get("/api/v1/models", headers=bearer(auth_app, "alice"))
+    assert last_used() > first

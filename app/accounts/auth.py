@@ -37,7 +37,8 @@ def _load_account(account_id: str) -> Account | None:
 
 @login_manager.request_loader
 def _load_from_key(req) -> Account | None:
-    """The account of a valid, unrevoked ``Authorization: Bearer gv_...`` key (its last use is noted)."""
+    """The account of a valid, unrevoked ``Authorization: Bearer gv_...`` key (its last use is noted,
+    at most every ``KEY_LAST_USED_EVERY_S`` seconds, default 60)."""
     key = req.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     if not key.startswith(KEY_PREFIX) or key.count("_") < 2:
         return None
@@ -47,8 +48,12 @@ def _load_from_key(req) -> Account | None:
         return None
     if not row.account.is_active:
         return None
-    row.last_used_at = datetime.now(UTC)
-    db.session.commit()
+    now, last = datetime.now(UTC), row.last_used_at
+    if last is not None and last.tzinfo is None:   # SQLite hands back naive UTC datetimes
+        last = last.replace(tzinfo=UTC)
+    if last is None or (now - last).total_seconds() >= current_app.config.get("KEY_LAST_USED_EVERY_S", 60):
+        row.last_used_at = now   # at most once a minute per key: not one database write per request
+        db.session.commit()
     g.api_key = row
     return row.account
 
