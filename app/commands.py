@@ -4,21 +4,36 @@ from __future__ import annotations
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 
 
 @click.command("train-model", add_help_option=False,
                context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("task")
 @click.pass_context
+@with_appcontext
 def train_model(ctx: click.Context, task: str) -> None:
     """Train TASK (salt, rocks, whales) and export it to models/; `flask train-model TASK --help` lists options.
 
     The arguments are those of `python -m train TASK`: the same function runs, with a
     progress bar on stderr. The training package is imported only here, when the command runs.
+    Whales also take `--include-decisions`: the admins' confirmed and new individuals (the whale
+    page's decisions, with their kept photos) are added to the training photos as labels.
     """
+    import tempfile
+
     from train.cli import run
 
-    meta = run([task, *ctx.args], prog="flask train-model")
+    args = list(ctx.args)
+    with tempfile.TemporaryDirectory() as tmp:
+        if task == "whales" and "--include-decisions" in args:
+            from .whales.decisions import export_decisions
+
+            args.remove("--include-decisions")
+            labels = f"{tmp}/decisions.csv"
+            click.echo(f"including {export_decisions(labels)} researcher decision(s) as training labels", err=True)
+            args += ["--extra-labels", labels]
+        meta = run([task, *args], prog="flask train-model")
     click.echo(f"exported {meta['task']} model: validation metrics {meta['metrics']}")
 
 

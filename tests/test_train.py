@@ -274,3 +274,33 @@ def test_rocks_dry_run_exports_one_network_twice(runner, tmp_path, rock_folder):
     assert row.shape == (5, end)
     assert torch.allclose(row[:, :start].sum(dim=1), torch.ones(5), atol=1e-5)
     assert torch.allclose(row[:, start:end], embedding, atol=1e-5)
+
+
+def test_whale_decisions_become_training_labels(app, runner, tmp_path, whale_folder):
+    """``flask train-model whales --include-decisions``: each decided answer's kept photo is one more
+    training photo with the confirmed (or new) individual as its label; a photo no longer kept is
+    left out."""
+    from app.extensions import db
+    from app.records import WhaleDecision
+    from app.uploads import upload_root
+
+    with app.app_context():
+        for pid, whale in (("a" * 32, "whale03"), ("b" * 32, "whale-new-1"), ("c" * 32, "whale05")):
+            db.session.add(WhaleDecision(prediction_id=pid, action="confirm", whale_id=whale, decided_by="t", client=""))
+            if pid != "c" * 32:   # the third answer's photo was pruned
+                folder = upload_root() / pid[:2] / pid
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "query.jpg").write_bytes((whale_folder / "images" / "w03e0p0.jpg").read_bytes())
+        db.session.commit()
+    counts = {}
+    for flag in ([], ["--include-decisions"]):
+        out = tmp_path / f"whales{len(flag)}"
+        result = runner.invoke(args=["train-model", "whales", "--data", str(whale_folder), "--dry-run", *flag,
+                                     "--output", str(out), "--run-dir", str(tmp_path / f"run{len(flag)}")])
+        assert result.exit_code == 0, result.output
+        meta = json.loads((out / "meta.json").read_text())
+        counts[bool(flag)] = (meta["data"]["train_images"], meta["data"]["train_individuals"])
+        if flag:
+            assert "including 2 researcher decision(s)" in result.output and meta["data"]["extra_labels"]
+    assert counts[True][0] == counts[False][0] + 2              # both kept photos were trained on
+    assert counts[True][1] == counts[False][1] + 1              # the new individual is a class

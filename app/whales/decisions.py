@@ -80,3 +80,25 @@ def decide_page(prediction_id: str):
     verb = "confirmed as" if action == "confirm" else "enrolled as the new individual"
     flash(f"{prediction.filename} {verb} {row.whale_id} by {row.decided_by}; the photo is in the gallery", "ok")
     return redirect(url_for("whales.upload")), 303
+
+
+def export_decisions(path) -> int:
+    """Write the researchers' decisions as training labels: a CSV ``Image,Id,viewpoint,encounter_id``
+    (``Image`` the kept query photo's absolute path, ``Id`` the confirmed or new individual; the
+    latest decision per answer wins; answers whose photo is gone are left out). Returns the rows."""
+    import csv
+
+    latest: dict[str, WhaleDecision] = {}
+    for row in db.session.scalars(db.select(WhaleDecision).order_by(WhaleDecision.created_at, WhaleDecision.id)):
+        latest[row.prediction_id] = row
+    rows = []
+    for prediction_id, row in sorted(latest.items()):
+        photo = query_photo(prediction_id)
+        if photo is not None:
+            rows.append({"Image": str(photo.resolve()), "Id": row.whale_id, "viewpoint": "",
+                         "encounter_id": f"decision-{prediction_id}"})
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["Image", "Id", "viewpoint", "encounter_id"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)

@@ -32,6 +32,20 @@ def read_rows(data: Path) -> list[dict]:
     return rows
 
 
+def read_extra_labels(path: Path) -> list[dict]:
+    """Rows of a CSV of more training photos (``Image`` an absolute path, ``Id``; ``viewpoint`` and
+    ``encounter_id`` optional), as :func:`read_rows` gives them. Raises FileNotFoundError for a
+    listed photo that is missing."""
+    with open(path, newline="") as fh:
+        rows = [dict(r) for r in csv.DictReader(fh)]
+    for row in rows:
+        if not Path(row["Image"]).is_file():
+            raise FileNotFoundError(f"{path}: {row['Image']} does not exist")
+        row["viewpoint"] = row.get("viewpoint") or "top"
+        row["encounter_id"] = row.get("encounter_id") or f"extra-{row['Image']}"
+    return rows
+
+
 def make_split(rows: list[dict], known_fraction: float = 0.35, new_share: float = 1 / 3,
                seed: int = 42) -> list[dict]:
     """Validation queries, split by encounter with whole individuals held out.

@@ -70,6 +70,7 @@ def export(net: WhaleNet, cfg, best: dict, mean: torch.Tensor, std: torch.Tensor
                     "val_queries": len(queries), "val_new_whale_queries": n_new, "epoch": best["epoch"]},
         "data": {"dataset": "beluga whale photo-ID (NOAA, DrivenData 'Where's Whale-do?'), Kaggle humpback format",
                  "train_images": n_train, "train_individuals": n_classes,
+                 "extra_labels": getattr(cfg, "extra_labels", "") or None,
                  "val_split": "train/splits/whales_val.csv (by encounter; whole individuals held out as new_whale)"},
         "training": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "minutes": round(minutes, 1),
                      "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,

@@ -34,9 +34,10 @@ Ranked = list[tuple[str, float]]
 WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
-def embed_split(model_dir: Path, data: Path) -> tuple[list[dict], list[dict], np.ndarray, np.ndarray]:
+def embed_split(model_dir: Path, data: Path, tta: bool = False) -> tuple[list[dict], list[dict], np.ndarray, np.ndarray]:
     """(gallery rows, query rows, gallery embeddings (G, D), query embeddings (Q, D)) of the split
-    under the exported model (TorchScript ``model.pt``, ``meta.json``)."""
+    under the exported model (TorchScript ``model.pt``, ``meta.json``); ``tta``: each embedding is
+    the normalised mean of the photo's and its mirror image's (flip test-time augmentation)."""
     meta = json.loads((model_dir / "meta.json").read_text())
     net = torch.jit.load(str(model_dir / "model.pt"), map_location="cpu").eval()
     rows = wd.read_rows(data)
@@ -50,7 +51,10 @@ def embed_split(model_dir: Path, data: Path) -> tuple[list[dict], list[dict], np
     with torch.inference_mode():
         for i in range(0, len(images), 64):
             x = torch.from_numpy(images[i:i + 64]).permute(0, 3, 1, 2).float().div(255)
-            out.append(net((x - mean) / std).numpy())
+            e = net((x - mean) / std)
+            if tta:
+                e = torch.nn.functional.normalize(e + net((x.flip(3) - mean) / std), dim=1)
+            out.append(e.numpy())
     emb = np.concatenate(out)
     return train, queries, emb[:len(train)], emb[len(train):]
 
@@ -115,6 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", type=Path, required=True, help="exported embedding folder (model.pt, meta.json)")
     parser.add_argument("--rerank-weight", type=float, default=0.3, help="the served RANSAC re-rank weight")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--trials", action="store_true",
+                        help="also measure flip TTA, query expansion and database-side augmentation (train.whales.expansion)")
     parser.add_argument("--write-meta", type=Path, metavar="SERVED_META",
                         help="record the best row (by 2-fold MAP@5) as the served ranking in --model's meta.json, "
                              "keeping the local-feature settings of SERVED_META (e.g. models/whales/meta.json)")
@@ -135,6 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     for w in WEIGHTS:
         table[f"fusion votes/best + {w} x cosine"] = evaluate(truths, [fuse_rankings(r, e, w)
                                                                        for r, e in zip(served, emb)], folds)
+    if args.trials:
+        table.update(trials(args, truths, served, folds))
     for name, fig in table.items():
         print(f"{name:70s} " + " ".join(f"{k}={v}" for k, v in fig.items()))
     result = {"dump": str(args.dump), "model": str(args.model), "queries": len(truths),
@@ -146,6 +154,31 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+def trials(args: argparse.Namespace, truths: list[str], served: list[Ranked], folds: np.ndarray) -> dict:
+    """Rows measured one by one: the embedding with flip TTA, with average query expansion (k=1, 2)
+    and database-side augmentation (k=1, 2), alone and fused at each weight of :data:`WEIGHTS`."""
+    from .expansion import expand, same_group
+
+    out = {}
+    for tta in (False, True):
+        train, queries, g_emb, q_emb = embed_split(args.model, args.data, tta)
+        ids, qg, gg = np.array([r["Id"] for r in train]), groups(queries), groups(train)
+        variants = {"": (q_emb, g_emb)} if not tta else {"flip TTA": (q_emb, g_emb)}
+        for k in (1, 2):
+            variants[f"{'flip TTA + ' if tta else ''}QE k={k}"] = (expand(q_emb, g_emb, k, same_group(qg, gg)), g_emb)
+            dba = expand(g_emb, g_emb, k, same_group(gg, gg), skip_self=True)
+            variants[f"{'flip TTA + ' if tta else ''}DBA k={k}"] = (q_emb, dba)
+        for name, (q, g) in variants.items():
+            if not name:
+                continue
+            emb = identify_all(q, g, ids, qg, gg, limit=None)
+            out[f"embedding alone, {name}"] = evaluate(truths, emb, folds)
+            for w in WEIGHTS:
+                out[f"fusion votes/best + {w} x cosine, {name}"] = evaluate(
+                    truths, [fuse_rankings(r, e, w) for r, e in zip(served, emb)], folds)
+    return out
+
+
 def write_served(meta_path: Path, photoid_params: dict, table: dict, args: argparse.Namespace) -> dict:
     """Set ``meta.json``'s ``photoid`` (the served ranking) and ``metrics`` to the row of ``table``
     with the best 2-fold MAP@5: its fusion weight (0 for the votes alone) and ``new_whale`` threshold."""
@@ -153,7 +186,8 @@ def write_served(meta_path: Path, photoid_params: dict, table: dict, args: argpa
 
     from ..common.provenance import git_commit
 
-    name = max(table, key=lambda n: table[n]["map_at_5_2fold"])
+    served_rows = [n for n in table if ", " not in n]   # the trials (TTA, QE, DBA) are not served
+    name = max(served_rows, key=lambda n: table[n]["map_at_5_2fold"])
     fig = table[name]
     weight = float(name.split("+ ")[1].split(" x")[0]) if name.startswith("fusion") else 0.0
     meta = json.loads(meta_path.read_text())

@@ -82,6 +82,8 @@ class WhalesTrainConfig:
     layer_decay: float = 1.0       #: whole network: each backbone stage learns this x the stage above it
     freeze_bn: bool = False        #: whole network: keep the backbone's BatchNorm statistics as pretrained
     imprint: bool = False          #: whole network: start the ArcFace centres at the classes' mean embeddings
+    extra_labels: str = ""         #: CSV ``Image,Id[,viewpoint,encounter_id]`` of more training photos (absolute
+    #: paths; ``flask train-model whales --include-decisions`` writes the researchers' decisions here)
     command: str = ""
 
 
@@ -189,6 +191,10 @@ def _load(cfg: WhalesTrainConfig):
         split = wd.make_split(rows, seed=cfg.seed)
         wd.write_split(split)
     train_rows, queries, _ = whales.partition(rows, split)
+    if getattr(cfg, "extra_labels", ""):
+        extra = wd.read_extra_labels(Path(cfg.extra_labels))
+        log.info("%d more training photos from %s", len(extra), cfg.extra_labels)
+        train_rows = train_rows + extra
     folder = whales.image_folder(data)
     both = train_rows + queries
     size = (getattr(cfg, "input_height", INPUT_HEIGHT), getattr(cfg, "input_width", INPUT_WIDTH))
