@@ -59,6 +59,10 @@ class Config:
     SYNC_MAX_TILES = _env_int("SYNC_MAX_TILES", 100)   # about 0.25 Mpx at the 50 px overlap
     #: Jobs run at a time per serving process; active (queued or running) jobs per client and in all.
     JOB_CONCURRENCY = _env_int("JOB_CONCURRENCY", 1)
+    #: A running job's worker renews its lease (``job.heartbeat_at``) every JOB_HEARTBEAT_S seconds;
+    #: any front end takes back a job whose lease is older than JOB_LEASE_S (its worker is gone).
+    JOB_HEARTBEAT_S = float(os.environ.get("JOB_HEARTBEAT_S", "10"))
+    JOB_LEASE_S = float(os.environ.get("JOB_LEASE_S", "60"))
     JOB_MAX_PER_CLIENT = _env_int("JOB_MAX_PER_CLIENT", 2)   # per account; per address for anonymous
     #: Reverse proxies in front of the app whose X-Forwarded-For/-Proto/-Host are believed
     #: (werkzeug's ProxyFix); 0: none, the socket's peer is the client.

@@ -1,5 +1,11 @@
 """Running background jobs: the per-process pool, claiming a queued job, running it with progress,
-cancelling, stopping at shutdown and taking back the jobs of a restarted server.
+cancelling, stopping at shutdown and taking back the jobs of a restarted or vanished server.
+
+A running job is held by a lease, as Celery's visibility timeout and RQ's abandoned-job handling
+do: its worker renews ``job.heartbeat_at`` every ``JOB_HEARTBEAT_S``; any front end (any host)
+takes back a job whose heartbeat is older than ``JOB_LEASE_S`` (its process was killed, its
+container replaced) and queues it again, from its start; a worker that finds its job taken back
+stops without recording it, so no job is completed twice.
 
 Jobs are created, limited and described by :mod:`app.jobs`; this module only runs them.
 """
@@ -37,6 +43,10 @@ class JobInterrupted(Exception):
     """Raised inside a running job when the server shuts down (:meth:`JobRunner.stop`)."""
 
 
+class JobLost(Exception):
+    """Raised inside a running job whose lease another front end took back (it runs it again)."""
+
+
 class JobRunner:
     """Per-app pool of job threads, and the cancellation flags of the running jobs."""
 
@@ -46,6 +56,7 @@ class JobRunner:
         self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="job")
         self.cancelled: set[str] = set()
         self.submitted: set[str] = set()     #: job ids handed to this pool and not finished
+        self.running: set[str] = set()       #: job ids this process claimed and runs (their leases renewed)
         self.recovered = False
         self.stopping = False
         self.lock = threading.Lock()
@@ -63,6 +74,8 @@ class JobRunner:
             if self.poller is None:
                 self.poller = threading.Thread(target=self._poll, args=(poll_s,), name="job-claim", daemon=True)
                 self.poller.start()
+                beat = float(self.app.config.get("JOB_HEARTBEAT_S", 10))
+                threading.Thread(target=self._beat, args=(beat,), name="job-lease", daemon=True).start()
 
     def stop(self) -> None:
         """Shutting down: running jobs stop after their current chunk and go back to the queue
@@ -95,9 +108,53 @@ class JobRunner:
         while True:
             time.sleep(every_s)
             try:
+                self.take_back_expired()
                 self.claim_queued()
             except Exception:  # noqa: BLE001 - a database hiccup must not end the poller
                 log.exception("claiming queued jobs failed")
+
+    def _beat(self, every_s: float) -> None:
+        while not self.stopping:
+            time.sleep(every_s)
+            try:
+                self.renew_leases()
+            except Exception:  # noqa: BLE001 - a database hiccup must not end the heartbeat
+                log.exception("renewing job leases failed")
+
+    def renew_leases(self) -> int:
+        """Set ``heartbeat_at`` of the jobs this process runs (and still holds); returns how many."""
+        ids = list(self.running)
+        if not ids:
+            return 0
+        with self.app.app_context():
+            done = db.session.execute(db.update(Job).where(Job.public_id.in_(ids), Job.worker == WORKER,
+                                                           Job.status == "running").values(heartbeat_at=datetime.now(UTC)))
+            db.session.commit()
+        return done.rowcount
+
+    def take_back_expired(self) -> list[str]:
+        """Queue again every running job (of any host) whose lease expired: no heartbeat for
+        ``JOB_LEASE_S`` seconds. One compare-and-set ``UPDATE`` per job, so of several front ends
+        exactly one takes it back; a job whose input is gone is marked failed. Returns the ids queued."""
+        lease = float(self.app.config.get("JOB_LEASE_S", 60))
+        now, taken = datetime.now(UTC), []
+        with self.app.app_context():
+            for job in db.session.scalars(db.select(Job).where(Job.status == "running")).all():
+                beat = job.heartbeat_at or job.started_at
+                if beat is None or (now - (beat if beat.tzinfo else beat.replace(tzinfo=UTC))).total_seconds() <= lease:
+                    continue
+                if not (job.inputs or {}).get("item"):
+                    _finish(job, "failed", f"interrupted: its worker {job.worker} stopped and its input is gone")
+                    db.session.commit()
+                    continue
+                moved = db.session.execute(
+                    db.update(Job).where(Job.public_id == job.public_id, Job.status == "running", Job.worker == job.worker)
+                    .values(status="queued", worker="", tiles_done=0, started_at=None, heartbeat_at=None))
+                db.session.commit()
+                if moved.rowcount == 1:
+                    log.warning("job %s: the lease of %s expired; queued again", job.public_id, job.worker)
+                    taken.append(job.public_id)
+        return taken
 
     def recover(self) -> None:
         """Take back the active jobs of processes of this host that no longer exist (once per
@@ -141,13 +198,16 @@ def _finish(job: Job, status: str, error: str | None = None) -> None:
 
 def _run(app: Flask, job_id: str) -> None:
     """Run one job in a pool thread if this process claims it (:func:`claim`)."""
+    runner = app.extensions["jobs"]
     with app.app_context():
         try:
             if claim(job_id):
+                runner.running.add(job_id)
                 _run_claimed(app, job_id)
         finally:
-            app.extensions["jobs"].submitted.discard(job_id)
-            app.extensions["jobs"].cancelled.discard(job_id)
+            runner.running.discard(job_id)
+            runner.submitted.discard(job_id)
+            runner.cancelled.discard(job_id)
 
 
 def claim(job_id: str) -> bool:
@@ -155,9 +215,19 @@ def claim(job_id: str) -> bool:
     several front ends polling one database exactly one runs it. Returns whether this one won."""
     claimed = db.session.execute(
         db.update(Job).where(Job.public_id == job_id, Job.status == "queued")
-        .values(status="running", worker=WORKER, started_at=datetime.now(UTC)))
+        .values(status="running", worker=WORKER, started_at=datetime.now(UTC), heartbeat_at=datetime.now(UTC)))
     db.session.commit()
     return claimed.rowcount == 1
+
+
+def _check_held(job_id: str) -> None:
+    """Raise JobCancelled when the job was cancelled (through any front end), JobLost when this
+    process no longer holds it (its lease expired and another front end took it back)."""
+    status, worker = db.session.execute(db.select(Job.status, Job.worker).where(Job.public_id == job_id)).one()
+    if status == "cancelled":
+        raise JobCancelled
+    if status != "running" or worker != WORKER:
+        raise JobLost
 
 
 def _run_claimed(app: Flask, job_id: str) -> None:
@@ -178,14 +248,13 @@ def _run_claimed(app: Flask, job_id: str) -> None:
             job.tiles_done, job.tiles_total = done, total
             db.session.commit()
             last_write[0] = time.monotonic()
-            status = db.session.scalar(db.select(Job.status).where(Job.public_id == job_id))
-            if status == "cancelled":    # cancelled through another front end
-                raise JobCancelled
+            _check_held(job_id)
 
     try:
         item = handler.job_item(job.inputs["item"])
         options = handler.job_options(job.inputs["options"], restore=True)
         outcome = handler.run(item, progress=progress, priority=JOB_PRIORITY, **options)
+        _check_held(job_id)
         (job.result,) = record([outcome], job.owner_id, commit=False)   # committed below with the job's state
         _finish(job, "done")
     except JobCancelled:
@@ -197,6 +266,10 @@ def _run_claimed(app: Flask, job_id: str) -> None:
         job = db.session.scalar(db.select(Job).where(Job.public_id == job_id))
         job.status, job.tiles_done, job.started_at = "queued", 0, None
         log.info("job %s stopped by the shutdown; queued again", job_id)
+    except JobLost:             # another front end took it back (this one was thought dead): it runs it
+        db.session.rollback()
+        log.warning("job %s: its lease was taken back; stopped here", job_id)
+        return
     except ImageError as exc:
         db.session.rollback()
         _finish(job, "failed", f"{exc.code}: {exc}")

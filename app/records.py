@@ -57,6 +57,8 @@ class Job(db.Model):
     tiles_done: Mapped[int] = mapped_column(Integer, default=0)
     tiles_total: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str] = mapped_column(String(64), default="")     #: host:pid of the process running it
+    #: renewed by the worker running the job every JOB_HEARTBEAT_S; older than JOB_LEASE_S: taken back
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
     error: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
