@@ -12,6 +12,7 @@ This module creates, limits, describes and cancels jobs; :mod:`app.jobrunner` ru
 from __future__ import annotations
 
 import logging
+import shutil
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,43 +79,74 @@ def creation_lock():
         yield
 
 
+def _new_job(handler: TaskHandler, item, options: dict, units: int) -> Job:
+    """Add one queued job row for ``item`` with its kept input (flushed, not committed)."""
+    job = Job(task=handler.name, client=client_address(), owner_id=current_owner_id(), filename=item.filename,
+              tiles_total=units, worker=WORKER, inputs={})
+    db.session.add(job)
+    db.session.flush()
+    folder = upload_root() / "jobs" / job.public_id
+    folder.mkdir(parents=True, exist_ok=True)
+    job.inputs = {"item": handler.job_input(item, folder), "options": handler.job_options(options)}
+    shared().publish(folder)      # any front end may claim the job
+    return job
+
+
 def create(handler: TaskHandler, item, options: dict, units: int) -> Job:
     """Queue a job for ``item`` (``units`` rows of work) and start it; raises ApiError 429 when the
     client has ``JOB_MAX_PER_CLIENT`` active jobs, 503 when ``JOB_MAX_ACTIVE`` are active in all.
     The limits are counted and the row inserted under :func:`creation_lock`."""
-    jobs = runner()
+    return create_all(handler, [item], options, {id(item): units})[id(item)]
+
+
+def create_all(handler: TaskHandler, items: list, options: dict, units: dict[int, int]) -> dict[int, Job]:
+    """Queue one job per item, all or none: the limits counted for all of them and every row
+    inserted under one hold of :func:`creation_lock`, one commit (a refusal, 429 or 503, creates
+    nothing, whatever other requests do meanwhile). An item whose input cannot be kept (ImageError)
+    gets no job (it is answered with its error). Returns ``{id(item): job}``."""
+    jobs, made, folders = runner(), {}, []
     with creation_lock():
-        check_limits()
-        job = Job(task=handler.name, client=client_address(), owner_id=current_owner_id(), filename=item.filename,
-                  tiles_total=units, worker=WORKER, inputs={})
-        db.session.add(job)
-        db.session.flush()
-        folder = upload_root() / "jobs" / job.public_id
-        folder.mkdir(parents=True, exist_ok=True)
-        job.inputs = {"item": handler.job_input(item, folder), "options": handler.job_options(options)}
-        shared().publish(folder)      # any front end may claim the job
-        db.session.commit()
-    jobs.submit(job.public_id)
-    return job
+        check_limits(len(items))
+        try:
+            for item in items:
+                try:
+                    with db.session.begin_nested():
+                        made[id(item)] = _new_job(handler, item, options, units[id(item)])
+                        folders.append(upload_root() / "jobs" / made[id(item)].public_id)
+                except ImageError:
+                    continue
+            db.session.commit()
+        except BaseException:
+            db.session.rollback()
+            for folder in folders:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+    for job in made.values():
+        jobs.submit(job.public_id)
+    return made
 
 
 def answer_all(handler: TaskHandler, items: list, options: dict) -> tuple[list[dict], int]:
-    """:func:`answer_or_queue` for every item of one request, with the job limits checked for all
-    the jobs it would create before any is created (a refusal creates nothing). An item that cannot
-    be sized is answered (and refused) on its own. Returns :func:`app.recorder.answer_each`'s pair
-    (the answers recorded together, with the handler's links)."""
+    """:func:`answer_or_queue` for every item of one request; the items that need jobs get them
+    first, all or none (:func:`create_all`: a refusal creates nothing, even with concurrent requests
+    around the limit). An item that cannot be sized is answered (and refused) on its own. Returns
+    :func:`app.recorder.answer_each`'s pair (the answers recorded together, with the handler's links)."""
     units: dict[int, int] = {}      # each item sized once (a large picture is decoded to size it)
+    queued: dict[int, Job] = {}
     if handler.supports_jobs:
         for item in items:
             try:
                 units[id(item)] = handler.job_units(item, **options)
             except ImageError:
                 continue
-        jobs_needed = sum(u > current_app.config["SYNC_MAX_TILES"] for u in units.values())
-        if jobs_needed:
-            check_limits(jobs_needed)
-    return answer_each(items, lambda item: answer_or_queue(handler, item, options, units.get(id(item))),
-                       links=handler.links)
+        big = [item for item in items if units.get(id(item), 0) > current_app.config["SYNC_MAX_TILES"]]
+        if big:
+            queued = create_all(handler, big, options, units)
+
+    def answer(item) -> Outcome | dict:
+        job = queued.get(id(item))
+        return describe(job) if job is not None else answer_or_queue(handler, item, options, units.get(id(item)))
+    return answer_each(items, answer, links=handler.links)
 
 
 def answer_or_queue(handler: TaskHandler, item, options: dict, units: int | None = None) -> Outcome | dict:

@@ -126,5 +126,5 @@ def answer_each(items: list, handle: Callable[[object], Outcome | dict],
     results = [next(recorded) if isinstance(s, Outcome) else s for s in slots]
     if links is not None:
         results = [r if "error" in r or "job_id" in r else links(r) for r in results]
-    answered = sum("error" not in r for r in results)
+    answered = sum("job_id" in r or "error" not in r for r in results)   # a job body's "error" is its own
     return results, answered

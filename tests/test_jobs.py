@@ -8,9 +8,12 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from geovision.tiling import tile_count
+
 from .conftest import make_app, png_bytes
 
-SECTION = np.tile(np.linspace(20, 230, 400, dtype=np.uint8), (300, 1))   # 300 x 400: 20 tiles of 101 px
+SECTION = np.tile(np.linspace(20, 230, 400, dtype=np.uint8), (300, 1))   # 300 x 400: 35 tiles of 101 px
+TILES = tile_count(300, 400)
 
 
 class Slow:
@@ -61,10 +64,10 @@ def test_a_large_input_becomes_a_job_that_finishes(job_app):
     response = segment(client, threshold="0.5")
     assert response.status_code == 202
     job = response.get_json()
-    assert job["status"] in ("queued", "running") and job["tiles_total"] == 20 and 0 <= job["progress"] <= 1
+    assert job["status"] in ("queued", "running") and job["tiles_total"] == TILES and 0 <= job["progress"] <= 1
     url = job["status_url"].removeprefix("http://localhost")
     done = wait_for(client, url)
-    assert done["status"] == "done" and done["progress"] == 1.0 and done["tiles_done"] == 20
+    assert done["status"] == "done" and done["progress"] == 1.0 and done["tiles_done"] == TILES
     assert done["width"] == 400 and done["height"] == 300 and 0 < done["coverage"] < 1 and done["prediction_id"]
     with job_app.app_context():
         assert Prediction.query.filter_by(public_id=done["prediction_id"]).count() == 1
@@ -206,6 +209,41 @@ def test_the_job_route_takes_segy_volumes_above_the_image_limit(tiny_model_dir, 
         assert wait_for(client, job.get_json()["status_url"].removeprefix("http://localhost"))["status"] == "done"
         big_image = client.post("/api/v1/salt/jobs", data={"image": [(io.BytesIO(bytes(30_000)), "big.png")]})
         assert big_image.status_code == 413 and big_image.get_json()["error"]["code"] == "payload_too_large"
+    finally:
+        app.extensions["jobs"].pool.shutdown(wait=True, cancel_futures=True)
+        app.extensions["engine"].close()
+
+
+def test_concurrent_multi_file_requests_around_the_limit_create_all_or_nothing(tiny_model_dir, tmp_path):
+    """Eight concurrent requests, each with two large files, against a limit of two active jobs: a
+    request either gets both its jobs (200, a job body per file) or is refused (429) with nothing
+    created (before, a request could be refused after one of its jobs was committed; and a request
+    of several files that all became jobs failed with 500)."""
+    import threading
+
+    from app.extensions import db
+    from app.records import Job
+
+    app = make_app(tiny_model_dir, tmp_path, SYNC_MAX_TILES=4, MAX_BATCH_SIZE=4, JOB_MAX_PER_CLIENT=2)
+    slow_down(app, 0.05)
+    statuses: list[int] = []
+    try:
+        def send() -> None:
+            data = {"image": [(io.BytesIO(png_bytes(SECTION)), f"s{k}.png") for k in range(2)]}
+            response = app.test_client().post("/api/v1/salt/segment", data=data)
+            if response.status_code == 200:
+                assert [bool(r.get("job_id")) for r in response.get_json()["results"]] == [True, True]
+            statuses.append(response.status_code)
+
+        threads = [threading.Thread(target=send) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        accepted = sum(s == 200 for s in statuses)
+        assert sorted(set(statuses)) <= [200, 429] and accepted == 1, statuses
+        with app.app_context():
+            assert db.session.scalar(db.select(db.func.count()).select_from(Job)) == 2 * accepted
     finally:
         app.extensions["jobs"].pool.shutdown(wait=True, cancel_futures=True)
         app.extensions["engine"].close()
