@@ -10,6 +10,7 @@ together, and the handler's :meth:`~app.tasks.handler.TaskHandler.links` add the
 """
 from __future__ import annotations
 
+import logging
 import shutil
 import uuid
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from .accounts import current_owner_id
 from .extensions import db
 from .records import Prediction
 from .storage import shared, upload_root
+
+log = logging.getLogger(__name__)
 
 #: A file kept with an answer: its bytes, a picture (saved as PNG), or a function writing it to a path.
 Artefact = bytes | Any | Callable[[Path], None]
@@ -100,6 +103,10 @@ def record(outcomes: list[Outcome], owner_id: int, commit: bool = True) -> list[
         db.session.rollback()
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
+            try:
+                shared().remove(folder)        # a copy already published to the store goes too
+            except Exception:  # noqa: BLE001 - the original error is the one to raise
+                log.exception("could not remove %s from the store", folder)
         raise
     return answers
 

@@ -147,6 +147,27 @@ class SharedFiles:
                 self._checked = (now, f"{type(exc).__name__}: {exc}"[:300])
         return self._checked[1]
 
+    def prune(self, root: str, cutoff: float) -> int:
+        """Delete the store's folders two levels under ``root`` (``uploads/<ab>/<id>``, as
+        :func:`app.uploads.prune_uploads` walks the local ones) whose newest object is older than
+        ``cutoff`` (Unix time); returns how many. No-op without a store."""
+        if not self.remote:
+            return 0
+        base, newest = self._remote(root), {}
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return 0
+        for name, info in found.items():
+            parts = name[len(base):].strip("/").split("/")
+            if len(parts) >= 3:
+                folder = "/".join(parts[:2])
+                newest[folder] = max(newest.get(folder, 0.0), _modified(info))
+        old = sorted(f for f, t in newest.items() if t < cutoff)
+        for folder in old:
+            self.fs.rm(f"{base}/{folder}", recursive=True)
+        return len(old)
+
     def remove(self, path: Path) -> None:
         """Delete the store's copy of a local file or folder (no-op without a store)."""
         if not self.remote:
@@ -155,6 +176,12 @@ class SharedFiles:
             self.fs.rm(self._remote(self.key(path)), recursive=True)
         except FileNotFoundError:
             pass
+
+
+def _modified(info: dict) -> float:
+    """Unix time of an fsspec ``info`` entry (S3: ``LastModified``; local and others: ``mtime``)."""
+    value = info.get("LastModified", info.get("mtime", info.get("created", 0.0)))
+    return value.timestamp() if hasattr(value, "timestamp") else float(value or 0.0)
 
 
 def upload_root(app: Flask | None = None) -> Path:

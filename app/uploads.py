@@ -55,12 +55,16 @@ def find_stored(public_id: str, name: str) -> Path | None:
     return path if files.fetch(path) and path.is_file() else None
 
 
-def prune_uploads(root: Path, days: int) -> int:
-    """Delete prediction folders under ``root`` older than ``days`` days; returns how many."""
-    if days <= 0 or not root.is_dir():
+def prune_uploads(root: Path, days: int, files=None) -> int:
+    """Delete prediction folders under ``root`` older than ``days`` days, and with ``files`` (the
+    app's :class:`app.storage.SharedFiles`) their copies in the object store too (any front end's);
+    returns how many local folders plus store folders went."""
+    if days <= 0:
         return 0
     cutoff = time.time() - days * 86400
-    removed = 0
+    removed = files.prune("uploads", cutoff) if files is not None else 0
+    if not root.is_dir():
+        return removed
     for folder in root.glob("*/*"):
         if folder.is_dir() and folder.stat().st_mtime < cutoff:
             shutil.rmtree(folder, ignore_errors=True)
@@ -73,11 +77,12 @@ def prune_uploads(root: Path, days: int) -> int:
 def prune_command(days: int | None) -> None:
     """Delete stored upload and result files older than the retention period."""
     days = current_app.config["UPLOAD_RETENTION_DAYS"] if days is None else days
-    click.echo(f"removed {prune_uploads(upload_root(), days)} prediction folders older than {days} days")
+    click.echo(f"removed {prune_uploads(upload_root(), days, shared())} prediction folders older than {days} days")
 
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(prune_command)
     if not app.testing:
-        threading.Thread(target=prune_uploads, args=(upload_root(app), app.config["UPLOAD_RETENTION_DAYS"]),
+        threading.Thread(target=prune_uploads, args=(upload_root(app), app.config["UPLOAD_RETENTION_DAYS"],
+                                                     app.extensions.get("shared_files")),
                          name="prune-uploads", daemon=True).start()

@@ -165,3 +165,38 @@ def test_ready_reports_the_store_and_refuses_traffic_when_it_is_unreachable(fron
         assert body.get_json()["errors"]["storage"]
     finally:
         app.extensions["engine"].close()
+
+
+def test_retention_and_rollback_reach_the_object_store(front_ends, monkeypatch):
+    """Retention prunes the store's copies of old prediction folders (any front end's), not only the
+    local ones; a record rolled back after its files were published leaves nothing in the store."""
+    import time
+
+    from app.extensions import db
+    from app.storage import SharedFiles
+    from app.uploads import prune_uploads
+
+    a_app, b_app = front_ends
+    a, b = a_app.test_client(), b_app.test_client()
+    tile = png_bytes(np.tile(np.linspace(0, 255, 101, dtype=np.uint8), (101, 1)))
+    answer = a.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(tile), "t.png")]}).get_json()["results"][0]
+    files: SharedFiles = a_app.extensions["shared_files"]
+    key = f"uploads/{answer['prediction_id'][:2]}/{answer['prediction_id']}"
+    assert files.fs.find(files._remote(key))
+    assert files.prune("uploads", time.time() - 3600) == 0            # younger than the cutoff: kept
+    assert files.fs.find(files._remote(key))
+    with a_app.app_context():   # what the retention thread and `flask prune-uploads` run (1 day, in the future)
+        monkeypatch.setattr(time, "time", lambda real=time.time: real() + 2 * 86400)
+        assert prune_uploads(Path(a_app.config["UPLOAD_FOLDER"]), 1, files) >= 2   # the store's and A's own
+        monkeypatch.undo()
+    assert not files.fs.find(files._remote(key))
+    assert b.get(answer["mask_url"].removeprefix("http://localhost")).status_code == 404
+
+    published = []
+    monkeypatch.setattr(files, "publish", lambda path, real=files.publish: (real(path), published.append(path)))
+    with a_app.app_context():
+        monkeypatch.setattr(db.session, "commit", lambda: (_ for _ in ()).throw(RuntimeError("database down")))
+        failed = a.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(tile), "t2.png")]})
+    assert failed.status_code == 500 and published
+    for folder in published:
+        assert not files.fs.find(files._remote(files.key(folder)))
