@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from geovision.tiling import tile_count
+
 from .conftest import make_app, png_bytes, rock_png, survey
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (requirements-dev.txt)")
@@ -52,7 +54,7 @@ def front_ends(tiny_model_dir, tmp_path, s3_endpoint):
         app.extensions["engine"].close()
 
 
-SECTION = np.tile(np.linspace(20, 230, 300, dtype=np.uint8), (202, 1))   # 202 x 300: 12 tiles
+SECTION = np.tile(np.linspace(20, 230, 300, dtype=np.uint8), (202, 1))   # 202 x 300: 15 tiles
 
 
 def test_an_answer_of_one_front_end_is_served_by_the_other(front_ends):
@@ -143,7 +145,7 @@ def test_a_queued_job_is_claimed_once_and_reported_by_either_front_end(front_end
         assert job.status == "done", job.error
         assert Prediction.query.filter_by(public_id=job.result["prediction_id"]).count() == 1
     done = a.get(f"/api/v1/salt/jobs/{job_id}").get_json()        # reported by the front end that queued it
-    assert done["status"] == "done" and done["tiles_done"] == done["tiles_total"] == 12
+    assert done["status"] == "done" and done["tiles_done"] == done["tiles_total"] == tile_count(202, 300)
     assert a.get(done["mask_url"].removeprefix("http://localhost")).status_code == 200
 
 
