@@ -113,10 +113,13 @@ def segy_input(stored: StoredSegy, spec: segy.SliceSpec | None,
     except segy.SegyError as exc:
         raise ImageError(str(exc), code="invalid_slice") from None
     no_data = nodata.section_no_data(amplitudes)
-    if spec.kind != "time":   # vertical sections: the decay with time or depth balanced (geovision.gain)
-        amplitudes = gain.balance_rows(amplitudes, live=~no_data)
     gray = segy.scale_amplitudes(amplitudes, live=~no_data)
-    if min(gray.shape) >= dataarea.MIN_SIDE:   # near-zero water columns and mutes: flat, as in a picture
+    big = min(gray.shape) >= dataarea.MIN_SIDE
+    if spec.kind != "time":   # vertical sections: the decay with time or depth balanced (geovision.gain)
+        if big:   # near-zero water columns and top mutes (flat from the first sample down) stay no data
+            no_data |= np.cumprod(dataarea.flat_fills(gray), axis=0).astype(bool)
+        gray = segy.scale_amplitudes(gain.balance_rows(amplitudes, live=~no_data), live=~no_data)
+    if big:   # flat, as in a picture
         no_data |= dataarea.flat_fills(gray)
 
     def save_input(folder: Path) -> None:
