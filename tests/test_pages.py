@@ -1,6 +1,7 @@
 import io
 import re
 
+import numpy as np
 import pytest
 
 from .conftest import half_bright_tile, make_app, png_bytes
@@ -106,3 +107,53 @@ def test_every_history_row_reopens_its_answer(client):
     text = page.get_data(as_text=True)
     assert page.status_code == 200 and "marble" in text and "probabilities" in text
     assert client.get("/answers/" + "0" * 32).status_code == 404
+
+
+def test_the_rocks_page_counts_its_similarity_search_on_the_models_page(model_dir, rock_folder, tmp_path):
+    """With the released checkpoints the rocks page answers the similarity search from the rocks pass
+    (the similarity batcher never sees it): the similarity model's "Requests served" counts it."""
+    from .conftest import rock_png
+
+    if not (model_dir / "rocks" / "meta.json").exists() or '"embedding_of"' not in (model_dir / "rocks" / "meta.json").read_text():
+        pytest.skip("the rocks checkpoint carries no similarity embedding")
+    app = make_app(model_dir, tmp_path)
+    try:
+        assert app.test_cli_runner().invoke(args=["gallery", "build", "similarity", "--data", str(rock_folder)]).exit_code == 0
+        client = app.test_client()
+
+        def served() -> dict:
+            return {m["task"]: m["requests_served"] for m in client.get("/api/v1/models").get_json()["models"]}
+        before = served()
+        for k in range(3):
+            page = client.post("/rocks/", data={"image": [(io.BytesIO(rock_png("marble", seed=k)), f"r{k}.png")], "k": "5"},
+                               content_type="multipart/form-data")
+            assert page.status_code == 200 and "most similar gallery images" in page.get_data(as_text=True)
+        after = served()
+        assert after["similarity"] - before["similarity"] == 3 and after["rocks"] - before["rocks"] == 3
+    finally:
+        app.extensions["engine"].close()
+
+
+def test_the_domain_check_flags_a_picture_unlike_the_training_tiles(model_dir, tmp_path):
+    """A TGS-like tile is in the domain; a photo of something else (a colour checkerboard) is flagged
+    and its confidence is low, with the warning on the page."""
+    if not (model_dir / "salt" / "domain.npz").exists():
+        pytest.skip("the salt checkpoint has no domain statistics")
+    app = make_app(model_dir, tmp_path)
+    try:
+        client = app.test_client()
+        rng = np.random.default_rng(0)
+        seismic = np.clip(128 + 40 * np.sin(np.arange(101)[:, None] / 3.0 + rng.normal(0, 0.2, (1, 101)))
+                          + rng.normal(0, 8, (101, 101)), 0, 255).astype(np.uint8)
+        board = (np.indices((303, 303)).sum(axis=0) // 16 % 2 * 255).astype(np.uint8)
+        results = {}
+        for name, picture in (("layers.png", seismic), ("board.png", board)):
+            body = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(png_bytes(picture)), name)]}).get_json()
+            results[name] = body["results"][0]["confidence"]
+        assert results["board.png"]["domain"]["unlike"] and results["board.png"]["level"] == "low"
+        assert results["layers.png"]["domain"]["score"] < results["board.png"]["domain"]["score"]
+        page = client.post("/salt/", data={"image": [(io.BytesIO(png_bytes(board)), "board.png")]},
+                           content_type="multipart/form-data", follow_redirects=True).get_data(as_text=True)
+        assert "looks unlike the data the model was trained on" in page
+    finally:
+        app.extensions["engine"].close()

@@ -316,3 +316,21 @@ def test_the_whale_embedding_is_served_frozen_and_the_log_names_it(caplog, monke
     torch.testing.assert_close(served(example), traced(example), atol=1e-5, rtol=1e-4)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("whales: frozen;")]
+
+
+def test_candidates_show_photos_of_the_query_viewpoint_only():
+    """A top-view query's candidate shows its top-view gallery photos, never its side views; a
+    candidate with no photo of that viewpoint shows none (the page then says so)."""
+    from types import SimpleNamespace
+
+    from app.whales.handler import WhalesHandler
+
+    items = [{"id": 0, "label": "w1", "viewpoint": "left"}, {"id": 1, "label": "w1", "viewpoint": "top"},
+             {"id": 2, "label": "w1", "viewpoint": "right"}, {"id": 3, "label": "w2", "viewpoint": "left"}]
+    gallery = SimpleNamespace(items=items, cache={})
+    result = {"predictions": [{"whale_id": "w1"}, {"whale_id": "w2"}, {"whale_id": "new_whale"}], "duplicate_of": None}
+    WhalesHandler()._add_photos(result, gallery, {"w1": [0]}, None, None, None, group="top")
+    assert result["predictions"][0]["photo_ids"] == [1] and result["predictions"][1]["photo_ids"] == []
+    side = {"predictions": [{"whale_id": "w1"}], "duplicate_of": None}
+    WhalesHandler()._add_photos(side, SimpleNamespace(items=items, cache={}), {}, None, None, None, group="side")
+    assert side["predictions"][0]["photo_ids"] == [0, 2]
