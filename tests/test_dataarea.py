@@ -128,3 +128,27 @@ def test_grey_and_photographic_pictures_keep_luma():
     ramp = np.array(colourscale._path(colourscale.SCALES["bwr"], 64)[0] * 255, np.uint8)[None].repeat(8, 0)
     amplitude, scale = colourscale.amplitude_gray(ramp)
     assert scale in ("bwr", "seismic") and np.all(np.diff(amplitude[0]) >= -1e-6)   # blue low -> red high
+
+
+@pytest.mark.skipif(not (DATA / "seismic-real").is_dir(), reason="../shared/data/seismic-real is absent")
+def test_a_scanned_figures_labels_and_ticks_are_no_data():
+    """A figure as a scan of a printed report (tinted paper, scanner noise, blur, JPEG 75): its title,
+    axis labels and tick numbers lie outside the data area found and are no data (never probabilities);
+    the area is found within a few pixels of the plot's frame."""
+    from PIL import ImageFilter
+
+    from .section_figures import render_figure
+
+    rendered = render_figure(read_section(DATA / "seismic-real" / "volve10r12-full-twt-arb.sgy"), size=(6, 4))
+    paper = np.asarray(Image.open(io.BytesIO(rendered.data)).convert("RGB")).astype(np.float32)
+    paper = paper * np.array([0.97, 0.95, 0.88]) + np.random.default_rng(0).normal(0, 6, paper.shape)
+    scan = Image.fromarray(np.clip(paper, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.7))
+    buf = io.BytesIO()
+    scan.save(buf, "JPEG", quality=75)
+    picture = np.asarray(Image.open(buf).convert("RGB"))
+    no_data, (top, bottom, left, right) = dataarea.picture_no_data(picture, to_gray(Image.fromarray(picture)))
+    t, b, l_, r = rendered.box
+    assert max(abs(top - t), abs(bottom - b), abs(left - l_), abs(right - r)) <= 6, ((top, bottom, left, right), rendered.box)
+    margin = np.ones(no_data.shape, bool)
+    margin[t - 6:b + 6, l_ - 6:r + 6] = False
+    assert no_data[margin].all()          # title, labels, ticks, colour bar: no data
