@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 
+from geovision.tiling import tile_count
+
 from .conftest import fail_nth_batch, half_bright_tile, png_bytes
 
 
@@ -17,7 +19,8 @@ def test_migrations_create_the_tables(db_app):
     with db_app.app_context():
         tables = set(inspect(db.engine).get_table_names())
         assert {"prediction", "job", "whale_decision", "account", "api_key", "alembic_version"} <= tables
-        assert db.session.execute(db.text("select version_num from alembic_version")).scalar() == "b3d7e1f0a2c4"
+        assert db.session.execute(db.text("select version_num from alembic_version")).scalar() == "c4e8f2a1d9b6"
+        assert "heartbeat_at" in {c["name"] for c in inspect(db.engine).get_columns("job")}   # job leases
 
 
 def test_rows_older_than_accounts_belong_to_anonymous(db_app):
@@ -88,7 +91,7 @@ def test_a_job_is_a_row_that_reaches_done(db_app):
     deadline = time.time() + 30
     while (body := client.get(url).get_json())["status"] not in ("done", "failed") and time.time() < deadline:
         time.sleep(0.05)
-    assert body["status"] == "done" and body["tiles_done"] == body["tiles_total"] == 20
+    assert body["status"] == "done" and body["tiles_done"] == body["tiles_total"] == tile_count(300, 400)
     with db_app.app_context():
         row = Job.query.filter_by(public_id=job["job_id"]).one()
         assert row.result["prediction_id"] == body["prediction_id"] and row.finished_at is not None
