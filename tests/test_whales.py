@@ -334,3 +334,13 @@ def test_candidates_show_photos_of_the_query_viewpoint_only():
     side = {"predictions": [{"whale_id": "w1"}], "duplicate_of": None}
     WhalesHandler()._add_photos(side, SimpleNamespace(items=items, cache={}), {}, None, None, None, group="side")
     assert side["predictions"][0]["photo_ids"] == [0, 2]
+
+
+def test_the_page_explains_the_new_whale_cut(whale_app):
+    """The page says in words why new_whale stands where it does, with its threshold."""
+    ckpt = whale_app.extensions["engine"].checkpoints["whales"]
+    ckpt.meta["photoid"] = {"ratio_threshold": 1e6}      # nobody stands out: new_whale first
+    page = whale_app.test_client().post("/whales/", data={"image": [(io.BytesIO(jpeg(whale_photo(42, 0, 0))), "q.jpg")]})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "1. new_whale" in html
+    assert "new_whale is placed where the" in html and "must score at least that" in html
