@@ -26,7 +26,7 @@ def search(gallery: Gallery, method: str, k: int, embedding: np.ndarray | None,
     for m in matches:
         m.pop("path", None)
     summary = {"method": method, "k": k, "gallery": gallery.version,
-               "matches": [{k: m[k] for k in ("id", "label", "score", "percentile", "angle_deg") if k in m}
+               "matches": [{key: m[key] for key in ("id", "label", "score", "percentile", "angle_deg") if key in m}
                            for m in matches]}
     return {"method": method, "matches": matches}, summary
 

@@ -87,7 +87,11 @@ def _new_job(handler: TaskHandler, item, options: dict, units: int) -> Job:
     db.session.flush()
     folder = upload_root() / "jobs" / job.public_id
     folder.mkdir(parents=True, exist_ok=True)
-    job.inputs = {"item": handler.job_input(item, folder), "options": handler.job_options(options)}
+    try:
+        job.inputs = {"item": handler.job_input(item, folder), "options": handler.job_options(options)}
+    except ImageError:
+        shutil.rmtree(folder, ignore_errors=True)    # a refused input leaves nothing on disk
+        raise
     shared().publish(folder)      # any front end may claim the job
     return job
 

@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import secrets
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from bench.section_pictures import DEPTH, pictures
+from bench.section_pictures import DEPTH, pictures, salt_client
 from bench.server import ROOT
 
 
@@ -42,51 +40,34 @@ def slices(path: Path, most: int) -> list[str]:
 
 
 def measure(model: Path, data: Path, most: int) -> dict[str, list[tuple[str, float, bool]]]:
-    from flask_migrate import upgrade
-
-    from app import create_app
-
     out: dict[str, list[tuple[str, float, bool]]] = {"tgs": [], "real": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "models").mkdir()
-        (Path(tmp) / "models" / "salt").symlink_to(Path(model).resolve())
-        app = create_app({"TESTING": True, "SECRET_KEY": secrets.token_hex(16), "INSTANCE_PATH": f"{tmp}/instance",
-                          "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/q.db", "MODEL_DIR": f"{tmp}/models",
-                          "UPLOAD_FOLDER": f"{tmp}/uploads", "GALLERY_FOLDER": f"{tmp}/gallery",
-                          "SYNC_MAX_TILES": 100_000, "AUTH_REQUIRED": False}, wait_for_models=True)
-        try:
-            with app.app_context():
-                upgrade()
-            client = app.test_client()
+    with salt_client(model) as client:
+        def post(kind: str, name: str, form: dict) -> None:
+            body = client.post("/api/v1/salt/segment", data=form).get_json()
+            if "results" not in body:
+                print(name, body)
+            for r in body.get("results", []):
+                if "confidence" in r and "domain" in r["confidence"]:
+                    d = r["confidence"]["domain"]
+                    out[kind].append((name, d["score"], d["unlike"]))
 
-            def post(kind: str, name: str, form: dict) -> None:
-                body = client.post("/api/v1/salt/segment", data=form).get_json()
-                if "results" not in body:
-                    print(name, body)
-                for r in body.get("results", []):
-                    if "confidence" in r and "domain" in r["confidence"]:
-                        d = r["confidence"]["domain"]
-                        out[kind].append((name, d["score"], d["unlike"]))
-
-            ids = (ROOT / "train" / "splits" / "salt_untouched_ids.txt").read_text().split()
-            folder = data / "tgs-salt" / "train" / "images"
-            for i in range(0, len(ids), 25):
-                post("tgs", "tgs", {"image": [(io.BytesIO((folder / f"{t}.png").read_bytes()), f"{t}.png")
-                                              for t in ids[i:i + 25]]})
-            real = data / "seismic-real"
-            for path in sorted(real.glob("*.sgy")):
-                domain = "depth" if path.name in DEPTH else "time"
-                first = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(path.read_bytes()), path.name)],
-                                                                   "domain": domain}).get_json()
-                segy_id = (first.get("results") or [{}])[0].get("segy_id")
-                if not segy_id:
-                    continue
-                for spec in slices(path, most):
-                    post("real", path.name, {"segy_id": segy_id, "slice": spec, "domain": domain})
-            for name, payload, form in pictures(real)[len(list(real.glob("*.sgy"))):]:
-                post("real", "picture: " + name.split(" as ")[-1], {"image": [(io.BytesIO(payload), "picture.png")], **form})
-        finally:
-            app.extensions["engine"].close()
+        ids = (ROOT / "train" / "splits" / "salt_untouched_ids.txt").read_text().split()
+        folder = data / "tgs-salt" / "train" / "images"
+        for i in range(0, len(ids), 25):
+            post("tgs", "tgs", {"image": [(io.BytesIO((folder / f"{t}.png").read_bytes()), f"{t}.png")
+                                          for t in ids[i:i + 25]]})
+        real = data / "seismic-real"
+        for path in sorted(real.glob("*.sgy")):
+            domain = "depth" if path.name in DEPTH else "time"
+            first = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(path.read_bytes()), path.name)],
+                                                               "domain": domain}).get_json()
+            segy_id = (first.get("results") or [{}])[0].get("segy_id")
+            if not segy_id:
+                continue
+            for spec in slices(path, most):
+                post("real", path.name, {"segy_id": segy_id, "slice": spec, "domain": domain})
+        for name, payload, form in pictures(real)[len(list(real.glob("*.sgy"))):]:
+            post("real", "picture: " + name.split(" as ")[-1], {"image": [(io.BytesIO(payload), "picture.png")], **form})
     return out
 
 

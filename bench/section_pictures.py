@@ -15,6 +15,7 @@ import io
 import json
 import secrets
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.server import ROOT
@@ -35,12 +36,14 @@ def pictures(data: Path) -> list[tuple[str, bytes, dict]]:
     return uploads
 
 
-def measure(model: Path, data: Path) -> list[dict]:
+@contextmanager
+def salt_client(model: Path):
+    """A Flask test client of an app serving only the salt checkpoint at ``model``, in process, on a
+    throwaway SQLite database and folders, sign-in off, every section answered at once."""
     from flask_migrate import upgrade
 
     from app import create_app
 
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "models").mkdir()
         (Path(tmp) / "models" / "salt").symlink_to(Path(model).resolve())
@@ -51,22 +54,27 @@ def measure(model: Path, data: Path) -> list[dict]:
         try:
             with app.app_context():
                 upgrade()
-            client = app.test_client()
-            for name, payload, form in pictures(data):
-                filename = name if name.endswith(".sgy") else "picture.png"
-                resp = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(payload), filename)], **form})
-                body = resp.get_json()
-                r = body["results"][0] if resp.status_code == 200 else {"error": body.get("error")}
-                if "error" in r:
-                    rows.append({"input": name, "error": r["error"]})
-                    continue
-                rows.append({"input": name, "colour_scale": r.get("colour_scale"),
-                             "size": f"{r['width']}x{r['height']}", "slice": r.get("slice"),
-                             "coverage_pct": round(100 * r["coverage"], 2),
-                             "no_data_pct": round(100 * r["no_data_fraction"], 1),
-                             "confidence": r["confidence"], "data_area": r.get("data_area")})
+            yield app.test_client()
         finally:
             app.extensions["engine"].close()
+
+
+def measure(model: Path, data: Path) -> list[dict]:
+    rows = []
+    with salt_client(model) as client:
+        for name, payload, form in pictures(data):
+            filename = name if name.endswith(".sgy") else "picture.png"
+            resp = client.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(payload), filename)], **form})
+            body = resp.get_json()
+            r = body["results"][0] if resp.status_code == 200 else {"error": body.get("error")}
+            if "error" in r:
+                rows.append({"input": name, "error": r["error"]})
+                continue
+            rows.append({"input": name, "colour_scale": r.get("colour_scale"),
+                         "size": f"{r['width']}x{r['height']}", "slice": r.get("slice"),
+                         "coverage_pct": round(100 * r["coverage"], 2),
+                         "no_data_pct": round(100 * r["no_data_fraction"], 1),
+                         "confidence": r["confidence"], "data_area": r.get("data_area")})
     return rows
 
 

@@ -58,14 +58,19 @@ def _load_from_key(req) -> Account | None:
     return row.account
 
 
-def anonymous_account() -> Account:
-    """The ``anonymous`` account (created by the migration; created here when missing)."""
-    account = db.session.scalar(db.select(Account).where(Account.name == ANONYMOUS))
+def _service_account(name: str, role: str) -> Account:
+    """The inactive account ``name`` (no sign-in, no keys), created with ``role`` when missing."""
+    account = db.session.scalar(db.select(Account).where(Account.name == name))
     if account is None:
-        account = Account(name=ANONYMOUS, role="user", active=False)
+        account = Account(name=name, role=role, active=False)
         db.session.add(account)
         db.session.commit()
     return account
+
+
+def anonymous_account() -> Account:
+    """The ``anonymous`` account (created by the migration; created here when missing)."""
+    return _service_account(ANONYMOUS, "user")
 
 
 #: The account that requests authorised by the bootstrap ``ADMIN_TOKEN`` act and record as: an admin
@@ -75,12 +80,7 @@ TOKEN_ADMIN = "admin-token"
 
 def token_account() -> Account:
     """The :data:`TOKEN_ADMIN` account (created on first use)."""
-    account = db.session.scalar(db.select(Account).where(Account.name == TOKEN_ADMIN))
-    if account is None:
-        account = Account(name=TOKEN_ADMIN, role="admin", active=False)
-        db.session.add(account)
-        db.session.commit()
-    return account
+    return _service_account(TOKEN_ADMIN, "admin")
 
 
 def current_account() -> Account | None:

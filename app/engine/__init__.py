@@ -217,7 +217,7 @@ class InferenceEngine:
         """
         self.checkpoint(task)
         state = self.state
-        if task in state.dead_batchers():
+        if not getattr(state.batchers[task], "alive", True):   # its thread died: the supervisor restarts it
             raise ModelNotReady(f"the {task} model's worker thread stopped; it is being restarted")
         return state.batchers[task](inputs, timeout=state.timeout, priority=priority)
 
