@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from flask import current_app, g, has_request_context, redirect, request, url_for
 from flask_login import LoginManager, current_user
+from sqlalchemy.exc import IntegrityError
 
 from ..errors import ApiError
 from ..extensions import db
@@ -59,12 +60,17 @@ def _load_from_key(req) -> Account | None:
 
 
 def _service_account(name: str, role: str) -> Account:
-    """The inactive account ``name`` (no sign-in, no keys), created with ``role`` when missing."""
+    """The inactive account ``name`` (no sign-in, no keys), created with ``role`` when missing; of
+    concurrent first uses one inserts it, the others (a unique-name conflict) read that row."""
     account = db.session.scalar(db.select(Account).where(Account.name == name))
     if account is None:
-        account = Account(name=name, role=role, active=False)
-        db.session.add(account)
-        db.session.commit()
+        try:
+            account = Account(name=name, role=role, active=False)
+            db.session.add(account)
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            account = db.session.scalar(db.select(Account).where(Account.name == name))
     return account
 
 
