@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,19 +81,20 @@ def creation_lock():
 
 
 def _new_job(handler: TaskHandler, item, options: dict, units: int) -> Job:
-    """Add one queued job row for ``item`` with its kept input (flushed, not committed)."""
-    job = Job(task=handler.name, client=client_address(), owner_id=current_owner_id(), filename=item.filename,
-              tiles_total=units, worker=WORKER, inputs={})
-    db.session.add(job)
-    db.session.flush()
-    folder = upload_root() / "jobs" / job.public_id
+    """Keep ``item``'s input and add its queued job row (not committed). An input refused here
+    (ImageError) adds no row and leaves no folder."""
+    public_id = uuid.uuid4().hex
+    folder = upload_root() / "jobs" / public_id
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        job.inputs = {"item": handler.job_input(item, folder), "options": handler.job_options(options)}
+        inputs = {"item": handler.job_input(item, folder), "options": handler.job_options(options)}
     except ImageError:
-        shutil.rmtree(folder, ignore_errors=True)    # a refused input leaves nothing on disk
+        shutil.rmtree(folder, ignore_errors=True)
         raise
     shared().publish(folder)      # any front end may claim the job
+    job = Job(public_id=public_id, task=handler.name, client=client_address(), owner_id=current_owner_id(),
+              filename=item.filename, tiles_total=units, worker=WORKER, inputs=inputs)
+    db.session.add(job)
     return job
 
 
@@ -114,11 +116,10 @@ def create_all(handler: TaskHandler, items: list, options: dict, units: dict[int
         try:
             for item in items:
                 try:
-                    with db.session.begin_nested():
-                        made[id(item)] = _new_job(handler, item, options, units[id(item)])
-                        folders.append(upload_root() / "jobs" / made[id(item)].public_id)
+                    made[id(item)] = _new_job(handler, item, options, units[id(item)])
                 except ImageError:
                     continue
+                folders.append(upload_root() / "jobs" / made[id(item)].public_id)
             db.session.commit()
         except BaseException:
             db.session.rollback()
