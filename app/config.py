@@ -76,6 +76,10 @@ class Config:
     JOB_CHUNK_ROWS = _env_int("JOB_CHUNK_ROWS", 8)
     #: Largest SEG-Y upload in bytes (streamed to disk; the salt form and API only).
     SEGY_MAX_BYTES = _env_int("SEGY_MAX_BYTES", 2 * 1024 ** 3)
+    # A volume job (slice=volume): at most this many samples (inlines x crosslines x samples), and
+    # this many lines computed at once (the batcher or Ray's replicas get their tiles together).
+    VOLUME_MAX_SAMPLES = _env_int("VOLUME_MAX_SAMPLES", 500_000_000)
+    VOLUME_LINES_IN_FLIGHT = _env_int("VOLUME_LINES_IN_FLIGHT", 2)
     #: Largest decoded image in pixels (decompression-bomb guard, HTTP 413 above it).
     MAX_IMAGE_PIXELS = _env_int("MAX_IMAGE_PIXELS", 25_000_000)
     #: Where inputs and result pictures are kept (outside ``static/``); ``None`` = instance/uploads.

@@ -144,7 +144,8 @@ def answer_all(handler: TaskHandler, items: list, options: dict) -> tuple[list[d
                 units[id(item)] = handler.job_units(item, **options)
             except ImageError:
                 continue
-        big = [item for item in items if units.get(id(item), 0) > current_app.config["SYNC_MAX_TILES"]]
+        big = [item for item in items if id(item) in units
+               and (units[id(item)] > current_app.config["SYNC_MAX_TILES"] or handler.needs_job(**options))]
         if big:
             queued = create_all(handler, big, options, units)
 
@@ -160,7 +161,7 @@ def answer_or_queue(handler: TaskHandler, item, options: dict, units: int | None
     :meth:`job_units` when known."""
     if handler.supports_jobs:
         units = handler.job_units(item, **options) if units is None else units
-        if units > current_app.config["SYNC_MAX_TILES"]:
+        if units > current_app.config["SYNC_MAX_TILES"] or handler.needs_job(**options):
             return describe(create(handler, item, options, units))
     return handler.run(item, **options)
 

@@ -34,20 +34,32 @@ SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".sgy", ".segy"}
 
 @click.command("predict")
 @click.argument("task", type=click.Choice([TASK]))
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="folder of images or SEG-Y files (or a TGS folder holding images/)")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV to write")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="folder of images or SEG-Y files (or a TGS folder holding images/): a submission CSV")
+@click.option("--volume", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="a 3-D SEG-Y survey: its salt-probability volume (SEG-Y) to --out")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV to write (--data) or SEG-Y to write (--volume)")
 @click.option("--batch-size", default=64, show_default=True, help="files answered at once (their tiles share forward passes)")
+@click.option("--threshold", type=float, default=None, help="--volume: salt probability cut (default: the checkpoint's)")
+@click.option("--fuse", type=click.Choice(["inline", "inline+crossline"]), default="inline", show_default=True,
+              help="--volume: inlines only, or averaged with a crossline pass")
 @with_appcontext
-def predict(task: str, data: Path, out: Path, batch_size: int) -> None:
-    """Write TASK's Kaggle submission (id,rle_mask; id = file name without extension) for --data.
+def predict(task: str, data: Path | None, volume: Path | None, out: Path, batch_size: int,
+            threshold: float | None, fuse: str) -> None:
+    """Write TASK's Kaggle submission (id,rle_mask; id = file name without extension) for --data,
+    or the salt-probability SEG-Y of the survey --volume (the API's volume job, same file).
     A file that cannot be segmented gets an empty mask and a warning on standard error."""
+    if (data is None) == (volume is None):
+        raise click.UsageError("give --data (a folder: submission CSV) or --volume (a SEG-Y survey)")
     engine.state.wait_loaded()
     try:
         engine.checkpoint(task)
     except ModelNotReady as exc:
         raise click.ClickException(str(exc)) from None
     handler = registered()[task]
+    if volume is not None:
+        return predict_volume(handler, volume, out, threshold, fuse)
     folder = data / "images" if (data / "images").is_dir() else data
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
     if not paths:
@@ -70,3 +82,30 @@ def predict(task: str, data: Path, out: Path, batch_size: int) -> None:
         for path, rle in tqdm(zip(paths, answers), total=len(paths), desc=f"{task}: {len(paths)} files", unit="file"):
             writer.writerow([path.stem, rle])
     click.echo(f"wrote {len(paths)} rows to {out}")
+
+
+def predict_volume(handler, volume: Path, out: Path, threshold: float | None, fuse: str) -> None:
+    """``--volume``: the volume job's pipeline (:func:`app.salt.volume_job.run_volume`) with a progress
+    bar; ``out`` gets the answer's ``salt.sgy`` (nothing is recorded)."""
+    from .segy import SliceSpec
+
+    with open(volume, "rb") as fh:
+        (item,) = read_salt_files([FileStorage(fh, filename=volume.name)])
+    bar = tqdm(desc=f"salt: {volume.name}", unit="line")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        outcome = handler.run(item, progress=progress, spec=SliceSpec("volume", None), threshold=threshold, fuse=fuse)
+    except ImageError as exc:
+        raise click.ClickException(f"{volume.name}: {exc.code}: {exc}") from None
+    finally:
+        bar.close()
+    outcome.artefacts["salt.sgy"](out)
+    outcome.artefacts["mask.npy"](out.with_suffix(".mask.npy"))
+    r = outcome.result
+    click.echo(f"wrote {out} ({r['volume']['inlines'][2]} inlines x {r['volume']['crosslines'][2]} crosslines x "
+               f"{r['volume']['samples']} samples): {r['salt_fraction'] * 100:.2f} % salt; mask in "
+               f"{out.with_suffix('.mask.npy')}")

@@ -29,6 +29,7 @@ from . import segy
 from .commands import predict
 from .inputs import image_input, input_size, parse_data_area, segy_input
 from .parts import SaltApi, SaltPage
+from .volume_job import FUSE, run_volume, volume_units
 from .volumes import Refused, StoredSegy, load_segy, read_salt_files
 
 
@@ -67,14 +68,30 @@ class SaltHandler(TaskHandler):
             data_area = parse_data_area(form.get("data_area"))
         except ValueError as exc:
             raise ApiError("invalid_data_area", str(exc)) from None
-        return {"threshold": threshold, "spec": spec, "domain": domain, "data_area": data_area}
+        fuse = (form.get("fuse") or "inline").strip().lower()
+        if fuse not in FUSE:
+            raise ApiError("invalid_fuse", f"fuse must be one of {', '.join(FUSE)} (volume jobs)")
+        return {"threshold": threshold, "spec": spec, "domain": domain, "data_area": data_area, "fuse": fuse}
 
     def read_inputs(self, files: list[FileStorage], form: MultiDict | None = None) -> list:
         """The uploaded images and SEG-Y files, and the stored volume named by ``segy_id``."""
         return read_salt_files(files, (form or {}).get("segy_id"))
 
+    def run(self, item, progress=None, priority: int = 0, **options) -> Outcome:
+        """A volume (``slice=volume``) runs line by line (:func:`app.salt.volume_job.run_volume`);
+        everything else through the one-picture pipeline."""
+        spec = options.get("spec")
+        if spec is not None and spec.kind == "volume":
+            return run_volume(self, item, progress, priority, **options)
+        return super().run(item, progress, priority, **options)
+
+    def needs_job(self, spec: segy.SliceSpec | None = None, **_) -> bool:
+        """A whole volume is always a background job."""
+        return spec is not None and spec.kind == "volume"
+
     def preprocess(self, item, ckpt: Checkpoint, threshold: float | None = None,
-                   spec: segy.SliceSpec | None = None, domain: str = "time", data_area="auto") -> Prepared:
+                   spec: segy.SliceSpec | None = None, domain: str = "time", data_area="auto",
+                   fuse: str = "inline") -> Prepared:
         """Grey image (H, W) in [0, 1] of an upload or a SEG-Y slice, cut into model inputs
         float32 (n, 1, S, S). Raises ImageError (``invalid_slice``, ``image_too_large``, ...)."""
         if isinstance(item, Refused):
@@ -91,11 +108,12 @@ class SaltHandler(TaskHandler):
                          "save_input": save_input, "axes": axes})
 
     def segment(self, prepared: Prepared, outputs: torch.Tensor, ckpt: Checkpoint,
-                threshold: float | None = None) -> dict:
+                threshold: float | None = None, with_confidence: bool = True) -> dict:
         """The answer for one prepared item, pure (no file, no row, no URL): ``probs`` float32 (H, W),
         ``mask`` bool (H, W) (never on no data, no thin band along it), ``no_data`` bool (H, W),
         ``coverage`` (salt share of the live pixels), ``no_data_fraction``, ``rle_mask``,
-        ``threshold``, ``confidence``. Used by :meth:`postprocess` and ``flask predict``."""
+        ``threshold``, ``confidence`` (None without ``with_confidence``). Used by :meth:`postprocess`,
+        the volume job (:mod:`app.salt.volume_job`) and ``flask predict``."""
         state = prepared.state
         threshold = float(ckpt.meta.get("threshold", 0.5)) if threshold is None else threshold
         probs = tiling.probabilities(outputs.float().numpy(), state["origins"], state["canvas"], state["gray"].shape,
@@ -107,7 +125,8 @@ class SaltHandler(TaskHandler):
         live = int((~no_data).sum())
         return {"probs": probs, "mask": mask, "no_data": no_data, "threshold": threshold,
                 "coverage": float(mask.sum() / live) if live else 0.0, "no_data_fraction": float(no_data.mean()),
-                "rle_mask": rle_encode(mask), "confidence": self._confidence(prepared, ckpt, probs, mask, ~no_data)}
+                "rle_mask": rle_encode(mask) if with_confidence else "",
+                "confidence": self._confidence(prepared, ckpt, probs, mask, ~no_data) if with_confidence else None}
 
     @staticmethod
     def _confidence(prepared: Prepared, ckpt: Checkpoint, probs, mask, live) -> dict:
@@ -127,7 +146,7 @@ class SaltHandler(TaskHandler):
 
     def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint,
                     threshold: float | None = None, spec: segy.SliceSpec | None = None,
-                    domain: str = "time", data_area="auto") -> Outcome:
+                    domain: str = "time", data_area="auto", fuse: str = "inline") -> Outcome:
         """:meth:`segment`'s answer as an :class:`Outcome`: the public fields, the recorded summary
         and the files kept with it (``input.png``, ``mask.png``, ``nodata.png`` when there is no
         data, ``prob.png`` for the figures, ``rle.txt``; ``overlay.png`` is drawn on first view)."""
@@ -150,20 +169,27 @@ class SaltHandler(TaskHandler):
         return Outcome(result, summary, artefacts)
 
     def links(self, answer: dict) -> dict:
-        """Adds ``mask_url`` and ``overlay_url``."""
+        """Adds ``mask_url`` and ``overlay_url``; a volume's ``segy_url``, ``mask_npy_url`` and ``viewer_url``."""
         public_id = answer["prediction_id"]
+        if answer.get("slice") == "volume":
+            file = lambda name: url_for("salt.result_file", public_id=public_id, name=name, _external=True)  # noqa: E731
+            return {**answer, "segy_url": file("salt.sgy"), "mask_npy_url": file("mask.npy"),
+                    "viewer_url": url_for("salt.result", public_id=public_id, _external=True)}
         return {**answer,
                 "mask_url": url_for("salt.result_file", public_id=public_id, name="mask.png", _external=True),
                 "overlay_url": url_for("salt.result_file", public_id=public_id, name="overlay.png", _external=True)}
 
     # --- background jobs ------------------------------------------------------------------------
     def job_units(self, item, threshold: float | None = None, spec: segy.SliceSpec | None = None,
-                  domain: str = "time", data_area="auto") -> int:
+                  domain: str = "time", data_area="auto", fuse: str = "inline") -> int:
         """101x101 tiles of an image (from its header) or of a SEG-Y slice (from the geometry).
 
         Checked here, before a job is created for it: the pixel limit (``image_too_large``, 413,
         from the header or the geometry) and, for a picture that would become a job, that it
-        decodes whole (a truncated file is ``invalid_image`` now, not a failed job later)."""
+        decodes whole (a truncated file is ``invalid_image`` now, not a failed job later). A volume
+        counts its lines (:func:`app.salt.volume_job.volume_units`, which checks its limits)."""
+        if spec is not None and spec.kind == "volume":
+            return volume_units(item, fuse)
         height, width = input_size(item, spec)
         limit = current_app.config["MAX_IMAGE_PIXELS"]
         if height * width > limit:
@@ -192,11 +218,12 @@ class SaltHandler(TaskHandler):
         spec = options.get("spec")
         domain = options.get("domain", "time")
         area = options.get("data_area", "auto")
+        fuse = options.get("fuse", "inline")
         if restore:
             return {"threshold": options.get("threshold"), "spec": segy.parse_slice(spec) if spec else None,
-                    "domain": domain, "data_area": tuple(area) if isinstance(area, list) else area}
+                    "domain": domain, "data_area": tuple(area) if isinstance(area, list) else area, "fuse": fuse}
         return {"threshold": options.get("threshold"), "spec": str(spec) if spec else None, "domain": domain,
-                "data_area": list(area) if isinstance(area, tuple) else area}
+                "data_area": list(area) if isinstance(area, tuple) else area, "fuse": fuse}
 
 
 def parse_threshold(value: str | None) -> float | None:

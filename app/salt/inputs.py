@@ -112,18 +112,28 @@ def segy_input(stored: StoredSegy, spec: segy.SliceSpec | None,
         amplitudes = segy.read_slice(stored.path, spec)
     except segy.SegyError as exc:
         raise ImageError(str(exc), code="invalid_slice") from None
-    no_data = nodata.section_no_data(amplitudes)
-    gray = segy.scale_amplitudes(amplitudes, live=~no_data)
-    big = min(gray.shape) >= dataarea.MIN_SIDE
-    if spec.kind != "time":   # vertical sections: the decay with time or depth balanced (geovision.gain)
-        if big:   # near-zero water columns and top mutes (flat from the first sample down) stay no data
-            no_data |= np.cumprod(dataarea.flat_fills(gray), axis=0).astype(bool)
-        gray = segy.scale_amplitudes(gain.balance_rows(amplitudes, live=~no_data), live=~no_data)
-    if big:   # flat, as in a picture
-        no_data |= dataarea.flat_fills(gray)
+    gray, no_data = section_grey(amplitudes, vertical=spec.kind != "time")
 
     def save_input(folder: Path) -> None:
         Image.fromarray((gray * 255).round().astype(np.uint8), "L").save(folder / "input.png", compress_level=1)
 
     extra = {"slice": str(spec), "segy_id": stored.segy_id, "domain": domain}
     return gray, no_data, extra, save_input, segy.slice_axes(geometry, spec, domain)
+
+
+def section_grey(amplitudes: np.ndarray, vertical: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Grey levels float32 (H, W) in [0, 1] and no data bool (H, W) of one slice's amplitudes
+    (float32 (H, W), NaN for missing traces): dead traces, NaN and zero padding are no data; a
+    vertical section (samples downwards) has its decay balanced (:func:`geovision.gain.balance_rows`)
+    and its water column or top mute (flat from the first sample down) marked no data. The one
+    reading of a slice for the 2-D answer and for every inline of a volume job."""
+    no_data = nodata.section_no_data(amplitudes)
+    gray = segy.scale_amplitudes(amplitudes, live=~no_data)
+    big = min(gray.shape) >= dataarea.MIN_SIDE
+    if vertical:
+        if big:   # near-zero water columns and top mutes (flat from the first sample down) stay no data
+            no_data |= np.cumprod(dataarea.flat_fills(gray), axis=0).astype(bool)
+        gray = segy.scale_amplitudes(gain.balance_rows(amplitudes, live=~no_data), live=~no_data)
+    if big:   # flat, as in a picture
+        no_data |= dataarea.flat_fills(gray)
+    return gray, no_data

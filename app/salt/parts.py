@@ -26,9 +26,13 @@ class SaltApi(TaskApi):
                                      "or left,top,right,bottom in pixels (a crop; right and bottom exclusive)"},
         "segy_id": {"type": "string", "description": "a SEG-Y volume stored by an earlier upload (its segy_id): "
                                                      "segment one of its slices without sending it again"},
-        "slice": {"type": "string", "pattern": r"^(inline|crossline|time):-?\d+(\.\d+)?$|^section$",
-                  "description": "SEG-Y files: inline:N, crossline:N, time:MS (nearest sample) or section; "
-                                 "default: the survey's middle inline"},
+        "slice": {"type": "string", "pattern": r"^(inline|crossline|time):-?\d+(\.\d+)?$|^section$|^volume$",
+                  "description": "SEG-Y files: inline:N, crossline:N, time:MS (nearest sample), section, or volume "
+                                 "(every inline of a 3-D survey: always a background job whose result is a SEG-Y "
+                                 "volume of salt probability); default: the survey's middle inline"},
+        "fuse": {"type": "string", "enum": ["inline", "inline+crossline"], "default": "inline",
+                 "description": "slice=volume: inline (each inline as its 2-D answer) or inline+crossline (a second "
+                                "pass over the crosslines, probabilities averaged: smoother across inlines, 2x work)"},
     }
     result_schema = {
         "width": {"type": "integer"}, "height": {"type": "integer"},
@@ -52,9 +56,22 @@ class SaltApi(TaskApi):
         "domain": {"type": "string", "enum": ["time", "depth"], "default": "time",
                    "description": "SEG-Y: the samples are two-way time in ms or depth in m (headers cannot tell)"},
         "segy_id": {"type": "string", "description": "SEG-Y only: the stored volume"},
+        "segy_url": {"type": "string", "format": "uri", "description": "slice=volume: salt probability 0..1, IEEE "
+                     "float32 SEG-Y with the input's binary and trace headers"},
+        "mask_npy_url": {"type": "string", "format": "uri", "description": "slice=volume: uint8 (inlines, "
+                         "crosslines, samples), 1 salt, 0 no salt, 255 no data"},
+        "salt_fraction": {"type": "number", "description": "slice=volume: salt share of the live samples"},
+        "salt_samples": {"type": "integer", "description": "slice=volume: samples above the threshold"},
+        "bin_area_m2": {"type": "number", "nullable": True, "description": "slice=volume: one inline x crossline "
+                        "bin, from CDP X/Y (null without coordinates)"},
+        "salt_area_m2": {"type": "array", "items": {"type": "number"}, "nullable": True,
+                         "description": "slice=volume: salt area per time (or depth) sample"},
+        "salt_volume": {"type": "number", "nullable": True, "description": "slice=volume: in volume_unit"},
+        "volume_unit": {"type": "string", "enum": ["m2*ms", "m3"]},
+        "fuse": {"type": "string", "enum": ["inline", "inline+crossline"]},
     }
     errors = ("invalid_threshold", "invalid_slice", "invalid_segy", "not_amplitudes", "segy_too_large",
-                  "invalid_domain", "invalid_data_area")
+              "invalid_domain", "invalid_data_area", "invalid_fuse", "volume_too_large")
 
     def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
         """``mask`` UINT8 [N, H, W] (1 = salt) and ``coverage`` FP32 [N]; the images must share one size."""
@@ -74,6 +91,8 @@ class SaltPage(TaskPage):
     blueprint = bp
 
     def history_text(self, summary: dict) -> str:
+        if summary.get("slice") == "volume":
+            return f"SEG-Y volume: {summary['salt_fraction'] * 100:.2f} % salt"
         where = f"SEG-Y {summary['slice']}: " if summary.get("slice") else ""
         no_data = summary.get("no_data_fraction") or 0.0
         return f"{where}{summary['coverage'] * 100:.2f} % salt" + (f", {no_data * 100:.0f} % no data" if no_data else "")

@@ -18,7 +18,7 @@ import numpy as np
 import segyio
 
 SUFFIXES = (".sgy", ".segy")
-_SPEC = re.compile(r"^\s*(inline|crossline|time|section)\s*(?::\s*(-?\d+(?:\.\d+)?))?\s*$", re.IGNORECASE)
+_SPEC = re.compile(r"^\s*(inline|crossline|time|section|volume)\s*(?::\s*(-?\d+(?:\.\d+)?))?\s*$", re.IGNORECASE)
 
 
 class SegyError(ValueError):
@@ -32,8 +32,8 @@ def is_segy_name(filename: str) -> bool:
 
 @dataclass(frozen=True)
 class SliceSpec:
-    kind: str            #: inline, crossline, time or section
-    number: float | None  #: inline/crossline number, time in ms; None for ``section``
+    kind: str            #: inline, crossline, time, section or volume (every inline of a 3-D survey)
+    number: float | None  #: inline/crossline number, time in ms; None for ``section`` and ``volume``
 
     def __str__(self) -> str:
         if self.number is None:
@@ -47,15 +47,16 @@ def parse_slice(spec: str | None) -> SliceSpec | None:
         return None
     m = _SPEC.match(str(spec))
     if not m:
-        raise SegyError("slice must look like inline:123, crossline:45, time:1200 (ms) or section")
+        raise SegyError("slice must look like inline:123, crossline:45, time:1200 (ms), section or volume")
     kind, number = m.group(1).lower(), m.group(2)
-    if kind != "section" and number is None:
+    whole = kind in ("section", "volume")
+    if not whole and number is None:
         raise SegyError(f"give the {kind} number, e.g. {kind}:{'1200' if kind == 'time' else '100'}")
-    return SliceSpec(kind, None if kind == "section" else float(number))
+    return SliceSpec(kind, None if whole else float(number))
 
 
-def _open(path: Path):
-    """Open memory-mapped: with inline/crossline geometry when the headers give one, else as a
+def _open(path: Path, mmap: bool = True):
+    """Open (memory-mapped unless ``mmap`` is False): with inline/crossline geometry when the headers give one, else as a
     plain list of traces; big-endian (the standard) first, then little-endian (some writers)."""
     error: Exception | None = None
     for endian in ("big", "little"):
@@ -72,7 +73,8 @@ def _open(path: Path):
                     raise SegyError(f"sample format code {code} (binary header bytes 3225-3226) is not a SEG-Y "
                                     f"format: 1 IBM float, 2 int32, 3 int16, 5 IEEE float, 8 int8 (rev 2 also "
                                     f"6, 9, 10, 11, 12, 16)")
-                f.mmap()
+                if mmap:
+                    f.mmap()
                 return f
             f.close()
     raise SegyError(f"not a readable SEG-Y file ({error})")
@@ -132,8 +134,9 @@ def geometry(path: Path) -> dict:
     "samples", "sample_interval_ms", "time_range_ms": [first, last], "inlines": [first, last,
     count, step], "crosslines": [...], "missing_traces", "warning", "default_slice", "values",
     "trace_axis"}`` (inline/crossline entries only for 3-D files, ``trace_axis`` only for 2-D lines:
-    :func:`_trace_axis`). Raises SegyError."""
-    with _open(path) as f:
+    :func:`_trace_axis`). Raises SegyError. Read without memory mapping: every trace header is
+    visited, and a mapped pass would grow the process's RSS by the file's size."""
+    with _open(path, mmap=False) as f:
         samples = np.asarray(f.samples, dtype=float)
         out = {"traces": int(f.tracecount), "samples": len(samples),
                "sample_interval_ms": float(samples[1] - samples[0]) if len(samples) > 1 else 0.0,

@@ -193,9 +193,9 @@ def result(public_id: str):
 def result_file(public_id: str, name: str):
     if not _load([public_id]):   # not recorded, or another user's
         abort(404)
-    if name in ("mask.npy", "mask.csv"):
-        return _mask_grid(public_id, name.rsplit(".", 1)[1])
     path = find_stored(public_id, name)
+    if path is None and name in ("mask.npy", "mask.csv"):   # a volume keeps its mask.npy as it is
+        return _mask_grid(public_id, name.rsplit(".", 1)[1])
     mask = find_stored(public_id, "mask.png") if path is None else None
     if mask is not None and name == "overlay.png":
         path = render_overlay(mask.parent)

@@ -161,6 +161,10 @@ class TaskHandler:
         return torch.cat(outputs)
 
     # --- background jobs (``supports_jobs``) ----------------------------------------------------
+    def needs_job(self, **options) -> bool:
+        """Whether these options make a background job whatever the input's size (salt volumes)."""
+        return False
+
     def job_units(self, item: Any, **options) -> int:
         """Work units (rows for the model) of an item, to choose between answering now and a job."""
         return 1
