@@ -64,7 +64,9 @@ JOB_SCHEMA = {"type": "object", "required": ["job_id", "status", "progress", "st
     "job_id": {"type": "string"}, "task": {"type": "string"}, "filename": {"type": "string"},
     "status": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
     "progress": {"type": "number", "minimum": 0, "maximum": 1}, "tiles_done": {"type": "integer"},
-    "tiles_total": {"type": "integer"}, "eta_s": {"type": "number", "nullable": True},
+    "tiles_total": {"type": "integer"},
+    "unit": {"type": "string", "enum": ["tiles", "lines"], "description": "what tiles_done counts (lines: a salt volume)"},
+    "eta_s": {"type": "number", "nullable": True},
     "error": {"type": "string", "nullable": True}, "status_url": {"type": "string", "format": "uri"}},
     "additionalProperties": True, "description": "when done, also the result fields of the task's route"}
 

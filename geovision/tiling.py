@@ -185,3 +185,17 @@ def _shift_and(m: np.ndarray) -> np.ndarray:
 def mask_image(mask: np.ndarray) -> Image.Image:
     """8-bit PNG-ready mask: 255 = salt, 0 = no salt (the TGS convention)."""
     return Image.fromarray(mask.astype(np.uint8) * 255, "L")
+
+
+def probability_overlay(gray: np.ndarray, probs: np.ndarray, threshold: float, no_data: np.ndarray | None = None,
+                        color: tuple[int, int, int] = (255, 64, 32), alpha: float = 0.6) -> Image.Image:
+    """RGB picture of ``gray`` (H, W, [0, 1]) tinted by salt probability ``probs`` (H, W, [0, 1]: the
+    tint's opacity is ``alpha * p``), the ``p > threshold`` body outlined, no data hatched (as
+    :func:`overlay`). For a volume's slices, where the probability itself is the answer."""
+    p = np.clip(np.nan_to_num(probs.astype(np.float32)), 0.0, 1.0)
+    picture = np.asarray(overlay(gray, np.zeros(gray.shape, bool), no_data=no_data), np.float32)
+    weight = (alpha * p)[..., None]
+    picture = picture * (1 - weight) + np.array(color, np.float32) * weight
+    body = p > threshold
+    picture[body & ~_shift_and(body)] = color
+    return Image.fromarray(picture.clip(0, 255).astype(np.uint8), "RGB")

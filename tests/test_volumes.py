@@ -250,3 +250,57 @@ def test_real_surveys_f3_runs_whole_and_the_velocity_cube_is_refused(volume_app,
         assert np.isfinite(segyio.tools.cube(f)).all()
     velocity = send(client, REAL / "volve10-migvel-depth-sub3d.sgy", slice="volume")
     assert velocity.status_code == 400 and velocity.get_json()["error"]["code"] == "not_amplitudes"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="Debian chromium not installed (make browser)")
+def test_the_viewer_in_chromium_moves_through_the_volume(tmp_path, tiny_model_dir):
+    """A user uploads a survey, asks for the whole volume, follows the job, moves the sliders."""
+    from playwright.sync_api import sync_playwright
+
+    from bench.server import LiveServer
+
+    from .test_browser import CHROMIUM, SHOTS, _pixels
+
+    src = tmp_path / "survey.sgy"
+    cube(src, n_il=8, n_xl=60, n_s=120)
+    server = LiveServer(tmp_path, tiny_model_dir)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"{server.url}/salt/")
+            page.set_input_files("input[name=image]", str(src))
+            page.click("input[type=submit]")
+            page.wait_for_url("**/salt/segy/**")
+            page.select_option("select[name=kind]", "volume")
+            page.click("input[type=submit]")
+            page.wait_for_url("**/salt/result/**", timeout=60_000)     # the job page follows it to the viewer
+            assert "Salt volume" in page.content() and "salt.sgy" in page.content()
+            pictures = {}
+            for kind in ("inline", "crossline", "time"):
+                img = page.locator(f"#picture-{kind}")
+                assert page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+                pictures[kind] = (img.get_attribute("src"), _pixels(page, img.get_attribute("src")))
+            page.screenshot(path=str(SHOTS / "volume_viewer.png"), full_page=True)
+            slider = page.locator("#slider-inline")
+            slider.focus()
+            for _ in range(3):
+                page.keyboard.press("ArrowRight")                        # inline 103 -> 106
+            page.wait_for_function("() => document.querySelector('#picture-inline').src.includes('/inline/106')")
+            img = page.locator("#picture-inline")
+            assert page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+            assert page.locator("#value-inline").inner_text() == "106"
+            moved = _pixels(page, img.get_attribute("src"))
+            assert moved.shape == pictures["inline"][1].shape and not np.array_equal(moved, pictures["inline"][1])
+            time_slider = page.locator("#slider-time")
+            time_slider.fill("300")
+            page.wait_for_function("() => document.querySelector('#picture-time').src.includes('/time/300')")
+            assert page.request.get(server.url + page.locator("#picture-time").get_attribute("src")).status == 200
+            page.screenshot(path=str(SHOTS / "volume_viewer_moved.png"), full_page=True)
+            assert not errors, errors
+            browser.close()
+    finally:
+        server.stop()

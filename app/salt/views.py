@@ -120,14 +120,15 @@ def segy_page(segy_id: str):
         form.number.data = int(default.number) if default.number is not None else None
     error, status = None, 200
     if form.validate_on_submit():
-        number = "" if form.kind.data == "section" or form.number.data is None else f":{form.number.data}"
+        number = "" if form.kind.data in ("section", "volume") or form.number.data is None else f":{form.number.data}"
         threshold = float(form.threshold.data) if form.threshold.data is not None else None
         try:
             spec = segy.parse_slice(form.kind.data + number)
             handler = tasks.get("salt")
             handler.check_ready()
             result = jobs.answer_or_queue(handler, stored, {"threshold": threshold, "spec": spec,
-                                                            "domain": form.domain.data or "time"})
+                                                            "domain": form.domain.data or "time",
+                                                            "fuse": form.fuse.data or "inline"})
             if isinstance(result, Outcome):
                 (result,) = record([result], current_owner_id())
             if result.get("job_id"):
@@ -186,7 +187,11 @@ def submission():
 
 @bp.get("/result/<public_id>")
 def result(public_id: str):
-    return render_template("salt/results.html", predictions=_load([public_id]) or abort(404))
+    rows = _load([public_id]) or abort(404)
+    if rows[0].result.get("slice") == "volume":   # a volume job's answer: the slice viewer
+        from .volume_views import render_volume
+        return render_volume(rows[0])
+    return render_template("salt/results.html", predictions=rows)
 
 
 @bp.get("/files/<public_id>/<name>")
