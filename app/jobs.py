@@ -177,8 +177,8 @@ def cancel(job: Job) -> Job:
 
 def describe(job: Job) -> dict:
     """The API body of a job: ``job_id``, ``status``, ``progress`` (0..1), ``tiles_done``,
-    ``tiles_total``, ``unit`` (what they count: tiles, or lines of a volume), ``eta_s`` (None when unknown), ``status_url``, ``error``, and when done the
-    task's result fields."""
+    ``tiles_total``, ``unit`` (what they count: tiles, or lines of a volume), ``eta_s`` (None when
+    unknown), ``status_url``, ``error``, and when done the task's result fields."""
     progress = job.tiles_done / job.tiles_total if job.tiles_total else 0.0
     eta = None
     if job.status == "running" and job.started_at and job.tiles_done:

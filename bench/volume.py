@@ -125,7 +125,8 @@ def main() -> None:
             (salt_only / "salt").symlink_to((args.models / "salt").resolve())
             ray_backend.connect("local", num_cpus=2)
             ray_backend.deploy({"MODEL_DIR": str(salt_only), "MAX_BATCH_SIZE": 32, "MAX_BATCH_DELAY_MS": 10,
-                                "RAY_NUM_CPUS": 2 / args.replicas, "TORCH_THREADS": max(1, 2 // args.replicas), "RAY_MIN_REPLICAS": args.replicas, "RAY_MAX_REPLICAS": args.replicas,
+                                "RAY_NUM_CPUS": 2 / args.replicas, "TORCH_THREADS": max(1, 2 // args.replicas),
+                                "RAY_MIN_REPLICAS": args.replicas, "RAY_MAX_REPLICAS": args.replicas,
                                 "RAY_SERVE_PORT": 8766})
             remote = make_app(work / "ray", salt_only, "ray")
             run(remote, cube)
