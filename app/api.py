@@ -52,7 +52,7 @@ def task_api(task: str, action: str):
     the task's handler (``/salt/segment``, ``/rocks/classify``, ``/similarity/search``,
     ``/whales/identify``); the handler's ``parse_options`` reads the other form fields."""
     handler = registered().get(task)
-    if handler is None or action != handler.api.action:
+    if handler is None or action not in (handler.api.action, *handler.api.aliases):
         raise ApiError("not_found", f"no API route /api/v1/{task}/{action}", 404)
     options = handler.parse_options(request.form)
     items = handler.read_inputs(request.files.getlist("image"), request.form)

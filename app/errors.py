@@ -43,6 +43,7 @@ ERROR_CODES = {
     "invalid_domain": (400, "SEG-Y `domain` other than time or depth"),
     "invalid_data_area": (400, "`data_area` other than auto, all or four pixel numbers"),
     "not_amplitudes": (400, "a SEG-Y volume of velocities, not amplitudes"),
+    "invalid_clicks": (400, "salt `clicks` that are not a JSON list of {x, y, salt} inside the image, or too many"),
     "invalid_fuse": (400, "salt volume `fuse` other than inline or inline+crossline"),
     "invalid_request": (400, "a v2 request whose JSON header breaks the protocol (the field is named)"),
     "unauthorized": (401, "no valid sign-in or API key (Authorization: Bearer), or not an admin where one is needed"),

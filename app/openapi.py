@@ -31,7 +31,7 @@ def _error(description: str, codes: tuple[str, ...] = ()) -> dict:
     return {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
-def _task_path(handler) -> dict:
+def _task_path(handler, action: str) -> dict:
     fields = {"image": {"type": "array", "items": {"type": "string", "format": "binary"},
                         "description": "one or more files (answered in order)"}, **handler.api.fields}
     result = {"type": "object", "required": ["filename", "prediction_id"], "properties": {
@@ -40,7 +40,7 @@ def _task_path(handler) -> dict:
     item = {"oneOf": [result, {"$ref": "#/components/schemas/FileError"}]}
     return {"post": {
         "tags": [handler.name], "summary": handler.page.title, "description": (handler.__doc__ or "").strip(),
-        "operationId": f"{handler.name}_{handler.api.action}",
+        "operationId": f"{handler.name}_{action}",
         "requestBody": {"required": True, "content": {"multipart/form-data": {
             "schema": {"type": "object", "properties": fields,
                        **({} if "segy_id" in handler.api.fields else {"required": ["image"]})}}}},
@@ -73,7 +73,7 @@ JOB_SCHEMA = {"type": "object", "required": ["job_id", "status", "progress", "st
 
 def _job_paths(spec: APISpec, handler) -> None:
     job = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}
-    form = _task_path(handler)["post"]["requestBody"]
+    form = _task_path(handler, handler.api.action)["post"]["requestBody"]
     spec.path(f"/api/v1/{handler.name}/jobs", operations={"post": {
         "tags": [handler.name], "summary": f"{handler.page.title} of one large input as a background job",
         "requestBody": form, "responses": {
@@ -123,7 +123,8 @@ def build_spec() -> dict:
     spec.path("/api/v1/admin/reload", operations={"post": {**admin, "summary": "Reload every checkpoint",
                                                            "responses": {"200": ok, **denied}}})
     for handler in registered().values():
-        spec.path(f"/api/v1/{handler.name}/{handler.api.action}", operations=_task_path(handler))
+        for action in (handler.api.action, *handler.api.aliases):
+            spec.path(f"/api/v1/{handler.name}/{action}", operations=_task_path(handler, action))
         if handler.supports_jobs:
             _job_paths(spec, handler)
         if handler.has_gallery:

@@ -15,7 +15,7 @@ def api_routes(app) -> set[str]:
         if not path.startswith("/api/v1"):
             continue
         if "<task>/<action>" in path:
-            paths |= {f"/api/v1/{t.name}/{t.api.action}" for t in tasks.values()}
+            paths |= {f"/api/v1/{t.name}/{a}" for t in tasks.values() for a in (t.api.action, *t.api.aliases)}
         elif path.endswith("/<task>/jobs"):
             paths |= {f"/api/v1/{t.name}/jobs" for t in tasks.values() if t.supports_jobs}
         elif path.endswith("/<task>/jobs/<job_id>"):

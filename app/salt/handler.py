@@ -15,7 +15,7 @@ from PIL import Image
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from geovision import domain as domain_check
-from geovision import nodata, tiling
+from geovision import nodata, refine, tiling
 from geovision.checkpoint import Checkpoint
 from geovision.imaging import ImageError, decode_image
 from geovision.rle import rle_encode
@@ -68,10 +68,15 @@ class SaltHandler(TaskHandler):
             data_area = parse_data_area(form.get("data_area"))
         except ValueError as exc:
             raise ApiError("invalid_data_area", str(exc)) from None
+        try:
+            clicks = [vars(c) for c in refine.parse_clicks(form.get("clicks"), (2 ** 31, 2 ** 31))]
+        except refine.ClickError as exc:
+            raise ApiError("invalid_clicks", str(exc)) from None
         fuse = (form.get("fuse") or "inline").strip().lower()
         if fuse not in FUSE:
             raise ApiError("invalid_fuse", f"fuse must be one of {', '.join(FUSE)} (volume jobs)")
-        return {"threshold": threshold, "spec": spec, "domain": domain, "data_area": data_area, "fuse": fuse}
+        return {"threshold": threshold, "spec": spec, "domain": domain, "data_area": data_area, "fuse": fuse,
+                "clicks": clicks}
 
     def read_inputs(self, files: list[FileStorage], form: MultiDict | None = None) -> list:
         """The uploaded images and SEG-Y files, and the stored volume named by ``segy_id``."""
@@ -91,7 +96,7 @@ class SaltHandler(TaskHandler):
 
     def preprocess(self, item, ckpt: Checkpoint, threshold: float | None = None,
                    spec: segy.SliceSpec | None = None, domain: str = "time", data_area="auto",
-                   fuse: str = "inline") -> Prepared:
+                   fuse: str = "inline", clicks: list | None = None) -> Prepared:
         """Grey image (H, W) in [0, 1] of an upload or a SEG-Y slice, cut into model inputs
         float32 (n, 1, S, S). Raises ImageError (``invalid_slice``, ``image_too_large``, ...)."""
         if isinstance(item, Refused):
@@ -108,11 +113,13 @@ class SaltHandler(TaskHandler):
                          "save_input": save_input, "axes": axes})
 
     def segment(self, prepared: Prepared, outputs: torch.Tensor, ckpt: Checkpoint,
-                threshold: float | None = None, with_confidence: bool = True) -> dict:
+                threshold: float | None = None, with_confidence: bool = True, clicks: list | None = None) -> dict:
         """The answer for one prepared item, pure (no file, no row, no URL): ``probs`` float32 (H, W),
         ``mask`` bool (H, W) (never on no data, no thin band along it), ``no_data`` bool (H, W),
         ``coverage`` (salt share of the live pixels), ``no_data_fraction``, ``rle_mask``,
-        ``threshold``, ``confidence`` (None without ``with_confidence``). Used by :meth:`postprocess`,
+        ``threshold``, ``confidence`` (None without ``with_confidence``). ``clicks`` (``[{"x", "y",
+        "salt"}]``): the mask redrawn around them (:func:`geovision.refine.refine`; ImageError
+        ``invalid_clicks`` for a click outside the picture). Used by :meth:`postprocess`,
         the volume job (:mod:`app.salt.volume_job`) and ``flask predict``."""
         state = prepared.state
         threshold = float(ckpt.meta.get("threshold", 0.5)) if threshold is None else threshold
@@ -122,6 +129,12 @@ class SaltHandler(TaskHandler):
         no_data = state["no_data"]
         mask &= ~no_data                                   # no data is never salt
         mask = nodata.drop_edge_slivers(mask, no_data)     # nor a thin band along its border
+        if clicks:   # the user's clicks redraw the mask around them (geovision.refine)
+            try:
+                parsed = refine.parse_clicks(clicks, probs.shape)
+            except refine.ClickError as exc:
+                raise ImageError(str(exc), code="invalid_clicks") from None
+            mask = refine.refine(probs, state["gray"], parsed, threshold, no_data)
         live = int((~no_data).sum())
         return {"probs": probs, "mask": mask, "no_data": no_data, "threshold": threshold,
                 "coverage": float(mask.sum() / live) if live else 0.0, "no_data_fraction": float(no_data.mean()),
@@ -146,12 +159,13 @@ class SaltHandler(TaskHandler):
 
     def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint,
                     threshold: float | None = None, spec: segy.SliceSpec | None = None,
-                    domain: str = "time", data_area="auto", fuse: str = "inline") -> Outcome:
+                    domain: str = "time", data_area="auto", fuse: str = "inline",
+                    clicks: list | None = None) -> Outcome:
         """:meth:`segment`'s answer as an :class:`Outcome`: the public fields, the recorded summary
         and the files kept with it (``input.png``, ``mask.png``, ``nodata.png`` when there is no
         data, ``prob.png`` for the figures, ``rle.txt``; ``overlay.png`` is drawn on first view)."""
         state = prepared.state
-        answer = self.segment(prepared, outputs, ckpt, threshold)
+        answer = self.segment(prepared, outputs, ckpt, threshold, clicks=clicks)
         probs, mask, no_data, rle_mask = answer["probs"], answer["mask"], answer["no_data"], answer["rle_mask"]
         coverage, no_data_fraction, confidence = answer["coverage"], answer["no_data_fraction"], answer["confidence"]
         artefacts = {"input.png": lambda path: state["save_input"](path.parent), "mask.png": tiling.mask_image(mask),
@@ -159,7 +173,7 @@ class SaltHandler(TaskHandler):
                      "rle.txt": (rle_mask + "\n").encode()}
         if no_data.any():
             artefacts["nodata.png"] = tiling.mask_image(no_data)
-        extra = state["extra"]
+        extra = {**state["extra"], **({"clicks": len(clicks)} if clicks else {})}
         summary = {"coverage": coverage, "no_data_fraction": no_data_fraction, "rle_mask": rle_mask,
                    "threshold": answer["threshold"], "tiles": len(state["origins"]), "axes": state["axes"],
                    "confidence": confidence, **extra}
@@ -181,7 +195,7 @@ class SaltHandler(TaskHandler):
 
     # --- background jobs ------------------------------------------------------------------------
     def job_units(self, item, threshold: float | None = None, spec: segy.SliceSpec | None = None,
-                  domain: str = "time", data_area="auto", fuse: str = "inline") -> int:
+                  domain: str = "time", data_area="auto", fuse: str = "inline", clicks: list | None = None) -> int:
         """101x101 tiles of an image (from its header) or of a SEG-Y slice (from the geometry).
 
         Checked here, before a job is created for it: the pixel limit (``image_too_large``, 413,
@@ -218,12 +232,12 @@ class SaltHandler(TaskHandler):
         spec = options.get("spec")
         domain = options.get("domain", "time")
         area = options.get("data_area", "auto")
-        fuse = options.get("fuse", "inline")
+        same = {"threshold": options.get("threshold"), "domain": domain, "fuse": options.get("fuse", "inline"),
+                "clicks": options.get("clicks") or []}
         if restore:
-            return {"threshold": options.get("threshold"), "spec": segy.parse_slice(spec) if spec else None,
-                    "domain": domain, "data_area": tuple(area) if isinstance(area, list) else area, "fuse": fuse}
-        return {"threshold": options.get("threshold"), "spec": str(spec) if spec else None, "domain": domain,
-                "data_area": list(area) if isinstance(area, tuple) else area, "fuse": fuse}
+            return {**same, "spec": segy.parse_slice(spec) if spec else None,
+                    "data_area": tuple(area) if isinstance(area, list) else area}
+        return {**same, "spec": str(spec) if spec else None, "data_area": list(area) if isinstance(area, tuple) else area}
 
 
 def parse_threshold(value: str | None) -> float | None:

@@ -15,6 +15,7 @@ class SaltApi(TaskApi):
     """``POST /api/v1/salt/<action>``: its form fields, result schema, error codes and v2 tensors."""
 
     action = "segment"
+    aliases = ("refine",)
     v2_output_specs = [("mask", "UINT8", [-1, -1, -1]), ("coverage", "FP32", [-1])]
     fields = {
         "threshold": {"type": "number", "minimum": 0, "maximum": 1,
@@ -31,6 +32,9 @@ class SaltApi(TaskApi):
                   "description": "SEG-Y files: inline:N, crossline:N, time:MS (nearest sample), section, or volume "
                                  "(every inline of a 3-D survey: always a background job whose result is a SEG-Y "
                                  "volume of salt probability); default: the survey's middle inline"},
+        "clicks": {"type": "string", "description": "refine: a JSON list of {\"x\": column, \"y\": row, \"salt\": "
+                   "true|false} in the image's pixels (origin top left), at most 50; each says salt or not salt there "
+                   "and the mask is redrawn around it (geovision.refine). No clicks: the segment answer"},
         "fuse": {"type": "string", "enum": ["inline", "inline+crossline"], "default": "inline",
                  "description": "slice=volume: inline (each inline as its 2-D answer) or inline+crossline (a second "
                                 "pass over the crosslines, probabilities averaged: smoother across inlines, 2x work)"},
@@ -70,9 +74,10 @@ class SaltApi(TaskApi):
         "salt_volume": {"type": "number", "nullable": True, "description": "slice=volume: in volume_unit"},
         "volume_unit": {"type": "string", "enum": ["m2*ms", "m3"]},
         "fuse": {"type": "string", "enum": ["inline", "inline+crossline"]},
+        "clicks": {"type": "integer", "description": "refine: the clicks the mask was redrawn with"},
     }
     errors = ("invalid_threshold", "invalid_slice", "invalid_segy", "not_amplitudes", "segy_too_large",
-              "invalid_domain", "invalid_data_area", "invalid_fuse", "volume_too_large")
+              "invalid_domain", "invalid_data_area", "invalid_fuse", "volume_too_large", "invalid_clicks")
 
     def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
         """``mask`` UINT8 [N, H, W] (1 = salt) and ``coverage`` FP32 [N]; the images must share one size."""

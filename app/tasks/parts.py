@@ -26,6 +26,8 @@ class TaskApi:
 
     #: ``POST /api/v1/<task>/<action>`` answers the uploads of the multipart field ``image``.
     action: str = "predict"
+    #: Other actions answered by the same pipeline (``/api/v1/salt/refine``: ``segment`` with clicks).
+    aliases: tuple[str, ...] = ()
     #: OpenAPI: the route's form fields (name -> JSON schema with a description), the properties of
     #: one result (name -> JSON schema) and the error codes the route can answer besides the common ones.
     fields: dict[str, dict] = {}

@@ -1,0 +1,82 @@
+"""Click-guided salt refinement: ``POST /api/v1/salt/refine``, its errors, and the click protocol."""
+import io
+import json
+
+import numpy as np
+import pytest
+
+from geovision import refine
+from geovision.rle import rle_decode
+
+from .conftest import png_bytes
+
+
+def tile_with_faint_body() -> np.ndarray:
+    """101x101: bright left half (salt for the tiny model) and a faint square it misses."""
+    tile = np.full((101, 101), 60, np.uint8)
+    tile[:, :40] = 230
+    tile[60:90, 60:90] = 120      # below mid-grey: the tiny model calls it not salt
+    return tile
+
+
+def ask(client, tile: np.ndarray, clicks=None, route: str = "refine"):
+    data = {"image": [(io.BytesIO(png_bytes(tile)), "t.png")]}
+    if clicks is not None:
+        data["clicks"] = clicks if isinstance(clicks, str) else json.dumps(clicks)
+    return client.post(f"/api/v1/salt/{route}", data=data)
+
+
+def test_no_click_is_the_segment_answer(client):
+    tile = tile_with_faint_body()
+    (a,) = ask(client, tile, route="segment").get_json()["results"]
+    for clicks in (None, [], ""):
+        (b,) = ask(client, tile, clicks).get_json()["results"]
+        assert b["rle_mask"] == a["rle_mask"] and b["coverage"] == a["coverage"] and "clicks" not in b
+        assert b["mask_url"] and b["overlay_url"] and b["confidence"]
+
+
+def test_a_salt_click_adds_salt_where_clicked_and_a_not_salt_click_removes_it(client):
+    tile = tile_with_faint_body()
+    (before,) = ask(client, tile).get_json()["results"]
+    mask0 = rle_decode(before["rle_mask"], (101, 101))
+    assert not mask0[75, 75] and mask0[50, 10]
+    (after,) = ask(client, tile, [{"x": 75, "y": 75, "salt": True}]).get_json()["results"]
+    mask1 = rle_decode(after["rle_mask"], (101, 101))
+    assert mask1[75, 75] and after["clicks"] == 1 and after["coverage"] > before["coverage"]
+    assert np.array_equal(mask1[:, :40], mask0[:, :40])             # far from the click: unchanged
+    (cut,) = ask(client, tile, [{"x": 10, "y": 50, "salt": False}]).get_json()["results"]
+    mask2 = rle_decode(cut["rle_mask"], (101, 101))
+    assert not mask2[50, 10] and mask2.sum() < mask0.sum()
+
+
+@pytest.mark.parametrize("clicks, words", [
+    ("[{\"x\": 500, \"y\": 5, \"salt\": true}]", "outside the 101x101 image"),
+    ("{\"x\": 1}", "JSON list"),
+    ("not json", "must be JSON"),
+    ("[{\"x\": 1, \"y\": 2}]", "\"salt\""),
+    ("[{\"x\": 1, \"y\": 2, \"salt\": \"yes\"}]", "true or false"),
+    (json.dumps([{"x": 1, "y": 1, "salt": True}] * 51), "at most 50"),
+])
+def test_bad_clicks_are_a_400_with_a_clear_code(client, clicks, words):
+    response = ask(client, tile_with_faint_body(), clicks)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_clicks" and words in error["message"]
+
+
+def test_the_refine_route_is_in_the_openapi_document(client):
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+    assert "/api/v1/salt/refine" in paths and "clicks" in json.dumps(paths["/api/v1/salt/refine"])
+
+
+def test_the_benchmark_click_goes_to_the_largest_error_farthest_from_its_border():
+    truth = np.zeros((50, 50), bool)
+    truth[10:40, 10:40] = True                     # 30x30 salt
+    pred = truth.copy()
+    pred[10:40, 25:40] = False                     # the right half missed (450 px)
+    pred[0:3, 0:3] = True                          # a 9 px false speck
+    click = refine.next_click(pred, truth)
+    assert click.salt and 10 <= click.y < 40 and 25 <= click.x < 40
+    assert click.x == 32 and 17 <= click.y <= 32      # on the missed block's middle line, 8 px from its border
+    assert refine.next_click(truth, truth) is None
+    assert refine.clicks_to_reach([0.5, 0.86, 0.91], 0.85) == 1 and refine.clicks_to_reach([0.5, 0.6], 0.9, 20) == 20
