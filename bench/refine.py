@@ -94,7 +94,7 @@ def main() -> None:
         for k, tile in enumerate(ids):
             truth = np.asarray(Image.open(folder / "masks" / f"{tile}.png").convert("L")) > 127
             masks = session(client, (folder / "images" / f"{tile}.png").read_bytes(), truth, args.max_clicks, latencies)
-            after = lambda n: masks[min(n, len(masks) - 1)]  # noqa: E731 - a right mask stays right
+            after = lambda n, masks=masks: masks[min(n, len(masks) - 1)]  # noqa: E731 - a right mask stays right
             for n in STEPS:
                 scores[n].append(tgs_image_score(truth, after(n)))
                 if truth.any():

@@ -7,8 +7,8 @@ from flask import url_for
 from geovision.rle import rle_decode
 
 from ..tasks.parts import TaskApi, TaskPage
-from . import volume_views  # noqa: F401 - its routes join the blueprint
-from .views import bp
+from . import views  # noqa: F401 - its routes join the blueprint (with volume_views')
+from .blueprint import bp
 
 
 class SaltApi(TaskApi):

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, send_file, url_for
+from flask import Response, abort, flash, redirect, render_template, request, send_file, url_for
 from markupsafe import Markup, escape
 from PIL import Image, ImageOps
 
@@ -24,11 +24,12 @@ from ..records import Job, Prediction
 from ..tasks import registry as tasks
 from ..uploads import find_stored
 from . import segy
+from .blueprint import bp
 from .forms import SaltUploadForm, SegySliceForm
 from .inputs import parse_data_area
+from .volume_views import render_volume
 from .volumes import StoredSegy, load_segy, read_salt_files
 
-bp = Blueprint("salt", __name__, url_prefix="/salt")
 MIMETYPES = {"png": "image/png", "txt": "text/plain"}
 SALT_COLOUR = (255, 64, 32)   #: the overlay's tint (geovision.tiling.overlay's default)
 
@@ -189,7 +190,6 @@ def submission():
 def result(public_id: str):
     rows = _load([public_id]) or abort(404)
     if rows[0].result.get("slice") == "volume":   # a volume job's answer: the slice viewer
-        from .volume_views import render_volume
         return render_volume(rows[0])
     return render_template("salt/results.html", predictions=rows)
 

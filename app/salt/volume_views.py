@@ -19,8 +19,8 @@ from ..extensions import db
 from ..records import Prediction
 from ..uploads import find_stored
 from . import segy
+from .blueprint import bp
 from .inputs import section_grey
-from .views import bp
 from .volumes import load_segy
 
 KINDS = ("inline", "crossline", "time")
