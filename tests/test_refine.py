@@ -1,6 +1,7 @@
 """Click-guided salt refinement: ``POST /api/v1/salt/refine``, its errors, and the click protocol."""
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -80,3 +81,71 @@ def test_the_benchmark_click_goes_to_the_largest_error_farthest_from_its_border(
     assert click.x == 32 and 17 <= click.y <= 32      # on the missed block's middle line, 8 px from its border
     assert refine.next_click(truth, truth) is None
     assert refine.clicks_to_reach([0.5, 0.86, 0.91], 0.85) == 1 and refine.clicks_to_reach([0.5, 0.6], 0.9, 20) == 20
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="Debian chromium not installed (make browser)")
+def test_a_user_fixes_a_mask_with_clicks_in_chromium(tmp_path, tiny_model_dir):
+    from playwright.sync_api import sync_playwright
+
+    from bench.server import LiveServer
+
+    from .test_browser import CHROMIUM, SHOTS, _pixels
+
+    picture = tmp_path / "tile.png"
+    picture.write_bytes(png_bytes(tile_with_faint_body()))
+    server = LiveServer(tmp_path, tiny_model_dir)
+
+    def mask_at(page, src: str, x: int, y: int) -> bool:
+        mask = _pixels(page, src.replace("overlay.png", "mask.png"))
+        return bool(mask[y, x, 0] > 127)
+
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"{server.url}/salt/")
+            page.set_input_files("input[name=image]", str(picture))
+            page.click("input[type=submit]")
+            page.wait_for_url("**/salt/results**")
+            img = page.locator("img.overlay").first
+            assert page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+            original = img.get_attribute("src")
+            assert not mask_at(page, original, 75, 75)
+            page.click("text=Fix the mask with clicks")
+            assert page.locator(".refine-help").is_visible()
+
+            def click_at(x: int, y: int, shift: bool = False) -> str:
+                before = img.get_attribute("src")
+                box = img.bounding_box()
+                page.mouse.move(box["x"] + (x + 0.5) * box["width"] / 101, box["y"] + (y + 0.5) * box["height"] / 101)
+                if shift:
+                    page.keyboard.down("Shift")
+                page.mouse.down()
+                page.mouse.up()
+                if shift:
+                    page.keyboard.up("Shift")
+                page.wait_for_function("([img, before]) => img.getAttribute('src') !== before",
+                                       arg=[img.element_handle(), before])
+                assert page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+                return img.get_attribute("src")
+
+            first = click_at(75, 75)                                # "salt here" on the faint body
+            assert mask_at(page, first, 75, 75) and page.locator(".click-dot.salt").count() == 1
+            assert len(page.context.pages) == 1                     # the click did not open the picture
+            second = click_at(10, 50, shift=True)                   # "not salt here" on the bright half
+            assert not mask_at(page, second, 10, 50) and mask_at(page, second, 75, 75)
+            assert page.locator(".click-dot.not-salt").count() == 1
+            page.screenshot(path=str(SHOTS / "refine_clicks.png"), full_page=True)
+            page.click("button.refine-undo")
+            page.wait_for_function("([img, before]) => img.getAttribute('src') !== before", arg=[img.element_handle(), second])
+            assert mask_at(page, img.get_attribute("src"), 10, 50) and page.locator(".click-dot").count() == 1
+            page.click("button.refine-reset")
+            page.wait_for_function("([img, src]) => img.getAttribute('src') === src", arg=[img.element_handle(), original])
+            assert page.locator(".click-dot").count() == 0
+            assert not errors, errors
+            browser.close()
+    finally:
+        server.stop()

@@ -1,0 +1,69 @@
+"""Fixing a salt answer with clicks on its page: ``POST /salt/result/<id>/refine`` reruns the answer's
+own input (the stored picture with its data area, or the SEG-Y slice) with the clicks, records the
+refined answer and returns its overlay (``static/refine.js`` calls it; :mod:`geovision.refine`)."""
+from __future__ import annotations
+
+import json
+
+from flask import abort, current_app, jsonify, request, url_for
+from werkzeug.datastructures import MultiDict
+
+from geovision import tiling
+from geovision.imaging import ImageError
+from geovision.tiling import OVERLAP
+
+from ..accounts import current_owner_id, visible
+from ..errors import ApiError
+from ..extensions import db
+from ..recorder import record
+from ..records import Prediction
+from ..tasks import registry as tasks
+from ..uploads import Upload, find_stored
+from .blueprint import bp
+from .volumes import load_segy
+
+
+def _source(row: Prediction) -> tuple[object, dict]:
+    """The item and the form fields that reproduce ``row``'s answer (clicks aside)."""
+    result = row.result
+    fields = {"threshold": str(result["threshold"]), "domain": result.get("domain", "time")}
+    if result.get("segy_id") and result.get("slice"):
+        found = load_segy(result["segy_id"])
+        if found is None:
+            raise ApiError("not_found", "the SEG-Y volume of this answer is no longer stored", 404)
+        return found[0], {**fields, "slice": result["slice"]}
+    picture = find_stored(row.public_id, "input.png")
+    if picture is None:
+        raise ApiError("not_found", "the input of this answer is no longer stored", 404)
+    area = result.get("data_area") or {"source": "auto"}
+    crop = ",".join(str(area[k]) for k in ("left", "top", "right", "bottom")) if area["source"] == "user" else area["source"]
+    return Upload(row.filename, picture.read_bytes()), {**fields, "data_area": crop}
+
+
+@bp.post("/result/<public_id>/refine")
+def refine_result(public_id: str):
+    """JSON ``{"clicks": [{"x", "y", "salt"}]}`` (CSRF token in ``X-CSRFToken``) -> the refined
+    answer's ``prediction_id``, ``overlay_url``, ``mask_url``, ``coverage`` and ``clicks``. An input of
+    more than ``SYNC_MAX_TILES`` tiles is refused (413): click editing answers while the user waits."""
+    row = db.session.scalar(visible(db.select(Prediction).where(
+        Prediction.public_id == public_id, Prediction.task == "salt"), Prediction))
+    if row is None or row.result.get("slice") == "volume":
+        abort(404)
+    body = request.get_json(silent=True) or {}
+    handler = tasks.get("salt")
+    handler.check_ready()
+    item, fields = _source(row)
+    options = handler.parse_options(MultiDict({**fields, "clicks": json.dumps(body.get("clicks", []))}))
+    limit = current_app.config["SYNC_MAX_TILES"]
+    if tiling.tile_count(row.height, row.width, OVERLAP) > limit:
+        raise ApiError("image_too_large", f"click editing works on inputs of up to {limit} tiles (SYNC_MAX_TILES); "
+                       "this one is larger: crop it (data_area) or segment a smaller slice", 413)
+    try:
+        outcome = handler.run(item, **options)
+    except ImageError as exc:
+        raise ApiError(exc.code, str(exc), exc.status) from None
+    (answer,) = record([outcome], current_owner_id())
+    answer = handler.links(answer)
+    return jsonify(prediction_id=answer["prediction_id"], overlay_url=answer["overlay_url"], mask_url=answer["mask_url"],
+                   coverage=answer["coverage"], clicks=answer.get("clicks", 0),
+                   result_url=url_for("salt.result", public_id=answer["prediction_id"]))
