@@ -18,7 +18,9 @@ def train_model(ctx: click.Context, task: str) -> None:
     The arguments are those of `python -m train TASK`: the same function runs, with a
     progress bar on stderr. The training package is imported only here, when the command runs.
     Whales also take `--include-decisions`: the admins' confirmed and new individuals (the whale
-    page's decisions, with their kept photos) are added to the training photos as labels.
+    page's decisions, with their kept photos) are added to the training photos as labels. Salt
+    takes `--corrections`: the masks users fixed with clicks and saved, cut into 101x101 tiles,
+    are added to the training tiles (never to the validation split).
     """
     import tempfile
 
@@ -33,6 +35,15 @@ def train_model(ctx: click.Context, task: str) -> None:
             labels = f"{tmp}/decisions.csv"
             click.echo(f"including {export_decisions(labels)} researcher decision(s) as training labels", err=True)
             args += ["--extra-labels", labels]
+        if task == "salt" and "--corrections" in args:
+            from pathlib import Path
+
+            from .salt.corrections import export_corrections
+
+            args.remove("--corrections")
+            tiles = export_corrections(Path(tmp) / "corrections")
+            click.echo(f"including {tiles} tile(s) of saved salt corrections as training tiles", err=True)
+            args += ["--extra-tiles", f"{tmp}/corrections"]
         meta = run([task, *args], prog="flask train-model")
     click.echo(f"exported {meta['task']} model: validation metrics {meta['metrics']}")
 

@@ -82,8 +82,8 @@ class ApiError(Exception):
 
 
 def wants_json() -> bool:
-    """API paths and clients that prefer JSON get JSON errors."""
-    if request.path.startswith("/api/"):
+    """API paths, JSON requests (the pages' scripts) and clients that prefer JSON get JSON errors."""
+    if request.path.startswith("/api/") or request.is_json:
         return True
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]

@@ -85,3 +85,22 @@ class WhaleDecision(db.Model):
 
     def __repr__(self) -> str:
         return f"<WhaleDecision {self.action} {self.whale_id} for {self.prediction_id}>"
+
+
+class SaltCorrection(db.Model):
+    """A salt mask fixed with clicks and saved by its owner as training data: the refined answer
+    (``prediction_id``; its stored ``input.png`` and ``mask.png`` are the image and the corrected mask),
+    the answer it started from, the clicks ``[{"x", "y", "salt"}]``. Owners see their own, admins all."""
+
+    __tablename__ = "salt_correction"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prediction_id: Mapped[str] = mapped_column(String(32), unique=True, index=True)
+    source_id: Mapped[str] = mapped_column(String(32), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    clicks: Mapped[list] = mapped_column(JSON)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
+
+    def __repr__(self) -> str:
+        return f"<SaltCorrection {self.prediction_id} ({len(self.clicks)} clicks)>"

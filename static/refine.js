@@ -15,6 +15,7 @@
     var tools = panel.querySelector(".refine-tools"), help = panel.querySelector(".refine-help");
     var status = panel.querySelector(".refine-status"), negative = panel.querySelector(".refine-negative");
     var undo = panel.querySelector(".refine-undo"), reset = panel.querySelector(".refine-reset");
+    var save = panel.querySelector(".refine-save"), correctionUrl = null;
     var clicks = [], editing = false, busy = false;
     panel.hidden = false;
 
@@ -29,6 +30,7 @@
         layer.appendChild(dot);
       });
       undo.disabled = reset.disabled = clicks.length === 0;
+      save.disabled = true;           // enabled again once the redrawn answer is back
     }
 
     function send() {
@@ -58,6 +60,8 @@
         }
         img.setAttribute("src", answer.body.overlay_url);
         img.dataset.predictionId = answer.body.prediction_id;
+        correctionUrl = answer.body.correction_url;
+        save.disabled = false;
         if (coverage) coverage.textContent = (answer.body.coverage * 100).toFixed(2) + " %";
         status.innerHTML = "";
         status.append(clicks.length + " click(s), redrawn in " + Math.round(performance.now() - started) + " ms. ");
@@ -96,6 +100,23 @@
       tools.hidden = help.hidden = true;
       panel.querySelector(".refine-start").hidden = false;
       article.classList.remove("editing");
+    });
+    save.addEventListener("click", function () {
+      if (!correctionUrl) return;
+      save.disabled = true;
+      fetch(correctionUrl, {method: "POST", credentials: "same-origin",
+                            headers: {"Accept": "application/json", "X-CSRFToken": panel.dataset.csrf}})
+        .then(function (r) { return r.json().then(function (body) { return {ok: r.ok, body: body}; }); })
+        .then(function (answer) {
+          if (!answer.ok) { status.textContent = (answer.body.error || {}).message || "Not saved."; save.disabled = false; return; }
+          status.innerHTML = "";
+          status.append("Saved as a correction (training data). ");
+          var list = document.createElement("a");
+          list.href = answer.body.corrections_url;
+          list.textContent = "Your corrections";
+          status.append(list);
+        })
+        .catch(function () { status.textContent = "The server could not be reached."; save.disabled = false; });
     });
     undo.addEventListener("click", function () { if (!busy) { clicks.pop(); send(); } });
     reset.addEventListener("click", function () { if (!busy) { clicks = []; send(); } });

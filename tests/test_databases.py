@@ -19,7 +19,7 @@ def test_migrations_create_the_tables(db_app):
     with db_app.app_context():
         tables = set(inspect(db.engine).get_table_names())
         assert {"prediction", "job", "whale_decision", "account", "api_key", "alembic_version"} <= tables
-        assert db.session.execute(db.text("select version_num from alembic_version")).scalar() == "c4e8f2a1d9b6"
+        assert db.session.execute(db.text("select version_num from alembic_version")).scalar() == "d7a3b5c9e2f1"
         assert "heartbeat_at" in {c["name"] for c in inspect(db.engine).get_columns("job")}   # job leases
 
 

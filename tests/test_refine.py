@@ -10,6 +10,7 @@ from geovision import refine
 from geovision.rle import rle_decode
 
 from .conftest import png_bytes
+from .test_accounts import auth_app, sign_in  # noqa: F401 - the signed-in accounts fixture
 
 
 def tile_with_faint_body() -> np.ndarray:
@@ -139,6 +140,16 @@ def test_a_user_fixes_a_mask_with_clicks_in_chromium(tmp_path, tiny_model_dir):
             assert not mask_at(page, second, 10, 50) and mask_at(page, second, 75, 75)
             assert page.locator(".click-dot.not-salt").count() == 1
             page.screenshot(path=str(SHOTS / "refine_clicks.png"), full_page=True)
+            page.click("button.refine-save")
+            page.wait_for_selector("text=Saved as a correction")
+            page.click("text=Your corrections")
+            page.wait_for_url("**/salt/corrections")
+            assert "tile.png" in page.content()
+            page.go_back()
+            page.wait_for_url("**/salt/results**")
+            page.click("text=Fix the mask with clicks")
+            second = click_at(75, 75)
+            second = click_at(10, 50, shift=True)
             page.click("button.refine-undo")
             page.wait_for_function("([img, before]) => img.getAttribute('src') !== before", arg=[img.element_handle(), second])
             assert mask_at(page, img.get_attribute("src"), 10, 50) and page.locator(".click-dot").count() == 1
@@ -149,3 +160,56 @@ def test_a_user_fixes_a_mask_with_clicks_in_chromium(tmp_path, tiny_model_dir):
             browser.close()
     finally:
         server.stop()
+
+
+def test_a_fixed_mask_is_saved_listed_and_trained_on(app, client, runner, tmp_path):
+    from app.records import SaltCorrection
+
+    from .test_train import make_synthetic_tgs
+
+    (first,) = ask(client, tile_with_faint_body(), route="segment").get_json()["results"]
+    refine_url = f"/salt/result/{first['prediction_id']}/refine"
+    assert client.post(f"/salt/result/{first['prediction_id']}/correction").status_code == 400   # no click: nothing to keep
+    fixed = client.post(refine_url, json={"clicks": [{"x": 75, "y": 75, "salt": True}]}).get_json()
+    assert fixed["clicks"] == 1 and fixed["coverage"] > first["coverage"]
+    saved = client.post(fixed["correction_url"])
+    assert saved.status_code == 200 and client.post(fixed["correction_url"]).get_json() == saved.get_json()  # idempotent
+    with app.app_context():
+        (row,) = SaltCorrection.query.all()
+        assert row.source_id == first["prediction_id"] and row.clicks == [{"x": 75, "y": 75, "salt": True}]
+    page = client.get("/salt/corrections").get_data(as_text=True)
+    assert "t.png" in page and fixed["prediction_id"] in page
+    bad = client.post(refine_url, json={"clicks": [{"x": 500, "y": 1, "salt": True}]})
+    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_clicks"
+    assert client.get("/salt/corrections/export.zip").status_code == 403   # admins only
+    data = make_synthetic_tgs(tmp_path / "tgs")
+    result = runner.invoke(args=["train-model", "salt", "--data", str(data), "--dry-run", "--epochs", "1", "--corrections",
+                                 "--output", str(tmp_path / "out"), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "including 1 tile(s) of saved salt corrections" in result.output
+    args = json.loads((tmp_path / "run" / "args.json").read_text())
+    assert args["extra_tiles"].endswith("corrections")
+
+
+def test_owners_see_their_corrections_and_admins_export_them_all(auth_app):
+    import zipfile
+
+    alice, bob, root = (sign_in(auth_app, n) for n in ("alice", "bob", "root"))
+    (first,) = alice.post("/api/v1/salt/segment", data={"image": [(io.BytesIO(png_bytes(tile_with_faint_body())), "a.png")]}
+                          ).get_json()["results"]
+    fixed = alice.post(f"/salt/result/{first['prediction_id']}/refine", json={"clicks": [{"x": 75, "y": 75, "salt": True}]})
+    assert fixed.status_code == 200, fixed.get_data(as_text=True)
+    assert bob.post(fixed.get_json()["correction_url"]).status_code == 404            # not his answer
+    assert alice.post(fixed.get_json()["correction_url"]).status_code == 200
+    assert "a.png" in alice.get("/salt/corrections").get_data(as_text=True)
+    assert "a.png" not in bob.get("/salt/corrections").get_data(as_text=True)
+    assert "a.png" in root.get("/salt/corrections").get_data(as_text=True)
+    assert bob.get("/salt/corrections/export.zip").status_code == 403
+    export = root.get("/salt/corrections/export.zip")
+    assert export.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(export.data))
+    assert {"train.csv", "images/correction1_0_0.png", "masks/correction1_0_0.png"} <= set(archive.namelist())
+    rows = archive.read("train.csv").decode().splitlines()
+    assert rows[0] == "id,rle_mask" and rows[1].startswith("correction1_0_0,") and len(rows) == 2
+    mask = rle_decode(rows[1].split(",", 1)[1], (101, 101))
+    assert mask[75, 75] and mask[50, 10]                              # the fix and the model's own salt

@@ -176,7 +176,7 @@ class SaltHandler(TaskHandler):
         extra = {**state["extra"], **({"clicks": len(clicks)} if clicks else {})}
         summary = {"coverage": coverage, "no_data_fraction": no_data_fraction, "rle_mask": rle_mask,
                    "threshold": answer["threshold"], "tiles": len(state["origins"]), "axes": state["axes"],
-                   "confidence": confidence, **extra}
+                   "confidence": confidence, **extra, **({"clicks_made": clicks} if clicks else {})}
         width, height = prepared.size
         result = {**extra, "axes": state["axes"], "width": width, "height": height, "coverage": round(coverage, 6),
                   "no_data_fraction": round(no_data_fraction, 6), "confidence": confidence, "rle_mask": rle_mask}

@@ -7,7 +7,7 @@ from flask import url_for
 from geovision.rle import rle_decode
 
 from ..tasks.parts import TaskApi, TaskPage
-from . import refine_views, views  # noqa: F401 - their routes join the blueprint (with volume_views')
+from . import corrections, refine_views, views  # noqa: F401 - their routes join the blueprint (with volume_views')
 from .blueprint import bp
 
 

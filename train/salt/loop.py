@@ -43,6 +43,12 @@ def train_salt(cfg: SaltTrainConfig) -> dict:
     run_dir, out_dir = Path(cfg.run_dir), Path(cfg.output)
 
     tr_x, tr_y, va_x, va_y = load_split(cfg.data, cfg.dry_run, cfg.holdout)
+    if cfg.extra_tiles:   # e.g. the users' corrections (flask train-model salt --corrections): training only
+        extra_ids = sd.read_ids(Path(cfg.extra_tiles))
+        if extra_ids:
+            ex_x, ex_y = sd.load_tiles(Path(cfg.extra_tiles), extra_ids)
+            tr_x, tr_y = np.concatenate([tr_x, ex_x]), np.concatenate([tr_y, ex_y])
+        log.info("added %d extra training tiles from %s", len(extra_ids), cfg.extra_tiles)
     mean, std = cfg.normalization or (float(tr_x.mean() / 255), float(tr_x.std() / 255))
     if cfg.label_fraction < 1:
         keep = subset_fraction(len(tr_x), tr_y.reshape(len(tr_y), -1).any(1), cfg.label_fraction, cfg.seed)
