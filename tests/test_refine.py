@@ -191,7 +191,7 @@ def test_a_fixed_mask_is_saved_listed_and_trained_on(app, client, runner, tmp_pa
     assert args["extra_tiles"].endswith("corrections")
 
 
-def test_owners_see_their_corrections_and_admins_export_them_all(auth_app):
+def test_owners_see_their_corrections_and_admins_export_them_all(auth_app):  # noqa: F811 - the fixture
     import zipfile
 
     alice, bob, root = (sign_in(auth_app, n) for n in ("alice", "bob", "root"))
