@@ -5,6 +5,7 @@ import threading
 
 import numpy as np
 import pytest
+import segyio
 
 from .conftest import half_bright_tile, make_app, png_bytes, rock_png
 
@@ -124,3 +125,24 @@ def test_the_serve_config_builder_makes_the_same_application(tiny_model_dir):
     assert module == ray_backend.__name__ and name == "app_builder"
     built = ray_backend.app_builder({**apps[0]["args"], "model_dir": str(tiny_model_dir)})
     assert isinstance(built, Application)
+
+
+def test_a_volume_job_through_ray_serve_writes_the_local_backends_file(serve_cluster, tiny_model_dir, tmp_path):
+    from .test_volumes import cube
+
+    src = tmp_path / "survey.sgy"
+    cube(src, n_il=4, n_xl=40, n_s=80)
+    remote = make_app(tiny_model_dir, tmp_path / "ray", INFERENCE_BACKEND="ray", VOLUME_LINES_IN_FLIGHT=3)
+    local = make_app(tiny_model_dir, tmp_path / "local")
+    try:
+        for app, name in ((remote, "ray.sgy"), (local, "local.sgy")):
+            result = app.test_cli_runner().invoke(args=["predict", "salt", "--volume", str(src), "-o", str(tmp_path / name)])
+            assert result.exit_code == 0, result.output
+        with segyio.open(str(tmp_path / "ray.sgy"), ignore_geometry=True) as a, \
+                segyio.open(str(tmp_path / "local.sgy"), ignore_geometry=True) as b:
+            assert np.allclose(np.asarray(a.trace.raw[:]), np.asarray(b.trace.raw[:]), atol=1e-5)
+        models = remote.test_client().get("/api/v1/models").get_json()["models"]
+        assert {m["backend"] for m in models} == {"ray"}
+    finally:
+        remote.extensions["engine"].close()
+        local.extensions["engine"].close()
