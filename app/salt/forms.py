@@ -25,7 +25,7 @@ class SegySliceForm(FlaskForm):
     kind = SelectField("Slice", choices=[SelectChoice("inline", "inline"), SelectChoice("crossline", "crossline"),
                                          SelectChoice("time", "time slice (ms)"),
                                          SelectChoice("section", "whole 2-D section"),
-                                         SelectChoice("volume", "whole 3-D volume (every inline; a background job)")])
+                                         SelectChoice("volume", "whole 3-D volume (a job)")])
     number = IntegerField("Number (inline / crossline number, or the sample: time in ms or depth in m)",
                           validators=[Optional()])
     domain = SelectField("The samples are", default="time", choices=[
@@ -33,6 +33,6 @@ class SegySliceForm(FlaskForm):
     threshold = DecimalField("Salt probability threshold (blank = model default)", places=2,
                              validators=[Optional(), NumberRange(0, 1, "between 0 and 1")])
     fuse = SelectField("Whole volume: lines segmented", default="inline", choices=[
-        SelectChoice("inline", "inlines (each as its own 2-D answer)"),
-        SelectChoice("inline+crossline", "inlines and crosslines, averaged (smoother bodies, twice the time)")])
+        SelectChoice("inline", "inlines (as their 2-D answers)"),
+        SelectChoice("inline+crossline", "inlines + crosslines, averaged")])
     submit = SubmitField("Segment")
