@@ -206,6 +206,7 @@ def test_doc_curl_commands_run(server, tmp_path):
     (tmp_path / "whale.jpg").write_bytes(png_bytes(whale_photo(1, 0, 0), fmt="JPEG"))
     tile = np.random.default_rng(0).integers(0, 255, (101, 101), dtype=np.uint8)
     (tmp_path / "tile1.png").write_bytes(png_bytes(tile))
+    (tmp_path / "tile.png").write_bytes(png_bytes(tile))
     section = np.random.default_rng(1).integers(0, 255, (160, 240), dtype=np.uint8)
     (tmp_path / "section.png").write_bytes(png_bytes(section))
     (tmp_path / "section.tif").write_bytes(png_bytes(section, fmt="TIFF"))
