@@ -96,14 +96,14 @@ class MaskFile:
         self.fh.close()
 
 
-def _line(handler, ckpt: Checkpoint, amplitudes: np.ndarray, threshold: float, priority: int, chunk: int):
+def _line(handler, ckpt: Checkpoint, amplitudes: np.ndarray, threshold: float, priority: int):
     """(probability float32 (samples, across), 0 on no data; mask bool; no data bool) of one line,
-    through the handler's 2-D pipeline (:meth:`SaltHandler.segment`, without the confidence)."""
+    through the handler's 2-D pipeline (:meth:`SaltHandler.segment`, without the confidence); the
+    tiles go to the batcher in job-sized chunks (:meth:`TaskHandler.infer`)."""
     gray, no_data = section_grey(amplitudes, vertical=True)
     inputs, origins, canvas = tiling.model_inputs(nodata.fill_no_data(gray, no_data), ckpt.meta, OVERLAP)
     rows = torch.from_numpy(inputs)
-    outputs = torch.cat([engine.predict(handler.model_task, rows[s:s + chunk], priority)
-                         for s in range(0, len(rows), chunk)])
+    outputs = handler.infer(rows, priority, progress=lambda done, total: None)   # lines report progress
     prepared = Prepared(rows, gray.shape[::-1], {"gray": gray, "no_data": no_data, "origins": origins, "canvas": canvas})
     answer = handler.segment(prepared, outputs, ckpt, threshold, with_confidence=False)
     return np.where(no_data, 0.0, answer["probs"]).astype(np.float32), answer["mask"], no_data
@@ -140,9 +140,7 @@ def run_volume(handler, item, progress=None, priority: int = 0, threshold: float
     geometry = volume_geometry(item)
     ckpt = engine.checkpoint(handler.model_task)
     threshold = float(ckpt.meta.get("threshold", 0.5)) if threshold is None else threshold
-    config = current_app.config
-    chunk = max(1, min(engine.state.max_batch_size, int(config.get("JOB_CHUNK_ROWS", 8))))
-    in_flight = max(1, int(config.get("VOLUME_LINES_IN_FLIGHT", 2)))
+    in_flight = max(1, int(current_app.config.get("VOLUME_LINES_IN_FLIGHT", 2)))
     tmp = Path(tempfile.mkdtemp(prefix="volume-", dir=_tmp_root()))
     try:
         f, grid = open_volume(item.path)
@@ -159,7 +157,7 @@ def run_volume(handler, item, progress=None, priority: int = 0, threshold: float
             mask = MaskFile(tmp / "mask.npy", grid.shape)
             counts = np.zeros(len(grid.samples), np.int64)   # salt bins per sample (time or depth)
             live, done = 0, 0
-            compute = lambda a: _line(handler, ckpt, a, threshold, priority, chunk)  # noqa: E731
+            compute = lambda a: _line(handler, ckpt, a, threshold, priority)  # noqa: E731
             with ProbabilityWriter(tmp / "salt.sgy", f, grid, lines) as writer:
                 for k, (probs, salt, no_data) in _each_line(f, grid, "inline", compute, in_flight):
                     writer.write_line("inline", k, probs)
