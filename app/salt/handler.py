@@ -138,7 +138,7 @@ class SaltHandler(TaskHandler):
         live = int((~no_data).sum())
         return {"probs": probs, "mask": mask, "no_data": no_data, "threshold": threshold,
                 "coverage": float(mask.sum() / live) if live else 0.0, "no_data_fraction": float(no_data.mean()),
-                "rle_mask": rle_encode(mask) if with_confidence else "",
+                "rle_mask": rle_encode(mask),
                 "confidence": self._confidence(prepared, ckpt, probs, mask, ~no_data) if with_confidence else None}
 
     @staticmethod
