@@ -179,6 +179,8 @@ def describe(job: Job) -> dict:
     """The API body of a job: ``job_id``, ``status``, ``progress`` (0..1), ``tiles_done``,
     ``tiles_total``, ``unit`` (what they count: tiles, or lines of a volume), ``eta_s`` (None when
     unknown), ``status_url``, ``error``, and when done the task's result fields."""
+    handler = current_app.extensions["tasks"][job.task]
+    unit = handler.job_unit((job.inputs or {}).get("options") or {})
     progress = job.tiles_done / job.tiles_total if job.tiles_total else 0.0
     eta = None
     if job.status == "running" and job.started_at and job.tiles_done:
@@ -186,18 +188,11 @@ def describe(job: Job) -> dict:
         eta = round(elapsed / job.tiles_done * (job.tiles_total - job.tiles_done), 1)
     body = {"job_id": job.public_id, "task": job.task, "filename": job.filename, "status": job.status,
             "progress": round(1.0 if job.status == "done" else progress, 4), "tiles_done": job.tiles_done,
-            "tiles_total": job.tiles_total, "unit": _unit(job), "eta_s": eta, "error": job.error,
+            "tiles_total": job.tiles_total, "unit": unit, "eta_s": eta, "error": job.error,
             "status_url": url_for("api.job_status", task=job.task, job_id=job.public_id, _external=True)}
     if job.status == "done" and job.result:
-        handler = current_app.extensions["tasks"][job.task]
         body.update({k: v for k, v in handler.links(dict(job.result)).items() if k != "filename"})
     return body
-
-
-def _unit(job: Job) -> str:
-    """What ``tiles_done`` counts: ``lines`` for a salt volume job, else ``tiles`` (model rows)."""
-    options = (job.inputs or {}).get("options") or {}
-    return "lines" if options.get("spec") == "volume" else "tiles"
 
 
 def init_app(app: Flask) -> None:

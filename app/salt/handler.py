@@ -94,6 +94,10 @@ class SaltHandler(TaskHandler):
         """A whole volume is always a background job."""
         return spec is not None and spec.kind == "volume"
 
+    def job_unit(self, options: dict) -> str:
+        """A volume job counts lines."""
+        return "lines" if options.get("spec") == "volume" else "tiles"
+
     def preprocess(self, item, ckpt: Checkpoint, threshold: float | None = None,
                    spec: segy.SliceSpec | None = None, domain: str = "time", data_area="auto",
                    fuse: str = "inline", clicks: list | None = None) -> Prepared:

@@ -165,6 +165,10 @@ class TaskHandler:
         """Whether these options make a background job whatever the input's size (salt volumes)."""
         return False
 
+    def job_unit(self, options: dict) -> str:
+        """What a job's ``tiles_done`` counts, from its stored options (:meth:`job_options`)."""
+        return "tiles"
+
     def job_units(self, item: Any, **options) -> int:
         """Work units (rows for the model) of an item, to choose between answering now and a job."""
         return 1
