@@ -92,15 +92,22 @@ def image_input(upload, data_area: tuple[int, int, int, int] | str = "auto") -> 
     return gray, no_data, {"data_area": area, "colour_scale": scale[1] if scale else "grey"}, save_input
 
 
-def segy_input(stored: StoredSegy, spec: segy.SliceSpec | None,
-                domain: str = "time") -> tuple[np.ndarray, np.ndarray, dict, object, dict]:
-    """Grey levels of one slice of a stored volume (the survey's default slice when ``spec`` is
-    None); the result adds ``slice`` (e.g. ``inline:120``) and ``segy_id``."""
+def amplitude_geometry(stored: StoredSegy) -> dict:
+    """The stored volume's geometry; raises ImageError ``not_amplitudes`` for a volume of velocities
+    (salt is segmented on seismic amplitudes, whether one slice or the whole volume)."""
     info = load_segy(stored.segy_id)
     geometry = info[1] if info else segy.geometry(stored.path)
     if geometry.get("values") == "velocity":
         raise ImageError("this volume holds velocities (all values positive, in the range of m/s), not seismic "
                          "amplitudes: salt is segmented on amplitude sections", code="not_amplitudes")
+    return geometry
+
+
+def segy_input(stored: StoredSegy, spec: segy.SliceSpec | None,
+                domain: str = "time") -> tuple[np.ndarray, np.ndarray, dict, object, dict]:
+    """Grey levels of one slice of a stored volume (the survey's default slice when ``spec`` is
+    None); the result adds ``slice`` (e.g. ``inline:120``) and ``segy_id``."""
+    geometry = amplitude_geometry(stored)
     spec = spec or segy.parse_slice(geometry["default_slice"])
     limit = current_app.config["MAX_IMAGE_PIXELS"]
     if spec.kind == "section" or geometry.get("kind") == "3d":   # else read_slice names the error

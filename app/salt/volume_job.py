@@ -31,9 +31,9 @@ from ..recorder import Outcome
 from ..tasks.handler import Prepared
 from ..uploads import upload_root
 from . import segy
-from .inputs import section_grey
+from .inputs import amplitude_geometry, section_grey
 from .segy_volume import ProbabilityWriter, VolumeGrid, bin_area_m2, open_volume, read_line
-from .volumes import Refused, StoredSegy, load_segy
+from .volumes import Refused, StoredSegy
 
 FUSE = ("inline", "inline+crossline")
 MASK_HEADER = 128   #: bytes before the mask's data in mask.npy (format 1.0, header padded to 128)
@@ -47,11 +47,7 @@ def volume_geometry(item) -> dict:
         raise item.error
     if not isinstance(item, StoredSegy):
         raise ImageError("slice=volume needs a 3-D SEG-Y file (.sgy, .segy), not a picture", code="invalid_slice")
-    found = load_segy(item.segy_id)
-    g = found[1] if found else segy.geometry(item.path)
-    if g.get("values") == "velocity":
-        raise ImageError("this volume holds velocities (all values positive, in the range of m/s), not seismic "
-                         "amplitudes: salt is segmented on amplitude volumes", code="not_amplitudes")
+    g = amplitude_geometry(item)
     if g.get("kind") != "3d":
         raise ImageError("slice=volume needs a 3-D survey (inline x crossline grid); this file is a 2-D line: "
                          "use slice=section", code="invalid_slice")
