@@ -11,6 +11,7 @@ from geovision.rle import rle_decode
 
 from .conftest import png_bytes
 from .test_accounts import auth_app, sign_in  # noqa: F401 - the signed-in accounts fixture
+from .test_browser import browser  # noqa: F401 - the Chromium fixture
 
 
 def tile_with_faint_body() -> np.ndarray:
@@ -86,12 +87,10 @@ def test_the_benchmark_click_goes_to_the_largest_error_farthest_from_its_border(
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="Debian chromium not installed (make browser)")
-def test_a_user_fixes_a_mask_with_clicks_in_chromium(tmp_path, tiny_model_dir):
-    from playwright.sync_api import sync_playwright
-
+def test_a_user_fixes_a_mask_with_clicks_in_chromium(tmp_path, tiny_model_dir, browser):  # noqa: F811 - the fixture
     from bench.server import LiveServer
 
-    from .test_browser import CHROMIUM, SHOTS, _pixels
+    from .test_browser import SHOTS, _pixels
 
     picture = tmp_path / "tile.png"
     picture.write_bytes(png_bytes(tile_with_faint_body()))
@@ -102,62 +101,59 @@ def test_a_user_fixes_a_mask_with_clicks_in_chromium(tmp_path, tiny_model_dir):
         return bool(mask[y, x, 0] > 127)
 
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(viewport={"width": 1100, "height": 900})
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(f"{server.url}/salt/")
-            page.set_input_files("input[name=image]", str(picture))
-            page.click("input[type=submit]")
-            page.wait_for_url("**/salt/results**")
-            img = page.locator("img.overlay").first
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"{server.url}/salt/")
+        page.set_input_files("input[name=image]", str(picture))
+        page.click("input[type=submit]")
+        page.wait_for_url("**/salt/results**")
+        img = page.locator("img.overlay").first
+        assert page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+        original = img.get_attribute("src")
+        assert not mask_at(page, original, 75, 75)
+        page.click("text=Fix the mask with clicks")
+        assert page.locator(".refine-help").is_visible()
+
+        def click_at(x: int, y: int, shift: bool = False) -> str:
+            before = img.get_attribute("src")
+            box = img.bounding_box()
+            page.mouse.move(box["x"] + (x + 0.5) * box["width"] / 101, box["y"] + (y + 0.5) * box["height"] / 101)
+            if shift:
+                page.keyboard.down("Shift")
+            page.mouse.down()
+            page.mouse.up()
+            if shift:
+                page.keyboard.up("Shift")
+            page.wait_for_function("([img, before]) => img.getAttribute('src') !== before",
+                                   arg=[img.element_handle(), before])
             assert page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
-            original = img.get_attribute("src")
-            assert not mask_at(page, original, 75, 75)
-            page.click("text=Fix the mask with clicks")
-            assert page.locator(".refine-help").is_visible()
+            return img.get_attribute("src")
 
-            def click_at(x: int, y: int, shift: bool = False) -> str:
-                before = img.get_attribute("src")
-                box = img.bounding_box()
-                page.mouse.move(box["x"] + (x + 0.5) * box["width"] / 101, box["y"] + (y + 0.5) * box["height"] / 101)
-                if shift:
-                    page.keyboard.down("Shift")
-                page.mouse.down()
-                page.mouse.up()
-                if shift:
-                    page.keyboard.up("Shift")
-                page.wait_for_function("([img, before]) => img.getAttribute('src') !== before",
-                                       arg=[img.element_handle(), before])
-                assert page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
-                return img.get_attribute("src")
-
-            first = click_at(75, 75)                                # "salt here" on the faint body
-            assert mask_at(page, first, 75, 75) and page.locator(".click-dot.salt").count() == 1
-            assert len(page.context.pages) == 1                     # the click did not open the picture
-            second = click_at(10, 50, shift=True)                   # "not salt here" on the bright half
-            assert not mask_at(page, second, 10, 50) and mask_at(page, second, 75, 75)
-            assert page.locator(".click-dot.not-salt").count() == 1
-            page.screenshot(path=str(SHOTS / "refine_clicks.png"), full_page=True)
-            page.click("button.refine-save")
-            page.wait_for_selector("text=Saved as a correction")
-            page.click("text=Your corrections")
-            page.wait_for_url("**/salt/corrections")
-            assert "tile.png" in page.content()
-            page.go_back()
-            page.wait_for_url("**/salt/results**")
-            page.click("text=Fix the mask with clicks")
-            second = click_at(75, 75)
-            second = click_at(10, 50, shift=True)
-            page.click("button.refine-undo")
-            page.wait_for_function("([img, before]) => img.getAttribute('src') !== before", arg=[img.element_handle(), second])
-            assert mask_at(page, img.get_attribute("src"), 10, 50) and page.locator(".click-dot").count() == 1
-            page.click("button.refine-reset")
-            page.wait_for_function("([img, src]) => img.getAttribute('src') === src", arg=[img.element_handle(), original])
-            assert page.locator(".click-dot").count() == 0
-            assert not errors, errors
-            browser.close()
+        first = click_at(75, 75)                                # "salt here" on the faint body
+        assert mask_at(page, first, 75, 75) and page.locator(".click-dot.salt").count() == 1
+        assert len(page.context.pages) == 1                     # the click did not open the picture
+        second = click_at(10, 50, shift=True)                   # "not salt here" on the bright half
+        assert not mask_at(page, second, 10, 50) and mask_at(page, second, 75, 75)
+        assert page.locator(".click-dot.not-salt").count() == 1
+        page.screenshot(path=str(SHOTS / "refine_clicks.png"), full_page=True)
+        page.click("button.refine-save")
+        page.wait_for_selector("text=Saved as a correction")
+        page.click("text=Your corrections")
+        page.wait_for_url("**/salt/corrections")
+        assert "tile.png" in page.content()
+        page.go_back()
+        page.wait_for_url("**/salt/results**")
+        page.click("text=Fix the mask with clicks")
+        second = click_at(75, 75)
+        second = click_at(10, 50, shift=True)
+        page.click("button.refine-undo")
+        page.wait_for_function("([img, before]) => img.getAttribute('src') !== before", arg=[img.element_handle(), second])
+        assert mask_at(page, img.get_attribute("src"), 10, 50) and page.locator(".click-dot").count() == 1
+        page.click("button.refine-reset")
+        page.wait_for_function("([img, src]) => img.getAttribute('src') === src", arg=[img.element_handle(), original])
+        assert page.locator(".click-dot").count() == 0
+        assert not errors, errors
     finally:
         server.stop()
 

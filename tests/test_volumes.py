@@ -15,6 +15,7 @@ import segyio
 from geovision.rle import rle_decode
 
 from .conftest import ROOT, make_app, unstructured
+from .test_browser import browser  # noqa: F401 - the Chromium fixture
 from .test_jobs import wait_for
 
 REAL = ROOT.parent / "shared" / "data" / "seismic-real"
@@ -254,53 +255,48 @@ def test_real_surveys_f3_runs_whole_and_the_velocity_cube_is_refused(volume_app,
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="Debian chromium not installed (make browser)")
-def test_the_viewer_in_chromium_moves_through_the_volume(tmp_path, tiny_model_dir):
+def test_the_viewer_in_chromium_moves_through_the_volume(tmp_path, tiny_model_dir, browser):  # noqa: F811 - the fixture
     """A user uploads a survey, asks for the whole volume, follows the job, moves the sliders."""
-    from playwright.sync_api import sync_playwright
-
     from bench.server import LiveServer
 
-    from .test_browser import CHROMIUM, SHOTS, _pixels
+    from .test_browser import SHOTS, _pixels
 
     src = tmp_path / "survey.sgy"
     cube(src, n_il=8, n_xl=60, n_s=120)
     server = LiveServer(tmp_path, tiny_model_dir)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(viewport={"width": 1100, "height": 900})
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(f"{server.url}/salt/")
-            page.set_input_files("input[name=image]", str(src))
-            page.click("input[type=submit]")
-            page.wait_for_url("**/salt/segy/**")
-            page.select_option("select[name=kind]", "volume")
-            page.click("input[type=submit]")
-            page.wait_for_url("**/salt/result/**", timeout=60_000)     # the job page follows it to the viewer
-            assert "Salt volume" in page.content() and "salt.sgy" in page.content()
-            pictures = {}
-            for kind in ("inline", "crossline", "time"):
-                img = page.locator(f"#picture-{kind}")
-                assert page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
-                pictures[kind] = (img.get_attribute("src"), _pixels(page, img.get_attribute("src")))
-            page.screenshot(path=str(SHOTS / "volume_viewer.png"), full_page=True)
-            slider = page.locator("#slider-inline")
-            slider.focus()
-            for _ in range(3):
-                page.keyboard.press("ArrowRight")                        # inline 103 -> 106
-            page.wait_for_function("() => document.querySelector('#picture-inline').src.includes('/inline/106')")
-            img = page.locator("#picture-inline")
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"{server.url}/salt/")
+        page.set_input_files("input[name=image]", str(src))
+        page.click("input[type=submit]")
+        page.wait_for_url("**/salt/segy/**")
+        page.select_option("select[name=kind]", "volume")
+        page.click("input[type=submit]")
+        page.wait_for_url("**/salt/result/**", timeout=60_000)     # the job page follows it to the viewer
+        assert "Salt volume" in page.content() and "salt.sgy" in page.content()
+        pictures = {}
+        for kind in ("inline", "crossline", "time"):
+            img = page.locator(f"#picture-{kind}")
             assert page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
-            assert page.locator("#value-inline").inner_text() == "106"
-            moved = _pixels(page, img.get_attribute("src"))
-            assert moved.shape == pictures["inline"][1].shape and not np.array_equal(moved, pictures["inline"][1])
-            time_slider = page.locator("#slider-time")
-            time_slider.fill("300")
-            page.wait_for_function("() => document.querySelector('#picture-time').src.includes('/time/300')")
-            assert page.request.get(server.url + page.locator("#picture-time").get_attribute("src")).status == 200
-            page.screenshot(path=str(SHOTS / "volume_viewer_moved.png"), full_page=True)
-            assert not errors, errors
-            browser.close()
+            pictures[kind] = (img.get_attribute("src"), _pixels(page, img.get_attribute("src")))
+        page.screenshot(path=str(SHOTS / "volume_viewer.png"), full_page=True)
+        slider = page.locator("#slider-inline")
+        slider.focus()
+        for _ in range(3):
+            page.keyboard.press("ArrowRight")                        # inline 103 -> 106
+        page.wait_for_function("() => document.querySelector('#picture-inline').src.includes('/inline/106')")
+        img = page.locator("#picture-inline")
+        assert page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+        assert page.locator("#value-inline").inner_text() == "106"
+        moved = _pixels(page, img.get_attribute("src"))
+        assert moved.shape == pictures["inline"][1].shape and not np.array_equal(moved, pictures["inline"][1])
+        time_slider = page.locator("#slider-time")
+        time_slider.fill("300")
+        page.wait_for_function("() => document.querySelector('#picture-time').src.includes('/time/300')")
+        assert page.request.get(server.url + page.locator("#picture-time").get_attribute("src")).status == 200
+        page.screenshot(path=str(SHOTS / "volume_viewer_moved.png"), full_page=True)
+        assert not errors, errors
     finally:
         server.stop()
