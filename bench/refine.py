@@ -16,37 +16,20 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import secrets
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from bench.section_pictures import salt_client
 from bench.server import ROOT
 from geovision import refine
 from geovision.metrics import iou, tgs_image_score
 from geovision.rle import rle_decode
 
 STEPS = (0, 1, 2, 3, 5)
-
-
-def app_for(model: Path, tmp: str, **config):
-    from flask_migrate import upgrade
-
-    from app import create_app
-
-    (Path(tmp) / "models").mkdir()
-    (Path(tmp) / "models" / "salt").symlink_to(Path(model).resolve())
-    app = create_app({"TESTING": True, "SECRET_KEY": secrets.token_hex(16), "INSTANCE_PATH": f"{tmp}/instance",
-                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/q.db", "MODEL_DIR": f"{tmp}/models",
-                      "UPLOAD_FOLDER": f"{tmp}/uploads", "GALLERY_FOLDER": f"{tmp}/gallery", **config},
-                     wait_for_models=True)
-    with app.app_context():
-        upgrade(directory=str(ROOT / "migrations"))
-    return app
 
 
 def session(client, image: bytes, truth: np.ndarray, max_clicks: int, latencies: list[float]) -> list[np.ndarray]:
@@ -88,9 +71,7 @@ def main() -> None:
     scores = {n: [] for n in STEPS}
     ious = {n: [] for n in STEPS}
     noc85, noc90 = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        app = app_for(args.model, tmp, MAX_BATCH_DELAY_MS=1, AUTH_REQUIRED=False)
-        client = app.test_client()
+    with salt_client(args.model, MAX_BATCH_DELAY_MS=1) as client:
         for k, tile in enumerate(ids):
             truth = np.asarray(Image.open(folder / "masks" / f"{tile}.png").convert("L")) > 127
             masks = session(client, (folder / "images" / f"{tile}.png").read_bytes(), truth, args.max_clicks, latencies)
@@ -105,7 +86,6 @@ def main() -> None:
                 noc90.append(refine.clicks_to_reach(curve, 0.90, args.max_clicks))
             if (k + 1) % 50 == 0:
                 print(f"{k + 1} tiles: TGS after 3 clicks {np.mean(scores[3]):.4f}", flush=True)
-        app.extensions["engine"].close()
     ordered = sorted(latencies)
     report = {"model": str(args.model), "split": args.split.name, "tiles": len(ids), "tiles_with_salt": len(noc85),
               "method": f"random walker on probability and grey, beta {args.beta:g}, clear radius {args.clear_radius}, "

@@ -37,9 +37,10 @@ def pictures(data: Path) -> list[tuple[str, bytes, dict]]:
 
 
 @contextmanager
-def salt_client(model: Path):
+def salt_client(model: Path, **config):
     """A Flask test client of an app serving only the salt checkpoint at ``model``, in process, on a
-    throwaway SQLite database and folders, sign-in off, every section answered at once."""
+    throwaway SQLite database and folders, sign-in off, every section answered at once; ``config``
+    overrides settings (``MAX_BATCH_DELAY_MS``, ``INFERENCE_BACKEND``, ...)."""
     from flask_migrate import upgrade
 
     from app import create_app
@@ -50,7 +51,7 @@ def salt_client(model: Path):
         app = create_app({"TESTING": True, "SECRET_KEY": secrets.token_hex(16), "INSTANCE_PATH": f"{tmp}/instance",
                           "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/q.db", "MODEL_DIR": f"{tmp}/models",
                           "UPLOAD_FOLDER": f"{tmp}/uploads", "GALLERY_FOLDER": f"{tmp}/gallery",
-                          "SYNC_MAX_TILES": 100_000, "AUTH_REQUIRED": False}, wait_for_models=True)
+                          "SYNC_MAX_TILES": 100_000, "AUTH_REQUIRED": False, **config}, wait_for_models=True)
         try:
             with app.app_context():
                 upgrade()

@@ -17,10 +17,13 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import segyio
+
+from bench.section_pictures import salt_client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,21 +51,6 @@ def synthetic_cube(path: Path, n_il: int, n_xl: int, n_s: int, seed: int = 0) ->
                 f.header[i * n_xl + j] = {segyio.TraceField.INLINE_3D: i + 1, segyio.TraceField.CROSSLINE_3D: j + 1,
                                           segyio.TraceField.CDP_X: 25 * j, segyio.TraceField.CDP_Y: 25 * i}
             f.iline[i + 1] = block
-
-
-def make_app(work: Path, models: Path, backend: str):
-    from flask_migrate import upgrade
-
-    from app import create_app
-
-    work.mkdir(parents=True, exist_ok=True)
-    app = create_app({"TESTING": True, "SECRET_KEY": "bench", "AUTH_REQUIRED": False, "MODEL_DIR": str(models),
-                       "SQLALCHEMY_DATABASE_URI": f"sqlite:///{work / 'bench.db'}", "UPLOAD_FOLDER": str(work / "uploads"),
-                       "GALLERY_FOLDER": str(work / "gallery"), "INSTANCE_PATH": str(work / "instance"),
-                       "INFERENCE_BACKEND": backend}, wait_for_models=True)
-    with app.app_context():
-        upgrade(directory=str(ROOT / "migrations"))
-    return app
 
 
 def run(app, path: Path, fuse: str = "inline") -> tuple[float, Path]:
@@ -103,13 +91,13 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=ROOT / "models")
     parser.add_argument("--segy", type=Path, default=ROOT.parent / "shared" / "data" / "seismic-real" / "f3.sgy")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         work = Path(tmp)
         cube = work / "cube.sgy"
         synthetic_cube(cube, args.inlines, args.crosslines, args.samples)
         samples = args.inlines * args.crosslines * args.samples
         print(f"cube: {args.inlines} inlines x {args.crosslines} crosslines x {args.samples} samples = {samples:,}")
-        local = make_app(work / "local", args.models, "local")
+        local = stack.enter_context(salt_client(args.models / "salt")).application
         threshold = float(local.extensions["engine"].checkpoints["salt"].meta.get("threshold", 0.5))
         if args.backend in ("local", "both"):
             run(local, cube)   # warm-up (first passes, oneDNN kernels)
@@ -128,11 +116,10 @@ def main() -> None:
                                 "RAY_NUM_CPUS": 2 / args.replicas, "TORCH_THREADS": max(1, 2 // args.replicas),
                                 "RAY_MIN_REPLICAS": args.replicas, "RAY_MAX_REPLICAS": args.replicas,
                                 "RAY_SERVE_PORT": 8766})
-            remote = make_app(work / "ray", salt_only, "ray")
-            run(remote, cube)
-            seconds, _ = run(remote, cube)
+            with salt_client(args.models / "salt", INFERENCE_BACKEND="ray") as client:
+                run(client.application, cube)
+                seconds, _ = run(client.application, cube)
             print(f"ray backend ({args.replicas} replica(s)): {seconds:.1f} s, {samples / seconds:,.0f} samples/s")
-            remote.extensions["engine"].close()
             serve.shutdown()
         for name, path in [("synthetic cube", cube)] + ([("real survey " + args.segy.name, args.segy)]
                                                         if args.segy.is_file() else []):
@@ -141,7 +128,6 @@ def main() -> None:
                 dp, flips = roughness(answer, threshold)
                 print(f"{name}, fuse={fuse}: {seconds:.1f} s; mean |dp| between inlines {dp:.4f}; "
                       f"mask flips between inlines {flips * 100:.2f} %")
-        local.extensions["engine"].close()
 
 
 if __name__ == "__main__":
