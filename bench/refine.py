@@ -2,7 +2,10 @@
 on TGS tiles, with the committed checkpoint.
 
     python -m bench.refine [--split train/splits/salt_untouched_ids.txt] [--limit 0] [--max-clicks 20]
-                           [--beta 400] [--out refine.json]
+                           [--click-model models/salt_clicks | --baseline [--beta 400]] [--out refine.json]
+
+With ``--click-model`` (default: ``models/salt_clicks`` when it is there) the click-conditioned
+network answers the clicks; ``--baseline`` measures the random-walker baseline instead.
 
 For each tile the first answer has no click; each next request sends all clicks so far plus one at
 the pixel of the largest error region farthest from its border (:func:`geovision.refine.next_click`:
@@ -58,6 +61,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "tgs-salt")
     parser.add_argument("--limit", type=int, default=0, help="first N tiles only (0: all)")
     parser.add_argument("--max-clicks", type=int, default=20)
+    parser.add_argument("--click-model", type=Path, default=ROOT / "models" / "salt_clicks")
+    parser.add_argument("--baseline", action="store_true", help="the random-walker baseline, no click model")
     parser.add_argument("--beta", type=float, default=refine.BETA)
     parser.add_argument("--clear-radius", type=int, default=refine.CLEAR_RADIUS)
     parser.add_argument("--sure", type=float, default=refine.SURE)
@@ -71,7 +76,8 @@ def main() -> None:
     scores = {n: [] for n in STEPS}
     ious = {n: [] for n in STEPS}
     noc85, noc90 = [], []
-    with salt_client(args.model, MAX_BATCH_DELAY_MS=1) as client:
+    click_model = None if args.baseline or not (args.click_model / "model.pt").exists() else args.click_model
+    with salt_client(args.model, click_model, MAX_BATCH_DELAY_MS=1) as client:
         for k, tile in enumerate(ids):
             truth = np.asarray(Image.open(folder / "masks" / f"{tile}.png").convert("L")) > 127
             masks = session(client, (folder / "images" / f"{tile}.png").read_bytes(), truth, args.max_clicks, latencies)
@@ -88,7 +94,8 @@ def main() -> None:
                 print(f"{k + 1} tiles: TGS after 3 clicks {np.mean(scores[3]):.4f}", flush=True)
     ordered = sorted(latencies)
     report = {"model": str(args.model), "split": args.split.name, "tiles": len(ids), "tiles_with_salt": len(noc85),
-              "method": f"random walker on probability and grey, beta {args.beta:g}, clear radius {args.clear_radius}, "
+              "method": f"click-conditioned U-Net {click_model} (geovision.refine.refine_with_model)" if click_model else
+                        f"random walker on probability and grey, beta {args.beta:g}, clear radius {args.clear_radius}, "
                         f"sure {args.sure:g} (geovision.refine)",
               "tgs_metric": {n: round(float(np.mean(scores[n])), 4) for n in STEPS},
               "mean_iou_salt_tiles": {n: round(float(np.mean(ious[n])), 4) for n in STEPS},

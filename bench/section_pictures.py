@@ -37,10 +37,11 @@ def pictures(data: Path) -> list[tuple[str, bytes, dict]]:
 
 
 @contextmanager
-def salt_client(model: Path, **config):
-    """A Flask test client of an app serving only the salt checkpoint at ``model``, in process, on a
-    throwaway SQLite database and folders, sign-in off, every section answered at once; ``config``
-    overrides settings (``MAX_BATCH_DELAY_MS``, ``INFERENCE_BACKEND``, ...)."""
+def salt_client(model: Path, click_model: Path | None = None, **config):
+    """A Flask test client of an app serving only the salt checkpoint at ``model`` (and the click
+    model at ``click_model`` when given), in process, on a throwaway SQLite database and folders,
+    sign-in off, every section answered at once; ``config`` overrides settings
+    (``MAX_BATCH_DELAY_MS``, ``INFERENCE_BACKEND``, ...)."""
     from flask_migrate import upgrade
 
     from app import create_app
@@ -48,6 +49,8 @@ def salt_client(model: Path, **config):
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "models").mkdir()
         (Path(tmp) / "models" / "salt").symlink_to(Path(model).resolve())
+        if click_model is not None:
+            (Path(tmp) / "models" / "salt_clicks").symlink_to(Path(click_model).resolve())
         app = create_app({"TESTING": True, "SECRET_KEY": secrets.token_hex(16), "INSTANCE_PATH": f"{tmp}/instance",
                           "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/q.db", "MODEL_DIR": f"{tmp}/models",
                           "UPLOAD_FOLDER": f"{tmp}/uploads", "GALLERY_FOLDER": f"{tmp}/gallery",

@@ -135,6 +135,83 @@ def refine(probs: np.ndarray, gray: np.ndarray, clicks: list[Click], threshold: 
     return mask
 
 
+#: Radius (px) of a click's disk in the click-conditioned model's input maps (RITM's disk encoding).
+CLICK_MAP_RADIUS = 5
+
+
+def click_maps(clicks: list[Click], shape: tuple[int, int], radius: float = CLICK_MAP_RADIUS) -> np.ndarray:
+    """float32 (2, H, W) input maps of a click-conditioned network: channel 0 holds a disk of
+    ``radius`` px (value 1) around every "salt" click, channel 1 around every "not salt" click
+    (RITM's disk encoding, Sofiiuk et al. 2021). No click: two zero maps."""
+    maps = np.zeros((2, *shape), np.float32)
+    for c in clicks:
+        maps[0 if c.salt else 1][_disk(shape, c, radius)] = 1.0
+    return maps
+
+
+def force_clicks(mask: np.ndarray, clicks: list[Click]) -> np.ndarray:
+    """bool (H, W) copy of ``mask`` with a disk of ``CLICK_RADIUS`` px around each click set to its
+    label: a clicked pixel always answers as the user said."""
+    mask = mask.copy()
+    for c in clicks:
+        mask[_disk(mask.shape, c, CLICK_RADIUS)] = c.salt
+    return mask
+
+
+def clicked_tiles(origins: list[tuple[int, int]], clicks: list[Click], tile: int) -> list[int]:
+    """Indices of the tiles (origins (y, x) of :func:`geovision.tiling.make_tiles`) holding a click."""
+    return [i for i, (y, x) in enumerate(origins)
+            if any(y <= c.y < y + tile and x <= c.x < x + tile for c in clicks)]
+
+
+def click_model_rows(rows: np.ndarray, mask: np.ndarray, origins: list[tuple[int, int]], clicks: list[Click],
+                     which: list[int], tile: int) -> np.ndarray:
+    """float32 (k, 4, S, S) inputs of the click-conditioned model for the tiles ``which``: the grey
+    row of each (``rows`` (n, 1, S, S), as made for the released model), the released ``mask``
+    (bool (H, W)) cut like the grey and reflect-padded, and its salt / not-salt click maps
+    (:func:`click_maps`, in the tile's coordinates, zero-padded)."""
+    size = rows.shape[-1]
+    before, after = (size - tile) // 2, size - tile - (size - tile) // 2
+    canvas = np.zeros((max(mask.shape[0], tile), max(mask.shape[1], tile)), np.float32)
+    canvas[:mask.shape[0], :mask.shape[1]] = mask
+    out = np.zeros((len(which), 4, size, size), np.float32)
+    for k, i in enumerate(which):
+        y, x = origins[i]
+        out[k, 0] = rows[i, 0]
+        out[k, 1] = np.pad(canvas[y:y + tile, x:x + tile], ((before, after), (before, after)), mode="reflect")
+        maps = click_maps([Click(c.x - x, c.y - y, c.salt) for c in clicks], (tile, tile))
+        out[k, 2:] = np.pad(maps, ((0, 0), (before, after), (before, after)))
+    return out
+
+
+def refine_with_model(mask: np.ndarray, rows: np.ndarray, origins: list[tuple[int, int]],
+                      canvas: tuple[int, int], clicks: list[Click], predict, tile: int, threshold: float,
+                      overlap: int) -> np.ndarray:
+    """bool (H, W) mask after ``clicks`` with a click-conditioned model (RITM's input encoding).
+
+    Only the tiles that hold a click are recomputed: ``predict`` maps their
+    :func:`click_model_rows` to salt probabilities (k, 1, S, S); those are blended over the
+    recomputed tiles as the released answer is (Gaussian weights over the overlaps) and
+    thresholded, and every pixel outside those tiles keeps the released ``mask``. The model sees the
+    released mask of each tile it redraws, so away from the clicks it repeats it and the recomputed
+    area meets the rest without a seam. Clicked pixels always take their click's label.
+    """
+    from .tiling import blend_tiles, crop_from_model
+
+    if not clicks:
+        return mask
+    which = clicked_tiles(origins, clicks, tile)
+    probs = predict(click_model_rows(rows, mask, origins, clicks, which, tile))
+    chosen = [origins[i] for i in which]
+    redrawn = blend_tiles(crop_from_model(np.asarray(probs, np.float32), tile), chosen, canvas, mask.shape,
+                          overlap if len(origins) > 1 else 0)
+    region = np.zeros(canvas, bool)
+    for y, x in chosen:
+        region[y:y + tile, x:x + tile] = True
+    region = region[:mask.shape[0], :mask.shape[1]]
+    return force_clicks(np.where(region, redrawn > threshold, mask), clicks)
+
+
 def next_click(pred: np.ndarray, truth: np.ndarray) -> Click | None:
     """The benchmark click: at the pixel of the largest error region (missed salt or false salt,
     4-connected) farthest from the region's border; None when ``pred`` equals ``truth``."""

@@ -5,11 +5,12 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from geovision import refine
 from geovision.rle import rle_decode
 
-from .conftest import png_bytes
+from .conftest import _write_model, make_app, png_bytes, write_tiny_models
 from .test_accounts import auth_app, sign_in  # noqa: F401 - the signed-in accounts fixture
 from .test_browser import browser  # noqa: F401 - the Chromium fixture
 
@@ -50,6 +51,42 @@ def test_a_salt_click_adds_salt_where_clicked_and_a_not_salt_click_removes_it(cl
     (cut,) = ask(client, tile, [{"x": 10, "y": 50, "salt": False}]).get_json()["results"]
     mask2 = rle_decode(cut["rle_mask"], (101, 101))
     assert not mask2[50, 10] and mask2.sum() < mask0.sum()
+
+
+class MaskPlusClicks(torch.nn.Module):
+    """Tiny stand-in click model: the released mask, plus the salt click disks, minus the not-salt ones."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x[:, 1:2] + x[:, 2:3] - x[:, 3:4]).clamp(0.0, 1.0)
+
+
+@pytest.fixture
+def click_app(tmp_path):
+    models = write_tiny_models(tmp_path / "models")
+    _write_model(models, "salt_clicks", MaskPlusClicks(), input_shape=[4, 128, 128], threshold=0.5,
+                 normalization={"scale": 1 / 255, "mean": [0.5, 0, 0, 0], "std": [0.25, 1, 1, 1]})
+    app = make_app(models, tmp_path)
+    yield app
+    app.extensions["engine"].close()
+
+
+def test_an_installed_click_model_redraws_only_the_clicked_tiles(click_app):
+    client = click_app.test_client()
+    section = np.full((101, 300), 60, np.uint8)            # three tiles wide (stride 51: 0, 51, 102, ..., 199)
+    section[:, 250:] = 230
+    (before,) = ask(client, section).get_json()["results"]
+    mask0 = rle_decode(before["rle_mask"], (101, 300))
+    batcher = click_app.extensions["engine"].batchers["salt_clicks"]
+    rows_before = sum(n * k for n, k in batcher.batch_sizes.items())
+    (after,) = ask(client, section, [{"x": 20, "y": 50, "salt": True}]).get_json()["results"]
+    mask1 = rle_decode(after["rle_mask"], (101, 300))
+    yy, xx = np.ogrid[:101, :300]
+    disk = (yy - 50) ** 2 + (xx - 20) ** 2 <= refine.CLICK_MAP_RADIUS ** 2
+    assert mask1[disk].all() and after["clicks"] == 1                       # the model's disk, not the walker's region
+    assert np.array_equal(mask1 & ~disk, mask0 & ~disk)                     # the rest is the released answer
+    assert sum(n * k for n, k in batcher.batch_sizes.items()) - rows_before == 1   # only the tile at x 0..100
+    (cut,) = ask(client, section, [{"x": 280, "y": 50, "salt": False}]).get_json()["results"]
+    assert not rle_decode(cut["rle_mask"], (101, 300))[50, 280]
 
 
 @pytest.mark.parametrize("clicks, words", [

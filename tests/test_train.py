@@ -304,3 +304,30 @@ def test_whale_decisions_become_training_labels(app, runner, tmp_path, whale_fol
             assert "including 2 researcher decision(s)" in result.output and meta["data"]["extra_labels"]
     assert counts[True][0] == counts[False][0] + 2              # both kept photos were trained on
     assert counts[True][1] == counts[False][1] + 1              # the new individual is a class
+
+
+def test_the_click_model_starts_as_the_released_one_and_a_dry_run_exports_it(tmp_path):
+    """train.salt.clicks: zero stem filters for the new channels (clicks change nothing before
+    training), and a dry run on synthetic tiles writes a loadable ``salt_clicks`` checkpoint."""
+    import copy
+    from pathlib import Path
+
+    from train.salt import clicks
+    from train.salt.model import unet_for
+    from train.salt.pseudo import load_weights
+
+    release = Path(__file__).resolve().parent.parent / "models" / "salt"
+    state = load_weights(release / "model.pt")
+    net = unet_for(state)
+    net.load_state_dict(state)
+    wide = clicks.widen_stem(copy.deepcopy(net)).eval()
+    x = torch.randn(2, 1, 128, 128)
+    with torch.no_grad():
+        assert torch.allclose(net.eval()(x)[0], wide(torch.cat([x, torch.rand(2, 3, 128, 128)], 1))[0], atol=1e-4)
+    out = tmp_path / "out"
+    meta = clicks.main(["--data", str(make_synthetic_tgs(tmp_path / "tgs")), "--release", str(release),
+                        "--run-dir", str(tmp_path / "run"), "--output", str(out), "--epochs", "1", "--dry-run"])
+    assert meta["task"] == "salt_clicks" and meta["input_shape"] == [4, 128, 128]
+    assert {"val_tgs_0", "val_tgs_3", "val_miou_5"} <= set(meta["metrics"])
+    probs = load_checkpoint(out, torch.device("cpu")).module(torch.zeros(3, 4, 128, 128))
+    assert probs.shape == (3, 1, 128, 128) and 0 <= float(probs.min()) and float(probs.max()) <= 1

@@ -22,6 +22,7 @@ from geovision.rle import rle_encode
 from geovision.tiling import OVERLAP
 
 from ..errors import ApiError
+from ..extensions import engine
 from ..recorder import Outcome
 from ..tasks.handler import Prepared, TaskHandler
 from ..uploads import Upload, upload_root
@@ -31,6 +32,9 @@ from .inputs import image_input, input_size, parse_data_area, segy_input
 from .parts import SaltApi, SaltPage
 from .volume_job import FUSE, run_volume, volume_units
 from .volumes import Refused, StoredSegy, load_segy, read_salt_files
+
+#: The click-conditioned refinement model's checkpoint folder (``MODEL_DIR/salt_clicks``).
+CLICK_TASK = "salt_clicks"
 
 
 class SaltHandler(TaskHandler):
@@ -117,13 +121,16 @@ class SaltHandler(TaskHandler):
                          "save_input": save_input, "axes": axes})
 
     def segment(self, prepared: Prepared, outputs: torch.Tensor, ckpt: Checkpoint,
-                threshold: float | None = None, with_confidence: bool = True, clicks: list | None = None) -> dict:
+                threshold: float | None = None, with_confidence: bool = True, clicks: list | None = None,
+                click_model: tuple | None = None) -> dict:
         """The answer for one prepared item, pure (no file, no row, no URL): ``probs`` float32 (H, W),
         ``mask`` bool (H, W) (never on no data, no thin band along it), ``no_data`` bool (H, W),
         ``coverage`` (salt share of the live pixels), ``no_data_fraction``, ``rle_mask``,
         ``threshold``, ``confidence`` (None without ``with_confidence``). ``clicks`` (``[{"x", "y",
-        "salt"}]``): the mask redrawn around them (:func:`geovision.refine.refine`; ImageError
-        ``invalid_clicks`` for a click outside the picture). Used by :meth:`postprocess`,
+        "salt"}]``): the mask redrawn around them, by ``click_model`` (``(predict, threshold)``:
+        :func:`geovision.refine.refine_with_model`) or else the random-walker baseline
+        (:func:`geovision.refine.refine`); ImageError ``invalid_clicks`` for a click outside the
+        picture. Used by :meth:`postprocess`,
         the volume job (:mod:`app.salt.volume_job`) and ``flask predict``."""
         state = prepared.state
         threshold = float(ckpt.meta.get("threshold", 0.5)) if threshold is None else threshold
@@ -138,12 +145,29 @@ class SaltHandler(TaskHandler):
                 parsed = refine.parse_clicks(clicks, probs.shape)
             except refine.ClickError as exc:
                 raise ImageError(str(exc), code="invalid_clicks") from None
-            mask = refine.refine(probs, state["gray"], parsed, threshold, no_data)
+            if click_model is None:      # the non-learned baseline
+                mask = refine.refine(probs, state["gray"], parsed, threshold, no_data)
+            else:                        # the click-conditioned network, on the clicked tiles only
+                predict, click_threshold = click_model
+                mask = refine.refine_with_model(mask, prepared.rows.numpy(), state["origins"], state["canvas"],
+                                                parsed, predict, int(ckpt.meta.get("tile_size", tiling.TILE)),
+                                                click_threshold, OVERLAP) & ~no_data
         live = int((~no_data).sum())
         return {"probs": probs, "mask": mask, "no_data": no_data, "threshold": threshold,
                 "coverage": float(mask.sum() / live) if live else 0.0, "no_data_fraction": float(no_data.mean()),
                 "rle_mask": rle_encode(mask),
                 "confidence": self._confidence(prepared, ckpt, probs, mask, ~no_data) if with_confidence else None}
+
+    @staticmethod
+    def click_model() -> tuple | None:
+        """``(predict, threshold)`` of the click-conditioned model (checkpoint ``salt_clicks`` in
+        ``MODEL_DIR``, batched like every model), or None when it is not installed."""
+        state = engine.state
+        ckpt = state.checkpoints.get(CLICK_TASK)
+        if ckpt is None:
+            return None
+        return (lambda rows: engine.predict(CLICK_TASK, torch.from_numpy(rows)).float().numpy(),
+                float(ckpt.meta.get("threshold", 0.5)))
 
     @staticmethod
     def _confidence(prepared: Prepared, ckpt: Checkpoint, probs, mask, live) -> dict:
@@ -169,7 +193,8 @@ class SaltHandler(TaskHandler):
         and the files kept with it (``input.png``, ``mask.png``, ``nodata.png`` when there is no
         data, ``prob.png`` for the figures, ``rle.txt``; ``overlay.png`` is drawn on first view)."""
         state = prepared.state
-        answer = self.segment(prepared, outputs, ckpt, threshold, clicks=clicks)
+        answer = self.segment(prepared, outputs, ckpt, threshold, clicks=clicks,
+                              click_model=self.click_model() if clicks else None)
         probs, mask, no_data, rle_mask = answer["probs"], answer["mask"], answer["no_data"], answer["rle_mask"]
         coverage, no_data_fraction, confidence = answer["coverage"], answer["no_data_fraction"], answer["confidence"]
         artefacts = {"input.png": lambda path: state["save_input"](path.parent), "mask.png": tiling.mask_image(mask),
