@@ -1,5 +1,5 @@
 """Ray Serve as the inference backend: a local Ray instance, the tiny models deployed with
-``@serve.batch``, the API through it equal to the local backend's, batches larger than one."""
+the local backend's batcher, the API through it equal to the local backend's, batches larger than one."""
 import gc
 import io
 import threading
@@ -77,6 +77,24 @@ def test_concurrent_requests_form_batches_on_the_replica(serve_cluster, tiny_mod
             t.join(60)
         assert statuses == [200] * 24
         assert app.extensions["engine"].batchers["rocks"].stats()["max_batch"] > 1
+    finally:
+        app.extensions["engine"].close()
+
+
+def test_job_chunks_reach_the_replica_with_their_priority(serve_cluster, tiny_model_dir, tmp_path):
+    """Serve has no request priority: each call carries it and the replica's batcher orders by it."""
+    import torch
+
+    app = make_app(tiny_model_dir, tmp_path, INFERENCE_BACKEND="ray")
+    try:
+        remote = app.extensions["engine"].batchers["salt"]
+        before = remote.stats()["priorities"]
+        x = torch.zeros(3, 1, 128, 128)
+        local = torch.jit.load(str(tiny_model_dir / "salt" / "model.pt"))(x)
+        assert torch.allclose(remote(x, timeout=30, priority=7), local, atol=1e-5)
+        remote(x[:1], timeout=30)
+        after = remote.stats()["priorities"]
+        assert after.get(7, 0) - before.get(7, 0) == 1 and after.get(0, 0) - before.get(0, 0) == 1
     finally:
         app.extensions["engine"].close()
 

@@ -1,10 +1,14 @@
 """Ray Serve as the inference backend (``INFERENCE_BACKEND=ray``).
 
 Each task's checkpoint is a Serve application ``geovision-<task>``: a deployment whose replicas
-load the TorchScript model once and batch calls with ``@serve.batch`` (``MAX_BATCH_SIZE`` rows,
-``MAX_BATCH_DELAY_MS``; rows counted with ``batch_size_fn``, since one call may carry several
-tiles), with ``max_ongoing_requests`` large enough for batches to fill, ``num_gpus`` and
-autoscaling from the config. ``flask serve deploy`` (:func:`deploy`) puts them on the cluster at
+load the TorchScript model once and batch calls with the local backend's
+:class:`~app.engine.batcher.DynamicBatcher` (``MAX_BATCH_SIZE`` rows, ``MAX_BATCH_DELAY_MS``),
+with ``max_ongoing_requests`` large enough for batches to fill and for every call to reach the
+replica at once, ``num_gpus`` and autoscaling from the config. Ray Serve has no request priority
+(its router and ``@serve.batch`` serve in arrival order), so each call carries its ``priority``
+(0 interactive, larger for job chunks) and the replica's batcher orders by it, as the local
+backend does: a long job does not delay interactive requests on the scaled-out shape either.
+``flask serve deploy`` (:func:`deploy`) puts them on the cluster at
 ``RAY_ADDRESS``. The Flask front ends stay stateless clients: pre- and post-processing run in
 their task handlers, and :class:`RemoteModel` sends the model rows through a
 ``DeploymentHandle`` (Serve's documented in-cluster path: no HTTP hop, no JSON encoding of
@@ -14,7 +18,9 @@ Source: https://docs.ray.io/en/latest/serve/advanced-guides/dyn-req-batch.html
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import Counter
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
@@ -24,7 +30,7 @@ import torch
 from geovision.checkpoint import find_checkpoints, load_checkpoint
 from geovision.inference import optimise_for_cpu, runtime_settings
 
-from .batcher import QueueFullError
+from .batcher import DynamicBatcher, QueueFullError
 
 log = logging.getLogger(__name__)
 APP_PREFIX = "geovision-"
@@ -50,7 +56,7 @@ def model_deployment(folder: Path, config: dict):
 
     max_batch_size = int(config["MAX_BATCH_SIZE"])
 
-    @serve.deployment(name="model", max_ongoing_requests=max(4 * max_batch_size, 16),
+    @serve.deployment(name="model", max_ongoing_requests=max(8 * max_batch_size, 64),
                       ray_actor_options={"num_cpus": float(config.get("RAY_NUM_CPUS", 1)),
                                          "num_gpus": float(config.get("RAY_NUM_GPUS", 0))},
                       autoscaling_config={"min_replicas": int(config.get("RAY_MIN_REPLICAS", 1)),
@@ -62,27 +68,29 @@ def model_deployment(folder: Path, config: dict):
                 torch.set_num_threads(int(config["TORCH_THREADS"]))
             self.ckpt = load_checkpoint(folder, torch.device(device))
             # the local engine's settings (bfloat16 + channels-last, or frozen float32 on CPU)
-            self.runtime = runtime_settings(self.ckpt.meta, self.ckpt.device, str(config.get("CPU_BF16", "auto")).lower(),
-                                            str(config.get("CPU_FREEZE", "1")) != "0")
-            self.module = optimise_for_cpu(self.ckpt.module, self.ckpt.task) if self.runtime["frozen"] else self.ckpt.module
-            self.batch_sizes: list[int] = []
+            runtime = runtime_settings(self.ckpt.meta, self.ckpt.device, str(config.get("CPU_BF16", "auto")).lower(),
+                                       str(config.get("CPU_FREEZE", "1")) != "0")
+            module = optimise_for_cpu(self.ckpt.module, self.ckpt.task) if runtime["frozen"] else self.ckpt.module
+            # the local backend's batcher: Serve's router and @serve.batch are first come, first
+            # served, so the priority order (interactive before job chunks) is kept here
+            self.batcher = DynamicBatcher(module, max_batch_size, float(config["MAX_BATCH_DELAY_MS"]),
+                                          self.ckpt.device, name=self.ckpt.task, amp_dtype=runtime["amp_dtype"],
+                                          channels_last=runtime["channels_last"])
+            self.priorities: Counter[int] = Counter()
 
-        @serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=float(config["MAX_BATCH_DELAY_MS"]) / 1000,
-                     batch_size_fn=lambda items: sum(len(x) for x in items))
-        async def __call__(self, items: list[np.ndarray]) -> list[np.ndarray]:
-            sizes = [len(x) for x in items]
-            x = torch.from_numpy(np.concatenate(items)).to(self.ckpt.device)
-            if self.runtime["channels_last"] and x.ndim == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            amp = self.runtime["amp_dtype"]
-            with torch.inference_mode(), torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
-                out = self.module(x).float().cpu()
-            self.batch_sizes.append(sum(sizes))
-            return [o.numpy() for o in torch.split(out, sizes)]
+        async def __call__(self, rows: np.ndarray, priority: int = 0) -> np.ndarray:
+            """Rows (n <= MAX_BATCH_SIZE, ...) -> outputs (n, ...), batched with the other calls
+            on this replica, lower ``priority`` numbers first. A cancelled call (the caller's
+            timeout) cancels its queued rows."""
+            self.priorities[priority] += 1
+            future = self.batcher.submit(torch.from_numpy(rows), priority)
+            return (await asyncio.wrap_future(future)).float().numpy()
 
         def stats(self) -> dict:
-            """Rows per forward pass of this replica (for tests and /models)."""
-            return {"batches": len(self.batch_sizes), "max_batch": max(self.batch_sizes, default=0)}
+            """Rows per forward pass and calls per priority of this replica (for tests and /models)."""
+            sizes = self.batcher.batch_sizes
+            return {"batches": sum(sizes.values()), "max_batch": max(sizes, default=0),
+                    "priorities": dict(self.priorities)}
 
     device = "cuda" if float(config.get("RAY_NUM_GPUS", 0)) > 0 else "cpu"
     return Model.bind(str(folder), device)
@@ -132,7 +140,8 @@ class RemoteModel:
         from ray.exceptions import GetTimeoutError, RayError
         from ray.serve.exceptions import RayServeException
 
-        calls = [self.handle.remote(chunk.numpy()) for chunk in torch.split(inputs.float(), self.max_batch_size)]
+        calls = [self.handle.remote(chunk.numpy(), priority)
+                 for chunk in torch.split(inputs.float(), self.max_batch_size)]
         try:
             outputs = [np.asarray(call.result(timeout_s=timeout)) for call in calls]
         except (GetTimeoutError, TimeoutError) as exc:
