@@ -105,7 +105,12 @@ def simulate(net: nn.Module, grey: torch.Tensor, first: torch.Tensor, truth: np.
                 clicks[i].append(click)
         if k == n_clicks - 1 and not last_answer:
             break
-        masks.append(answer(net, grey, first, clicks, mean, std) if any(clicks) else masks[-1])
+        if not any(clicks):
+            masks.append(masks[-1])
+            continue
+        redrawn = answer(net, grey, first, clicks, mean, std)
+        # a tile without a click keeps its answer (served: no click is the released answer)
+        masks.append(np.where(np.array([bool(c) for c in clicks])[:, None, None], redrawn, masks[-1]))
     return clicks, masks
 
 
