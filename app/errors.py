@@ -31,6 +31,7 @@ CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_no
 ERROR_CODES = {
     "bad_request": (400, "the request is malformed (a form the server cannot read)"),
     "missing_file": (400, "no file in the `image` field"),
+    "one_file": (400, "a job takes exactly one file in the `image` field; several were sent"),
     "empty_file": (400, "a file of 0 bytes"),
     "invalid_image": (400, "not a readable image (or a damaged one)"),
     "unsupported_format": (400, "an image format other than PNG, JPEG, TIFF, GIF, BMP or WebP"),
@@ -45,6 +46,10 @@ ERROR_CODES = {
     "not_amplitudes": (400, "a SEG-Y volume of velocities, not amplitudes"),
     "invalid_clicks": (400, "salt `clicks` that are not a JSON list of {x, y, salt} inside the image, or too many"),
     "invalid_fuse": (400, "salt volume `fuse` other than inline or inline+crossline"),
+    "missing_label": (400, "similarity gallery upload without a `label` (at most 64 characters)"),
+    "missing_whale_id": (400, "whale gallery upload without a `whale_id` (at most 64 characters, not new_whale)"),
+    "invalid_label": (400, "a similarity gallery `label` the gallery refuses"),
+    "invalid_whale_id": (400, "a whale gallery `whale_id` the gallery refuses"),
     "invalid_request": (400, "a v2 request whose JSON header breaks the protocol (the field is named)"),
     "unauthorized": (401, "no valid sign-in or API key (Authorization: Bearer), or not an admin where one is needed"),
     "forbidden": (403, "a page for admins only"),
@@ -61,7 +66,8 @@ ERROR_CODES = {
     "segy_too_large": (413, "a SEG-Y file over SEGY_MAX_BYTES"),
     "volume_too_large": (413, "a salt volume job over VOLUME_MAX_SAMPLES samples"),
     "too_many_jobs": (429, "this account (or address) has the most active jobs allowed (Retry-After)"),
-    "too_many_requests": (429, "too many sign-in attempts from this address (LOGIN_RATE_LIMIT; Retry-After)"),
+    "too_many_requests": (429, "too many requests from this address for a rate limit (sign-in attempts: "
+                               "LOGIN_RATE_LIMIT); Retry-After says when to try again"),
     "internal_error": (500, "a fault of the server; it is logged"),
     "model_not_ready": (503, "the model is loading or failed to load (Retry-After)"),
     "overloaded": (503, "the inference queue is full (Retry-After)"),
@@ -72,12 +78,19 @@ ERROR_CODES = {
 
 
 class ApiError(Exception):
-    """An error with an API code, an HTTP status and a message for the user."""
+    """An error with an API code of :data:`ERROR_CODES`, its HTTP status and a message for the user.
 
-    def __init__(self, code: str, message: str, status: int = 400, extra: dict | None = None,
+    ``status`` defaults to the code's (a request of several files answers one status for all of
+    them); a code not in :data:`ERROR_CODES` is a programming error (ValueError): the table, the
+    OpenAPI ``ErrorCode`` and docs/API.md then always list what the server answers."""
+
+    def __init__(self, code: str, message: str, status: int | None = None, extra: dict | None = None,
                  headers: dict | None = None):
+        if code not in ERROR_CODES:
+            raise ValueError(f"error code {code!r} is not in app.errors.ERROR_CODES")
         super().__init__(message)
-        self.code, self.message, self.status, self.extra = code, message, status, extra or {}
+        self.code, self.message, self.extra = code, message, extra or {}
+        self.status = ERROR_CODES[code][0] if status is None else status
         self.headers = headers or {}
 
 

@@ -127,3 +127,15 @@ def test_every_error_code_is_listed_in_the_openapi_document_and_the_docs(client)
     import re
     table = dict(re.findall(r"^\| `([a-z_]+)` \| (\d{3}) \|", docs, re.M))
     assert table == {code: str(status) for code, (status, _) in ERROR_CODES.items()}
+
+
+def test_an_error_code_outside_the_table_is_refused_and_the_status_comes_from_it(app):
+    from app.errors import ERROR_CODES, ApiError
+    from app.tasks.registry import registered
+
+    with pytest.raises(ValueError, match="not in app.errors.ERROR_CODES"):
+        ApiError("no_such_code", "typo")
+    assert ApiError("one_file", "two files").status == 400 and ApiError("too_many_jobs", "busy").status == 429
+    for task in ("similarity", "whales"):   # codes built from the gallery's label field are listed too
+        field = registered(app)[task].gallery_label_field
+        assert {f"missing_{field}", f"invalid_{field}"} <= set(ERROR_CODES)
