@@ -8,7 +8,7 @@ GALLERY_DATA ?= ../shared/data/geological-similarity
 WHALES_DATA ?= ../shared/data/whales
 export FLASK_APP := wsgi
 
-.PHONY: setup setup-train setup-dev browser docker-engine image image-test run test lint bench bench-sections train-salt train-rocks train-whales pretrain-study clean
+.PHONY: setup setup-train setup-dev browser docker-engine image image-test run test test-fast lint bench bench-sections train-salt train-rocks train-whales pretrain-study clean
 setup: $(VENV)/.installed
 setup-train: $(VENV)/.installed-train
 setup-dev: $(VENV)/.installed-dev
@@ -61,6 +61,9 @@ run: setup   ## apply migrations, build missing galleries, then serve with gunic
 
 test: setup-dev browser docker-engine  ## run the test suite (PYTEST_ARGS="-m postgres" for a part of it)
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
+
+test-fast: setup-dev  ## the everyday tier: no Chromium, servers, Ray, containers or real-data runs (-m "not slow")
+	$(PY) -m pytest -q -rs -m "not slow" $(PYTEST_ARGS)
 
 lint: setup-dev  ## ruff, and the import contracts of .importlinter (layers, no cycles)
 	$(VENV)/bin/ruff check .

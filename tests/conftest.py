@@ -21,6 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """A test that drives Chromium (the ``browser`` fixture) is marked ``browser`` and ``slow``:
+    ``make test-fast`` (``-m "not slow"``) leaves it out wherever it lives."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.slow)
+
+
 def _files(folder: Path) -> dict[str, float]:
     return {str(p): p.stat().st_mtime for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else {}
 

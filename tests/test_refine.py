@@ -77,8 +77,12 @@ def test_an_installed_click_model_redraws_only_the_clicked_tiles(click_app):
     (before,) = ask(client, section).get_json()["results"]
     mask0 = rle_decode(before["rle_mask"], (101, 300))
     batcher = click_app.extensions["engine"].batchers["salt_clicks"]
+    released = click_app.extensions["engine"].batchers["salt"]
     rows_before = sum(n * k for n, k in batcher.batch_sizes.items())
+    released_before = sum(n * k for n, k in released.batch_sizes.items())
     (after,) = ask(client, section, [{"x": 20, "y": 50, "salt": True}]).get_json()["results"]
+    # the released model's outputs of this input were kept: it does not run again (app.salt.tile_cache)
+    assert sum(n * k for n, k in released.batch_sizes.items()) == released_before
     mask1 = rle_decode(after["rle_mask"], (101, 300))
     yy, xx = np.ogrid[:101, :300]
     disk = (yy - 50) ** 2 + (xx - 20) ** 2 <= refine.CLICK_MAP_RADIUS ** 2

@@ -26,7 +26,7 @@ from ..extensions import engine
 from ..recorder import Outcome
 from ..tasks.handler import Prepared, TaskHandler
 from ..uploads import Upload, upload_root
-from . import segy
+from . import segy, tile_cache
 from .commands import predict
 from .inputs import image_input, input_size, parse_data_area, segy_input
 from .parts import SaltApi, SaltPage
@@ -45,9 +45,18 @@ class SaltHandler(TaskHandler):
     page = SaltPage()
     supports_jobs = True
 
+    config_defaults = {"SALT_TILE_CACHE_MB": 256}
+
     def init_app(self, app) -> None:
         super().init_app(app)
         app.cli.add_command(predict)   # flask predict salt: a Kaggle submission CSV
+        tile_cache.init_app(app)
+
+    def outputs_for(self, prepared: Prepared, priority: int = 0, progress=None) -> torch.Tensor | None:
+        """The released model's tile outputs; with clicks those of the same input answered before
+        are reused (:mod:`app.salt.tile_cache`): only the clicked tiles run again, through the click model."""
+        return tile_cache.cached_or_run(prepared.state["cache_key"], prepared.rows,
+                                        lambda rows: self.infer(rows, priority, progress), bool(prepared.state["clicks"]))
 
     def request_limit(self, config: dict) -> int | None:
         """SEG-Y volumes may reach ``SEGY_MAX_BYTES`` (+ ``MAX_CONTENT_LENGTH`` for the form fields);
@@ -118,7 +127,8 @@ class SaltHandler(TaskHandler):
         height, width = gray.shape
         return Prepared(torch.from_numpy(inputs), (width, height),
                         {"gray": gray, "no_data": no_data, "origins": origins, "canvas": canvas, "extra": extra,
-                         "save_input": save_input, "axes": axes})
+                         "save_input": save_input, "axes": axes, "clicks": clicks,
+                         "cache_key": tile_cache.output_key(item, ckpt, spec, domain, data_area)})
 
     def segment(self, prepared: Prepared, outputs: torch.Tensor, ckpt: Checkpoint,
                 threshold: float | None = None, with_confidence: bool = True, clicks: list | None = None,

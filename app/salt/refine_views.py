@@ -4,6 +4,7 @@ refined answer and returns its overlay (``static/refine.js`` calls it; :mod:`geo
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from flask import abort, current_app, jsonify, request, url_for
 from werkzeug.datastructures import MultiDict
@@ -14,11 +15,12 @@ from geovision.tiling import OVERLAP
 
 from ..accounts import current_owner_id, visible
 from ..errors import ApiError
-from ..extensions import db
+from ..extensions import db, engine
 from ..recorder import record
 from ..records import Prediction
 from ..tasks import registry as tasks
 from ..uploads import Upload, find_stored
+from . import tile_cache
 from .blueprint import bp
 from .volumes import load_segy
 
@@ -37,14 +39,28 @@ def _source(row: Prediction) -> tuple[object, dict]:
         raise ApiError("not_found", "the input of this answer is no longer stored", 404)
     area = result.get("data_area") or {"source": "auto"}
     crop = ",".join(str(area[k]) for k in ("left", "top", "right", "bottom")) if area["source"] == "user" else area["source"]
-    return Upload(row.filename, picture.read_bytes()), {**fields, "data_area": crop}
+    return StoredInput(row.filename, picture.read_bytes(), row.input_sha256), {**fields, "data_area": crop}
+
+
+@dataclass
+class StoredInput(Upload):
+    """The kept picture of an answer, named by the SHA-256 of the upload it was made from: the
+    released model's outputs of that upload (:mod:`app.salt.tile_cache`) serve its refinements."""
+
+    original_sha256: str = ""
+
+    @property
+    def sha256(self) -> str:
+        return self.original_sha256 or super().sha256
 
 
 @bp.post("/result/<public_id>/refine")
 def refine_result(public_id: str):
     """JSON ``{"clicks": [{"x", "y", "salt"}]}`` (CSRF token in ``X-CSRFToken``) -> the refined
-    answer's ``prediction_id``, ``overlay_url``, ``mask_url``, ``coverage`` and ``clicks``. An input of
-    more than ``SYNC_MAX_TILES`` tiles is refused (413): click editing answers while the user waits."""
+    answer's ``prediction_id``, ``overlay_url``, ``mask_url``, ``coverage`` and ``clicks``. The released
+    model's outputs of the input are reused when this process answered it moments ago
+    (:mod:`app.salt.tile_cache`): only the clicked tiles run again. Without them, an input of more
+    than ``SYNC_MAX_TILES`` tiles is refused (413): click editing answers while the user waits."""
     row = db.session.scalar(visible(db.select(Prediction).where(
         Prediction.public_id == public_id, Prediction.task == "salt"), Prediction))
     if row is None or row.result.get("slice") == "volume":
@@ -55,7 +71,9 @@ def refine_result(public_id: str):
     item, fields = _source(row)
     options = handler.parse_options(MultiDict({**fields, "clicks": json.dumps(body.get("clicks", []))}))
     limit = current_app.config["SYNC_MAX_TILES"]
-    if tiling.tile_count(row.height, row.width, OVERLAP) > limit:
+    key = tile_cache.output_key(item, engine.checkpoint("salt"), options["spec"], options["domain"], options["data_area"])
+    cached = current_app.extensions[tile_cache.EXTENSION].get(key) is not None
+    if not cached and tiling.tile_count(row.height, row.width, OVERLAP) > limit:
         raise ApiError("image_too_large", f"click editing works on inputs of up to {limit} tiles (SYNC_MAX_TILES); "
                        "this one is larger: crop it (data_area) or segment a smaller slice", 413)
     try:

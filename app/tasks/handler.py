@@ -130,7 +130,7 @@ class TaskHandler:
         ckpt = engine.checkpoint(self.model_task)
         prepared = self.preprocess(item, ckpt, **options)
         decoded = time.perf_counter()
-        outputs = self.infer(prepared.rows, priority, progress)
+        outputs = self.outputs_for(prepared, priority, progress)
         outcome = self.postprocess(prepared, outputs, ckpt, **options)
         finished = time.perf_counter()
         outcome.task, outcome.filename, outcome.sha256 = self.name, item.filename, item.sha256
@@ -143,6 +143,12 @@ class TaskHandler:
         """``answer`` (``{"filename", **result, "prediction_id"}``) with the URLs a client follows
         (salt ``mask_url``; similarity ``image_url``; ...), built in a request; default: unchanged."""
         return answer
+
+    def outputs_for(self, prepared: Prepared, priority: int = 0,
+                    progress: Callable[[int, int], None] | None = None) -> torch.Tensor | None:
+        """The model's outputs for ``prepared`` (default: :meth:`infer` of its rows; salt reuses
+        the outputs of an input it answered moments ago when the user edits with clicks)."""
+        return self.infer(prepared.rows, priority, progress)
 
     def infer(self, rows: torch.Tensor | None, priority: int = 0,
               progress: Callable[[int, int], None] | None = None) -> torch.Tensor | None:
