@@ -34,7 +34,8 @@ class SaltApi(TaskApi):
                                  "volume of salt probability); default: the survey's middle inline"},
         "clicks": {"type": "string", "description": "refine: a JSON list of {\"x\": column, \"y\": row, \"salt\": "
                    "true|false} in the image's pixels (origin top left), at most 50; each says salt or not salt there "
-                   "and the mask is redrawn around it (geovision.refine). No clicks: the segment answer"},
+                   "and the tiles holding a click are redrawn by the click model (models/salt_clicks; the random-walker "
+                   "baseline of geovision.refine without it). No clicks: the segment answer"},
         "fuse": {"type": "string", "enum": ["inline", "inline+crossline"], "default": "inline",
                  "description": "slice=volume: inline (each inline as its 2-D answer) or inline+crossline (a second "
                                 "pass over the crosslines, probabilities averaged: smoother across inlines, 2x work)"},
