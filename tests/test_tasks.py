@@ -4,6 +4,7 @@ a history cell without any other edit."""
 import io
 
 import numpy as np
+import pytest
 import torch
 from flask import current_app
 from PIL import Image
@@ -104,3 +105,15 @@ def test_the_released_tasks_fill_the_menu_home_and_history(client):
                        ("Whale identification", "/whales/")):
         assert home.count(f'href="{url}">{title}</a>') == 2                       # menu and home card
     assert "Image similarity" not in home          # answered on the rocks page, no page of its own
+
+
+def test_a_task_reaches_another_only_through_a_declared_dependency(tiny_model_dir, tmp_path, app):
+    from app import default_tasks
+    from app.rocks.handler import handler as rocks
+
+    with pytest.raises(ValueError, match="'rocks' uses similarity, which is not registered"):
+        make_app(tiny_model_dir, tmp_path / "alone", task_handlers=[h for h in default_tasks() if h.name != "similarity"])
+    with app.app_context():
+        assert rocks.dependency("similarity").name == "similarity"
+        with pytest.raises(LookupError, match="does not declare 'whales'"):
+            rocks.dependency("whales")

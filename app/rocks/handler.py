@@ -21,6 +21,7 @@ class RocksHandler(TaskHandler):
     """Rock type (andesite, gneiss, marble, quartzite, rhyolite, schist) with its probabilities."""
 
     name = "rocks"
+    uses = ("similarity",)   # the page's similar rocks: the similarity gallery, searched with this pass's embedding
     api = RocksApi()
     page = RocksPage()
 
@@ -49,16 +50,17 @@ class RocksHandler(TaskHandler):
         """The similarity search from this forward pass's embedding columns; nothing when they are not
         the served similarity model's (an older checkpoint: the page runs the similarity task)."""
         start, end = ckpt.meta.get("embedding_columns") or (0, 0)
-        served = engine.state.checkpoints.get("similarity")
+        similarity = self.dependency("similarity")
+        served = engine.state.checkpoints.get(similarity.model_task)
         if not end or served is None or (ckpt.meta.get("embedding_of") or {}).get("sha256") != fingerprint(served)["sha256"]:
             return
         try:
-            gallery = store().get("similarity")
+            gallery = store().get(similarity.name)
             check_thumbnail(gallery, thumb)
             if method == "embedding":
-                check_model(gallery, fingerprint(served), "similarity")
+                check_model(gallery, fingerprint(served), similarity.name)
             outcome.result["similar"], outcome.summary["similar"] = search(gallery, method, k, row[start:end], thumb)
-            engine.count_answer("similarity")
+            engine.count_answer(similarity.model_task)
         except GalleryUnavailable as exc:
             outcome.result["similar_error"] = str(exc)
 

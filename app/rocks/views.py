@@ -19,7 +19,8 @@ bp = Blueprint("rocks", __name__, url_prefix="/rocks")
 def upload():
     form = RocksUploadForm()
     gallery_error = None
-    rocks, similarity = tasks.get("rocks"), tasks.get("similarity")
+    rocks = tasks.get("rocks")
+    similarity = rocks.dependency("similarity")
     if request.method == "POST":
         rocks.check_ready()
 

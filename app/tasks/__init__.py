@@ -33,6 +33,10 @@ def init_app(app: Flask, handlers: list[TaskHandler]) -> None:
             app.register_blueprint(handler.page.blueprint)
         if handler.page.template_folder is not None:
             app.jinja_loader = ChoiceLoader([app.jinja_loader, FileSystemLoader(str(handler.page.template_folder))])
+    for handler in tasks.values():
+        missing = [name for name in handler.uses if name not in tasks]
+        if missing:
+            raise ValueError(f"task {handler.name!r} uses {', '.join(missing)}, which is not registered")
     app.extensions["tasks"] = tasks
     app.register_blueprint(pages.bp)
     galleries.init_app(app)

@@ -68,11 +68,21 @@ class TaskHandler:
     gallery_label_field: ClassVar[str] = "label"
     gallery_data_key: ClassVar[str | None] = None
     gallery_unit: ClassVar[str] = "images"   #: what a gallery row is called in messages
+    #: Tasks this one composes with (the rocks page searches the similarity gallery with its own
+    #: forward pass's embedding): checked when the tasks are registered, reached by :meth:`dependency`.
+    uses: ClassVar[tuple[str, ...]] = ()
 
     # --- registration -----------------------------------------------------------------------
     @property
     def model_task(self) -> str:
         return self.model or self.name
+
+    def dependency(self, name: str) -> TaskHandler:
+        """The current app's handler of task ``name``, which this task declares in :attr:`uses`
+        (LookupError for an undeclared one: tasks meet through declared dependencies only)."""
+        if name not in self.uses:
+            raise LookupError(f"task {self.name!r} does not declare {name!r} in its uses")
+        return current_app.extensions["tasks"][name]
 
     def init_app(self, app: Flask) -> None:
         """Set the configuration defaults; subclasses add CLI commands here."""
