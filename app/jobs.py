@@ -27,7 +27,8 @@ from .accounts import ANONYMOUS, current_account, current_owner_id
 from .errors import ApiError
 from .extensions import db
 from .jobrunner import ACTIVE, JOB_PRIORITY, WORKER, JobRunner, _finish, claim  # noqa: F401 (the jobs API)
-from .recorder import Outcome, answer_each
+from .outcome import Outcome
+from .recorder import answer_each
 from .records import Job
 from .storage import shared
 from .tasks.handler import TaskHandler

@@ -12,7 +12,7 @@ from geovision.imaging import decode_image, rgb_model_input
 from ..extensions import engine
 from ..gallery import GalleryUnavailable, check_model, store
 from ..gallery_search import check_thumbnail, search, with_image_urls
-from ..recorder import Outcome
+from ..outcome import Outcome
 from ..tasks.handler import Prepared, TaskHandler
 from .parts import RocksApi, RocksPage
 

@@ -6,7 +6,7 @@ import base64
 from flask import Blueprint, render_template, request
 
 from ..gallery import GalleryUnavailable
-from ..recorder import Outcome
+from ..outcome import Outcome
 from ..tasks import registry as tasks
 from ..tasks.pages import answer_page_uploads
 from ..uploads import Upload

@@ -23,7 +23,7 @@ from geovision.tiling import OVERLAP
 
 from ..errors import ApiError
 from ..extensions import engine
-from ..recorder import Outcome
+from ..outcome import Outcome
 from ..tasks.handler import Prepared, TaskHandler
 from ..uploads import Upload, upload_root
 from . import segy, tile_cache

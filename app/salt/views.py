@@ -19,7 +19,8 @@ from ..accounts import can_see, current_owner_id, visible
 from ..engine import ModelNotReady
 from ..errors import ApiError
 from ..extensions import db, engine
-from ..recorder import Outcome, record
+from ..outcome import Outcome
+from ..recorder import record
 from ..records import Job, Prediction
 from ..tasks import registry as tasks
 from ..uploads import find_stored

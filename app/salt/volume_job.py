@@ -27,7 +27,7 @@ from geovision.imaging import ImageError
 from geovision.tiling import OVERLAP
 
 from ..extensions import engine
-from ..recorder import Outcome
+from ..outcome import Outcome
 from ..tasks.handler import Prepared
 from ..uploads import upload_root
 from . import segy

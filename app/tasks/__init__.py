@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Flask, current_app, request
 from jinja2 import ChoiceLoader, FileSystemLoader
 
-from ..recorder import Outcome
+from ..outcome import Outcome
 from .handler import Prepared, TaskHandler
 from .parts import TaskApi, TaskPage
 from .registry import get, registered

@@ -26,7 +26,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from geovision.checkpoint import Checkpoint
 
 from ..extensions import engine
-from ..recorder import Outcome
+from ..outcome import Outcome
 from ..uploads import read_uploads
 from .parts import TaskApi, TaskPage
 

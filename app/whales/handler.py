@@ -23,7 +23,7 @@ from geovision.photoid_figures import draw_matches
 
 from ..errors import ApiError
 from ..gallery import check_model, store
-from ..recorder import Outcome
+from ..outcome import Outcome
 from ..tasks.handler import Prepared, TaskHandler
 from . import (
     decisions,  # noqa: F401  (registers the admin's confirm/new route on bp)

@@ -11,7 +11,7 @@ from geovision.imaging import ImageError, decode_image
 
 from ..accounts import admin_allowed, is_admin
 from ..gallery import GalleryUnavailable, store
-from ..recorder import Outcome
+from ..outcome import Outcome
 from ..tasks import registry as tasks
 from ..tasks.pages import PageAnswers, answer_page_uploads
 from ..uploads import Upload, read_uploads
