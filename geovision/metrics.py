@@ -77,3 +77,17 @@ def insert_new_whale(ranked: list[tuple[str, float]], threshold: float, k: int =
     if len(out) < k and all(lab != NEW_WHALE for lab, _ in out):
         out.append((NEW_WHALE, threshold))
     return out[:k]
+
+
+def best_threshold(grid, score_at) -> tuple[float, float]:
+    """The value of ``grid`` maximising ``score_at(value)`` (e.g. MAP@5 with ``new_whale`` decided
+    at that threshold); ties keep the first (grids run upwards: the lowest). The one threshold search
+    of the whale trainers and studies. Returns ``(threshold, score)``; ValueError for an empty grid."""
+    best_t, best = None, -np.inf
+    for t in grid:
+        score = float(score_at(float(t)))
+        if score > best + 1e-12:
+            best_t, best = float(t), score
+    if best_t is None:
+        raise ValueError("an empty threshold grid")
+    return best_t, best

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geovision import photoid
+from geovision import metrics, photoid
 from geovision.metrics import NEW_WHALE, insert_new_whale, map_at_5
 from geovision.whales import fuse_rankings, partition
 
@@ -93,7 +93,7 @@ def scores(truths: list[str], ranked: list[Ranked], threshold: float, rows: np.n
 def best_threshold(truths: list[str], ranked: list[Ranked], rows: np.ndarray) -> float:
     """The ``new_whale`` threshold maximising MAP@5 on ``rows`` (grid of the first scores' quantiles)."""
     grid = np.unique(np.quantile([r[0][1] for r in ranked if r], np.linspace(0, 1, 101)))
-    return float(max(grid, key=lambda g: scores(truths, ranked, float(g), rows)["map_at_5"]))
+    return metrics.best_threshold(grid, lambda g: scores(truths, ranked, g, rows)["map_at_5"])[0]
 
 
 def evaluate(truths: list[str], ranked: list[Ranked], folds: np.ndarray) -> dict:

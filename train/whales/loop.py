@@ -26,7 +26,7 @@ import torchvision.transforms.v2.functional as TF
 from tqdm import tqdm
 
 from geovision import whales
-from geovision.metrics import NEW_WHALE, insert_new_whale, map_at_5
+from geovision.metrics import NEW_WHALE, best_threshold, insert_new_whale, map_at_5
 from geovision.photoid import viewpoint_group
 from geovision.whales import INPUT_HEIGHT, INPUT_WIDTH, rank_individuals
 
@@ -141,13 +141,10 @@ def calibrate_threshold(ranked: list[list[tuple[str, float]]], truths: list[str]
     "top5_known"}``; ties keep the lowest threshold.
     """
     grid = np.round(np.arange(0.0, 1.0001, 0.01), 2) if grid is None else grid
-    best = {"map_at_5": -1.0}
-    for t in grid:
-        preds = [[lab for lab, _ in insert_new_whale(r, float(t))] for r in ranked]
-        score = map_at_5(truths, preds)
-        if score > best["map_at_5"] + 1e-12:
-            best = {"threshold": float(t), "map_at_5": score, "preds": preds}
-    preds = best.pop("preds")
+    predict = lambda t: [[lab for lab, _ in insert_new_whale(r, t)] for r in ranked]  # noqa: E731
+    threshold, score = best_threshold(grid, lambda t: map_at_5(truths, predict(t)))
+    best = {"threshold": threshold, "map_at_5": score}
+    preds = predict(threshold)
     known = [i for i, t in enumerate(truths) if t != NEW_WHALE]
     new = [i for i, t in enumerate(truths) if t == NEW_WHALE]
     best["map_at_5_known"] = map_at_5([truths[i] for i in known], [preds[i] for i in known])

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from geovision import photoid
+from geovision import metrics, photoid
 from geovision.checkpoint import write_meta
 from geovision.metrics import NEW_WHALE, map_at_5
 from geovision.whales import image_folder, partition
@@ -52,12 +52,9 @@ def figures(truths: list[str], ranked: list[list[tuple[str, float]]], new_first:
 
 def calibrate(truths: list[str], ranked: list[list[tuple[str, float]]]) -> tuple[float, dict]:
     """The ratio threshold of :func:`geovision.photoid.decide_new_whale` maximising MAP@5 (ties: lowest)."""
-    best_t, best = None, None
-    for t in RATIO_GRID:
-        fig = figures(truths, ranked, [photoid.decide_new_whale(r, float(t)) for r in ranked])
-        if best is None or fig["map_at_5"] > best["map_at_5"] + 1e-12:
-            best_t, best = float(t), fig
-    return best_t, best
+    figure_at = lambda t: figures(truths, ranked, [photoid.decide_new_whale(r, t) for r in ranked])  # noqa: E731
+    best_t, _ = metrics.best_threshold(RATIO_GRID, lambda t: figure_at(t)["map_at_5"])
+    return best_t, figure_at(best_t)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geovision import photoid
+from geovision import metrics, photoid
 from geovision.metrics import NEW_WHALE, map_at_5
 
 from .photoid import RATIO_GRID, SHORTLIST
@@ -47,8 +47,8 @@ def ratio_predictions(ranked: list[Ranked], threshold: float) -> list[list[str]]
 
 
 def best_threshold(truths: list[str], ranked: list[Ranked], rows: np.ndarray) -> float:
-    return float(max(RATIO_GRID, key=lambda t: map_at_5([truths[i] for i in rows],
-                                                         ratio_predictions([ranked[i] for i in rows], t))))
+    return metrics.best_threshold(RATIO_GRID, lambda t: map_at_5([truths[i] for i in rows],
+                                                                  ratio_predictions([ranked[i] for i in rows], t)))[0]
 
 
 def confidence_features(ranked: Ranked, inliers: dict[str, int]) -> list[float]:
