@@ -32,7 +32,11 @@ from .uploads import upload_root
 log = logging.getLogger(__name__)
 JOB_PRIORITY = 10                    #: batcher priority of job rows (interactive requests: 0)
 ACTIVE = ("queued", "running")
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
+#: The host name this process writes in its jobs' ``worker`` column (``JOB_WORKER_HOST``, default the
+#: host name: a container's id). Front ends with different names treat each other as other hosts:
+#: only the lease takes their jobs back.
+HOST = os.environ.get("JOB_WORKER_HOST") or socket.gethostname()
+WORKER = f"{HOST}:{os.getpid()}"
 
 
 class JobCancelled(Exception):
@@ -168,7 +172,7 @@ class JobRunner:
         requeued = []
         for job in db.session.scalars(db.select(Job).where(Job.status.in_(ACTIVE))):
             host, _, pid = job.worker.partition(":")
-            if job.worker != WORKER and host == socket.gethostname() and not _alive(int(pid or 0)):
+            if job.worker != WORKER and host == HOST and not _alive(int(pid or 0)):
                 if (job.inputs or {}).get("item") and (upload_root() / "jobs" / job.public_id).is_dir():
                     job.status, job.worker, job.tiles_done, job.started_at = "queued", WORKER, 0, None
                     requeued.append(job.public_id)

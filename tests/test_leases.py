@@ -82,17 +82,22 @@ def _children(pid: int) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_a_front_end_killed_mid_job_is_replaced_by_another(tmp_path, model_dir, postgres_url):
+@pytest.mark.parametrize("hosts", ["one host", "two containers"])
+def test_a_front_end_killed_mid_job_is_replaced_by_another(tmp_path, model_dir, postgres_url, hosts):
     """Two front ends on one PostgreSQL database and one upload folder; the one running a section
     job is killed with SIGKILL (master and workers: nothing shuts down cleanly, as when a host dies or
-    a container is replaced). The other takes the job back once its lease expires and finishes it:
-    within JOB_LEASE_S + the job's own time; one answer recorded, none lost."""
+    a container is replaced). The other takes the job back and finishes it: within JOB_LEASE_S + the
+    job's own time; one answer recorded, none lost. "two containers": each front end names itself as
+    a container does (``JOB_WORKER_HOST``), so the dead one is another host's and only its lease
+    expiring lets the job go (a replaced container never comes back under its old name)."""
     import psycopg
 
     lease = 4.0
     env = {"DATABASE_URL": postgres_url, "SYNC_MAX_TILES": "4", "JOB_CHUNK_ROWS": "8", "JOB_POLL_S": "0.5",
            "JOB_HEARTBEAT_S": "0.5", "JOB_LEASE_S": str(lease), "UPLOAD_FOLDER": str(tmp_path / "uploads")}
-    servers = [LiveServer(tmp_path / name, model_dir, env=env) for name in ("a", "b")]
+    servers = [LiveServer(tmp_path / name, model_dir,
+                          env={**env, **({"JOB_WORKER_HOST": f"container-{name}"} if hosts == "two containers" else {})})
+               for name in ("a", "b")]
     dsn = postgres_url.replace("postgresql+psycopg://", "postgresql://")
     try:
         section = png_bytes(np.random.default_rng(2).integers(0, 255, (700, 900), dtype=np.uint8))
@@ -117,6 +122,8 @@ def test_a_front_end_killed_mid_job_is_replaced_by_another(tmp_path, model_dir, 
             time.sleep(0.5)
         took = time.time() - killed_at
         assert body["status"] == "done" and body["tiles_done"] == body["tiles_total"], body
+        if hosts == "two containers":   # taken back by the lease, not by the same-host restart path
+            assert took >= lease and worker.startswith(("container-a:", "container-b:")), (took, worker)
         with psycopg.connect(dsn) as conn:
             assert conn.execute("SELECT count(*) FROM prediction").fetchone()[0] == 1
             assert conn.execute("SELECT worker FROM job").fetchone()[0] != worker
