@@ -96,7 +96,9 @@ def test_cancel_stops_a_running_job_and_keeps_no_row(job_app):
     wait_for(client, url, statuses=("running",))
     cancelled = client.delete(url).get_json()
     assert cancelled["status"] == "cancelled"
-    time.sleep(0.5)
+    runner = job_app.extensions["jobs"]
+    assert runner.concurrency == 1      # a no-op queued behind the job runs once the job's thread has stopped
+    runner.pool.submit(lambda: None).result(timeout=30)
     final = client.get(url).get_json()
     assert final["status"] == "cancelled" and final["tiles_done"] < 20
     assert sum(slow.calls) < 20                     # the rest of the section was never computed
