@@ -83,7 +83,7 @@ def model_deployment(folder: Path, config: dict):
             on this replica, lower ``priority`` numbers first. A cancelled call (the caller's
             timeout) cancels its queued rows."""
             self.priorities[priority] += 1
-            future = self.batcher.submit(torch.from_numpy(rows), priority)
+            future = self.batcher.submit(torch.tensor(rows), priority)   # a copy: Ray's arrays are read-only
             return (await asyncio.wrap_future(future)).float().numpy()
 
         def stats(self) -> dict:
