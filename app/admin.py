@@ -12,13 +12,13 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify, request
 from PIL import Image
 
-from geovision.imaging import decode_image
+from geovision.imaging import ImageError, decode_image
 from geovision.metrics import NEW_WHALE
 
 from .accounts import admin_allowed
 from .errors import ApiError
 from .extensions import engine
-from .recorder import answer_each
+from .serve import Refused
 from .tasks.registry import registered
 from .uploads import Upload, read_uploads
 
@@ -40,15 +40,16 @@ def _decoded_uploads() -> tuple[list[dict], list[tuple[Upload, Image.Image]]]:
     if not uploads:
         raise ApiError("missing_file", "send one or more files in the multipart field 'image'")
     decoded: list[tuple[Upload, Image.Image]] = []
-
-    def decode(upload: Upload) -> dict:
-        decoded.append((upload, decode_image(upload.data, current_app.config["MAX_IMAGE_PIXELS"])))
-        return {"filename": upload.filename}
-
-    results, answered = answer_each(uploads, decode)
-    if not answered:
+    results: list[dict] = []
+    for upload in uploads:     # enrolment decodes photos; the gallery hooks embed them
+        try:
+            decoded.append((upload, decode_image(upload.data, current_app.config["MAX_IMAGE_PIXELS"])))
+            results.append({"filename": upload.filename})
+        except ImageError as exc:
+            results.append(Refused.of(upload, exc).body)
+    if not decoded:
         raise ApiError("invalid_image", "no usable image", 400, extra={"results": results})
-    return [{k: v for k, v in r.items() if k != "http_status"} for r in results], decoded
+    return results, decoded
 
 
 @bp.post("/reload")

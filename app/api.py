@@ -10,6 +10,7 @@ from .accounts import can_see
 from .errors import ApiError
 from .extensions import db, engine
 from .records import Job
+from .serve import Queued, Result, answered_any, bodies, serve
 from .storage import shared
 from .tasks.registry import registered
 
@@ -61,10 +62,10 @@ def task_api(task: str, action: str):
     if not items:
         raise ApiError("missing_file", "the field 'image' holds no file")
     handler.check_ready()   # 503 / 409 before decoding
-    results, answered = jobs.answer_all(handler, items, options)
-    if len(results) == 1 and results[0].get("job_id"):
-        return jsonify(results[0]), 202            # one large input: the job, as /jobs answers it
-    return _respond(results, answered)
+    results = serve(handler, items, options)
+    if len(results) == 1 and isinstance(results[0], Queued):
+        return jsonify(results[0].body), 202       # one large input: the job, as /jobs answers it
+    return _respond(results)
 
 
 def _job_handler(task: str):
@@ -112,11 +113,11 @@ def job_cancel(task: str, job_id: str):
     return jsonify(jobs.describe(jobs.cancel(_job(task, job_id))))
 
 
-def _respond(results: list[dict], answered: int):
-    """200 with every result when a file was answered; else the first error (413 if all too large)."""
-    public = [{k: v for k, v in r.items() if k != "http_status"} for r in results]
-    if answered:
-        return jsonify(results=public)
-    status = 413 if all(r.get("http_status") == 413 for r in results) else 400
-    first = public[0]["error"]
-    raise ApiError(first["code"], first["message"], status, extra={"results": public})
+def _respond(results: list[Result]):
+    """200 with every result when a file was answered or queued; else the first refusal's error
+    (413 if every file was too large)."""
+    if answered_any(results):
+        return jsonify(results=bodies(results))
+    status = 413 if all(r.status == 413 for r in results) else 400
+    first = results[0]
+    raise ApiError(first.code, first.message, status, extra={"results": bodies(results)})

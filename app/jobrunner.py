@@ -257,10 +257,15 @@ def _run_claimed(app: Flask, job_id: str) -> None:
     try:
         item = handler.job_item(job.inputs["item"])
         options = handler.job_options(job.inputs["options"], restore=True)
-        outcome = handler.run(item, progress=progress, priority=JOB_PRIORITY, **options)
+        from .serve import Refused, serve  # app.serve imports app.jobs, which imports this module
+
+        (answer,) = serve(handler, [item], options, queue=False, record=False, priority=JOB_PRIORITY, progress=progress)
         _check_held(job_id)
-        (job.result,) = record([outcome], job.owner_id, commit=False)   # committed below with the job's state
-        _finish(job, "done")
+        if isinstance(answer, Refused):
+            _finish(job, "failed", f"{answer.code}: {answer.message}")
+        else:
+            (job.result,) = record([answer.outcome], job.owner_id, commit=False)   # committed below with the job's state
+            _finish(job, "done")
     except JobCancelled:
         db.session.rollback()
         job = db.session.scalar(db.select(Job).where(Job.public_id == job_id))

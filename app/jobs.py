@@ -7,7 +7,8 @@ broker or a second copy of the model, and the embedded default has no server bes
 The standard library's ``concurrent.futures.ThreadPoolExecutor`` runs them (``JOB_CONCURRENCY``
 at a time); the ``job`` table is the source of truth, so a page reload or another worker sees
 the state, and a job cut off by a restart runs again from its kept input on the next start.
-This module creates, limits, describes and cancels jobs; :mod:`app.jobrunner` runs them.
+This module creates, limits, describes and cancels jobs; :mod:`app.jobrunner` runs them and
+:func:`app.serve.serve` decides which items of a request become jobs.
 """
 from __future__ import annotations
 
@@ -27,8 +28,6 @@ from .accounts import ANONYMOUS, current_account, current_owner_id
 from .errors import ApiError
 from .extensions import db
 from .jobrunner import ACTIVE, JOB_PRIORITY, WORKER, JobRunner, _finish, claim  # noqa: F401 (the jobs API)
-from .outcome import Outcome
-from .recorder import answer_each
 from .records import Job
 from .storage import shared
 from .tasks.handler import TaskHandler
@@ -103,14 +102,17 @@ def create(handler: TaskHandler, item, options: dict, units: int) -> Job:
     """Queue a job for ``item`` (``units`` rows of work) and start it; raises ApiError 429 when the
     client has ``JOB_MAX_PER_CLIENT`` active jobs, 503 when ``JOB_MAX_ACTIVE`` are active in all.
     The limits are counted and the row inserted under :func:`creation_lock`."""
-    return create_all(handler, [item], options, {id(item): units})[id(item)]
+    job = create_all(handler, [item], options, {id(item): units})[id(item)]
+    if isinstance(job, ImageError):
+        raise job
+    return job
 
 
-def create_all(handler: TaskHandler, items: list, options: dict, units: dict[int, int]) -> dict[int, Job]:
+def create_all(handler: TaskHandler, items: list, options: dict, units: dict[int, int]) -> dict[int, Job | ImageError]:
     """Queue one job per item, all or none: the limits counted for all of them and every row
     inserted under one hold of :func:`creation_lock`, one commit (a refusal, 429 or 503, creates
-    nothing, whatever other requests do meanwhile). An item whose input cannot be kept (ImageError)
-    gets no job (it is answered with its error). Returns ``{id(item): job}``."""
+    nothing, whatever other requests do meanwhile). An item whose input cannot be kept gets no job
+    but its ImageError. Returns ``{id(item): job or ImageError}``."""
     jobs, made, folders = runner(), {}, []
     with creation_lock():
         check_limits(len(items))
@@ -118,7 +120,8 @@ def create_all(handler: TaskHandler, items: list, options: dict, units: dict[int
             for item in items:
                 try:
                     made[id(item)] = _new_job(handler, item, options, units[id(item)])
-                except ImageError:
+                except ImageError as exc:
+                    made[id(item)] = exc
                     continue
                 folders.append(upload_root() / "jobs" / made[id(item)].public_id)
             db.session.commit()
@@ -128,43 +131,9 @@ def create_all(handler: TaskHandler, items: list, options: dict, units: dict[int
                 shutil.rmtree(folder, ignore_errors=True)
             raise
     for job in made.values():
-        jobs.submit(job.public_id)
+        if isinstance(job, Job):
+            jobs.submit(job.public_id)
     return made
-
-
-def answer_all(handler: TaskHandler, items: list, options: dict) -> tuple[list[dict], int]:
-    """:func:`answer_or_queue` for every item of one request; the items that need jobs get them
-    first, all or none (:func:`create_all`: a refusal creates nothing, even with concurrent requests
-    around the limit). An item that cannot be sized is answered (and refused) on its own. Returns
-    :func:`app.recorder.answer_each`'s pair (the answers recorded together, with the handler's links)."""
-    units: dict[int, int] = {}      # each item sized once (a large picture is decoded to size it)
-    queued: dict[int, Job] = {}
-    if handler.supports_jobs:
-        for item in items:
-            try:
-                units[id(item)] = handler.job_units(item, **options)
-            except ImageError:
-                continue
-        big = [item for item in items if id(item) in units
-               and (units[id(item)] > current_app.config["SYNC_MAX_TILES"] or handler.needs_job(**options))]
-        if big:
-            queued = create_all(handler, big, options, units)
-
-    def answer(item) -> Outcome | dict:
-        job = queued.get(id(item))
-        return describe(job) if job is not None else answer_or_queue(handler, item, options, units.get(id(item)))
-    return answer_each(items, answer, links=handler.links)
-
-
-def answer_or_queue(handler: TaskHandler, item, options: dict, units: int | None = None) -> Outcome | dict:
-    """The handler's :class:`Outcome` now (not yet recorded), or, for an input of more than
-    ``SYNC_MAX_TILES`` rows, a new job (:func:`describe`: it has ``job_id``). ``units``: the item's
-    :meth:`job_units` when known."""
-    if handler.supports_jobs:
-        units = handler.job_units(item, **options) if units is None else units
-        if units > current_app.config["SYNC_MAX_TILES"] or handler.needs_job(**options):
-            return describe(create(handler, item, options, units))
-    return handler.run(item, **options)
 
 
 def cancel(job: Job) -> Job:

@@ -4,23 +4,18 @@
 nothing. :func:`record` keeps a request's outcomes: each answer's artefacts in its folder under
 ``UPLOAD_FOLDER`` (published to the shared store, :mod:`app.storage`), then every row, in one
 commit; if anything fails, the rows are rolled back and the folders removed, so the database and
-the disk hold only answers a client received. :func:`answer_each` is the loop every upload path
-(v1, pages, jobs' requests) shares: bad files get their own error entry, the others are recorded
-together, and the handler's :meth:`~app.tasks.handler.TaskHandler.links` add the URLs.
+the disk hold only answers a client received. :func:`app.serve.serve` (every entry point's path) calls it
+through :func:`app.serve.keep`.
 """
 from __future__ import annotations
 
 import logging
 import shutil
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
 
-from geovision.imaging import ImageError
-
-from .accounts import current_owner_id
 from .extensions import db
 from .outcome import Artefact, Outcome
 from .records import Prediction
@@ -81,29 +76,3 @@ def record(outcomes: list[Outcome], owner_id: int, commit: bool = True) -> list[
                 log.exception("could not remove %s from the store", folder)
         raise
     return answers
-
-
-def answer_each(items: list, handle: Callable[[object], Outcome | dict],
-                links: Callable[[dict], dict] | None = None) -> tuple[list[dict], int]:
-    """Run ``handle`` on each item (an upload, a stored volume) and record the outcomes together.
-
-    ``handle`` returns an :class:`Outcome` (recorded here) or a final dict (a queued job's body, a
-    decoded file); a bad item (:class:`geovision.imaging.ImageError`) gets its own error entry
-    ``{"filename", "error": {"code", "message"}, "http_status"}``. Any other error fails the whole
-    request before anything of it is recorded. The rows belong to the requester
-    (:func:`app.accounts.current_owner_id`); ``links`` (the handler's) adds the URLs.
-    Returns the results in item order and the number of answered items.
-    """
-    slots: list[Outcome | dict] = []
-    for item in items:
-        try:
-            slots.append(handle(item))
-        except ImageError as exc:
-            slots.append({"filename": item.filename, "error": {"code": exc.code, "message": str(exc)},
-                          "http_status": exc.status})
-    recorded = iter(record([s for s in slots if isinstance(s, Outcome)], current_owner_id()))
-    results = [next(recorded) if isinstance(s, Outcome) else s for s in slots]
-    if links is not None:
-        results = [r if "error" in r or "job_id" in r else links(r) for r in results]
-    answered = sum("job_id" in r or "error" not in r for r in results)   # a job body's "error" is its own
-    return results, answered

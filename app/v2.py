@@ -12,8 +12,9 @@ element is its little-endian uint32 length and its bytes), which ``tritonclient.
 default. Without the extension, BYTES elements are base64 strings in the JSON ``data``. The
 request's ``parameters`` carry the task's options (salt ``threshold``; similarity ``k``,
 ``method``). Each element is answered by the task's handler, through the same batcher and
-database records as v1 (:func:`app.recorder.record`, once every element is answered and its
-tensors built); the handler turns the answers into named output tensors.
+database records as v1 (:func:`app.serve.serve`: the elements' rows go to the batcher in one
+call; recorded once every element is answered and its tensors built); the handler turns the
+answers into named output tensors.
 Source: https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/ and
 https://github.com/triton-inference-server/server/blob/main/docs/protocol/extension_binary_data.md
 """
@@ -28,14 +29,11 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import ValidationError
 from werkzeug.datastructures import MultiDict
 
-from geovision.imaging import ImageError
-
-from .accounts import current_owner_id
 from .engine import ModelNotReady
 from .errors import ApiError
 from .extensions import engine
 from .gallery import GalleryUnavailable
-from .recorder import record
+from .serve import Refused, keep, serve
 from .tasks.registry import registered
 from .uploads import Upload
 from .v2_schema import InferRequest
@@ -110,17 +108,16 @@ def infer(task: str, version: str | None = None):
     except ApiError as exc:
         raise V2Error(f"{exc.code}: {exc.message}", exc.status, exc.code) from None
     handler.check_ready()       # ModelNotReady (503), GalleryUnavailable (409): app.errors answers them
-    outcomes = []
-    for i, data in enumerate(images):   # a tensor request succeeds or fails whole: nothing is kept before the end
-        try:
-            outcomes.append(handler.run(Upload(f"image[{i}]", data), **options))
-        except ImageError as exc:
-            raise V2Error(f"image[{i}]: {exc.code}: {exc}", exc.status, exc.code) from None
+    # one trip to the batcher for every element; a tensor request succeeds or fails whole: nothing is kept before the end
+    results = serve(handler, [Upload(f"image[{i}]", data) for i, data in enumerate(images)], options,
+                    queue=False, record=False)
+    for refused in (r for r in results if isinstance(r, Refused)):
+        raise V2Error(f"{refused.filename}: {refused.code}: {refused.message}", refused.status, refused.code)
     try:
-        outputs = handler.api.v2_outputs([o.result for o in outcomes], **options)
+        outputs = handler.api.v2_outputs([r.outcome.result for r in results], **options)
     except ValueError as exc:
         raise V2Error(str(exc)) from None
-    record(outcomes, current_owner_id())
+    keep(handler, results)
     ckpt = engine.checkpoint(handler.model_task)
     return _response(header, task, ckpt.version, outputs)
 

@@ -36,11 +36,17 @@ def pictures(data: Path) -> list[tuple[str, bytes, dict]]:
     return uploads
 
 
-@contextmanager
 def salt_client(model: Path, click_model: Path | None = None, **config):
     """A Flask test client of an app serving only the salt checkpoint at ``model`` (and the click
-    model at ``click_model`` when given), in process, on a throwaway SQLite database and folders,
-    sign-in off, every section answered at once; ``config`` overrides settings
+    model at ``click_model`` when given): :func:`models_client` with every section answered at once."""
+    models = {"salt": model, **({"salt_clicks": click_model} if click_model is not None else {})}
+    return models_client(models, **{"SYNC_MAX_TILES": 100_000, **config})
+
+
+@contextmanager
+def models_client(models: dict[str, Path], **config):
+    """A Flask test client of an app serving the checkpoint folders ``models`` (task -> folder), in
+    process, on a throwaway SQLite database and folders, sign-in off; ``config`` overrides settings
     (``MAX_BATCH_DELAY_MS``, ``INFERENCE_BACKEND``, ...)."""
     from flask_migrate import upgrade
 
@@ -48,13 +54,12 @@ def salt_client(model: Path, click_model: Path | None = None, **config):
 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "models").mkdir()
-        (Path(tmp) / "models" / "salt").symlink_to(Path(model).resolve())
-        if click_model is not None:
-            (Path(tmp) / "models" / "salt_clicks").symlink_to(Path(click_model).resolve())
+        for task, folder in models.items():
+            (Path(tmp) / "models" / task).symlink_to(Path(folder).resolve())
         app = create_app({"TESTING": True, "SECRET_KEY": secrets.token_hex(16), "INSTANCE_PATH": f"{tmp}/instance",
                           "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/q.db", "MODEL_DIR": f"{tmp}/models",
                           "UPLOAD_FOLDER": f"{tmp}/uploads", "GALLERY_FOLDER": f"{tmp}/gallery",
-                          "SYNC_MAX_TILES": 100_000, "AUTH_REQUIRED": False, **config}, wait_for_models=True)
+                          "AUTH_REQUIRED": False, **config}, wait_for_models=True)
         try:
             with app.app_context():
                 upgrade()

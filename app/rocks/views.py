@@ -24,23 +24,23 @@ def upload():
     if request.method == "POST":
         rocks.check_ready()
 
-    def handle(up: Upload) -> Outcome:
+    def compose(up: Upload, outcome: Outcome) -> Outcome:
         """One forward pass and one row per upload: the classification, and the similarity search
-        from the same pass's embedding (a checkpoint without it: the similarity task's own pass)."""
+        from the same pass's embedding (a checkpoint without it: the similarity task's own pass);
+        the handler's links add the matches' image URLs."""
         nonlocal gallery_error
-        options = {"k": form.k.data or 10, "method": form.method.data}
-        outcome = rocks.run(up, similar=options)
         similar, gallery_error = outcome.result.pop("similar", None), outcome.result.pop("similar_error", gallery_error)
         if similar is None and gallery_error is None:
             try:
-                found = similarity.run(up, **options)
+                found = similarity.run(up, **search)
                 similar, outcome.summary["similar"] = found.result, found.summary
             except GalleryUnavailable as exc:
                 gallery_error = str(exc)
-        outcome.result = {"classification": outcome.result, "similar": similarity.links(similar) if similar else None,
+        outcome.result = {"classification": outcome.result, "similar": similar,
                           "thumbnail": "data:image;base64," + base64.b64encode(up.data).decode()}
         return outcome
 
-    page = answer_page_uploads(form, handle)
+    search = {"k": form.k.data or 10, "method": form.method.data}
+    page = answer_page_uploads(form, rocks, {"similar": search}, then=compose)
     return render_template("rocks/upload.html", form=form, answers=page.answers, errors=page.errors,
                            gallery_error=gallery_error), page.status

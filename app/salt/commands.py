@@ -11,11 +11,9 @@ nothing is recorded.
 from __future__ import annotations
 
 import csv
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 from tqdm import tqdm
 from werkzeug.datastructures import FileStorage
@@ -24,6 +22,7 @@ from geovision.imaging import ImageError
 
 from ..engine import ModelNotReady
 from ..extensions import engine
+from ..serve import Refused, serve
 from ..tasks.registry import registered
 from .volumes import read_salt_files
 
@@ -40,7 +39,7 @@ SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".sgy", ".segy"}
               help="a 3-D SEG-Y survey: its salt-probability volume (SEG-Y) to --out")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="CSV to write (--data) or SEG-Y to write (--volume)")
-@click.option("--batch-size", default=64, show_default=True, help="files answered at once (their tiles share forward passes)")
+@click.option("--batch-size", default=64, show_default=True, help="files answered at once (their tiles go to the batcher together)")
 @click.option("--threshold", type=float, default=None, help="--volume: salt probability cut (default: the checkpoint's)")
 @click.option("--fuse", type=click.Choice(["inline", "inline+crossline"]), default="inline", show_default=True,
               help="--volume: inlines only, or averaged with a crossline pass")
@@ -64,24 +63,26 @@ def predict(task: str, data: Path | None, volume: Path | None, out: Path, batch_
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
     if not paths:
         raise click.ClickException(f"no images or SEG-Y files in {folder}")
-    app = current_app._get_current_object()
-
-    def rle_mask(path: Path) -> str:
-        with app.app_context(), open(path, "rb") as fh:
-            (item,) = read_salt_files([FileStorage(fh, filename=path.name)])
-            try:
-                return handler.run(item).result["rle_mask"]
-            except ImageError as exc:
-                click.echo(f"{path.name}: {exc.code}: {exc}", err=True)
-                return ""
-
-    with open(out, "w", newline="") as fh, ThreadPoolExecutor(max_workers=max(1, batch_size)) as pool:
+    with open(out, "w", newline="") as fh, tqdm(total=len(paths), desc=f"{task}: {len(paths)} files", unit="file") as bar:
         writer = csv.writer(fh)
         writer.writerow(["id", "rle_mask"])
-        answers = pool.map(rle_mask, paths)   # in order; the batcher joins the files' tiles
-        for path, rle in tqdm(zip(paths, answers), total=len(paths), desc=f"{task}: {len(paths)} files", unit="file"):
-            writer.writerow([path.stem, rle])
+        for start in range(0, len(paths), max(1, batch_size)):   # the chunk's tiles share forward passes
+            chunk = paths[start:start + max(1, batch_size)]
+            for path, result in zip(chunk, serve(handler, read_files(chunk), {}, queue=False, record=False)):
+                if isinstance(result, Refused):
+                    click.echo(f"{path.name}: {result.code}: {result.message}", err=True)
+                writer.writerow([path.stem, "" if isinstance(result, Refused) else result.outcome.result["rle_mask"]])
+                bar.update()
     click.echo(f"wrote {len(paths)} rows to {out}")
+
+
+def read_files(paths: list[Path]) -> list:
+    """The salt items of ``paths`` (images, SEG-Y files stored and read at their default slice)."""
+    items = []
+    for path in paths:
+        with open(path, "rb") as fh:
+            items.extend(read_salt_files([FileStorage(fh, filename=path.name)]))
+    return items
 
 
 def predict_volume(handler, volume: Path, out: Path, threshold: float | None, fuse: str) -> None:

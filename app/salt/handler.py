@@ -52,11 +52,12 @@ class SaltHandler(TaskHandler):
         app.cli.add_command(predict)   # flask predict salt: a Kaggle submission CSV
         tile_cache.init_app(app)
 
-    def outputs_for(self, prepared: Prepared, priority: int = 0, progress=None) -> torch.Tensor | None:
+    def outputs_for_many(self, prepared: list[Prepared], priority: int = 0, progress=None) -> list:
         """The released model's tile outputs; with clicks those of the same input answered before
         are reused (:mod:`app.salt.tile_cache`): only the clicked tiles run again, through the click model."""
-        return tile_cache.cached_or_run(prepared.state["cache_key"], prepared.rows,
-                                        lambda rows: self.infer(rows, priority, progress), bool(prepared.state["clicks"]))
+        return tile_cache.cached_or_run([p.state["cache_key"] for p in prepared], [p.rows for p in prepared],
+                                        lambda rows: self.infer_many(rows, priority, progress),
+                                        [bool(p.state["clicks"]) for p in prepared])
 
     def request_limit(self, config: dict) -> int | None:
         """SEG-Y volumes may reach ``SEGY_MAX_BYTES`` (+ ``MAX_CONTENT_LENGTH`` for the form fields);
@@ -95,13 +96,19 @@ class SaltHandler(TaskHandler):
         """The uploaded images and SEG-Y files, and the stored volume named by ``segy_id``."""
         return read_salt_files(files, (form or {}).get("segy_id"))
 
-    def run(self, item, progress=None, priority: int = 0, **options) -> Outcome:
+    def run_many(self, items: list, priority: int = 0, progress=None, **options) -> list:
         """A volume (``slice=volume``) runs line by line (:func:`app.salt.volume_job.run_volume`);
-        everything else through the one-picture pipeline."""
+        everything else through the batch path of pictures."""
         spec = options.get("spec")
-        if spec is not None and spec.kind == "volume":
-            return run_volume(self, item, progress, priority, **options)
-        return super().run(item, progress, priority, **options)
+        if spec is None or spec.kind != "volume":
+            return super().run_many(items, priority, progress, **options)
+        answers = []
+        for item in items:
+            try:
+                answers.append(run_volume(self, item, progress, priority, **options))
+            except ImageError as exc:
+                answers.append(exc)
+        return answers
 
     def needs_job(self, spec: segy.SliceSpec | None = None, **_) -> bool:
         """A whole volume is always a background job."""

@@ -10,14 +10,13 @@ from flask import abort, current_app, jsonify, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from geovision import tiling
-from geovision.imaging import ImageError
 from geovision.tiling import OVERLAP
 
-from ..accounts import current_owner_id, visible
+from ..accounts import visible
 from ..errors import ApiError
 from ..extensions import db, engine
-from ..recorder import record
 from ..records import Prediction
+from ..serve import Refused, serve
 from ..tasks import registry as tasks
 from ..uploads import Upload, find_stored
 from . import tile_cache
@@ -76,13 +75,14 @@ def refine_result(public_id: str):
     if not cached and tiling.tile_count(row.height, row.width, OVERLAP) > limit:
         raise ApiError("image_too_large", f"click editing works on inputs of up to {limit} tiles (SYNC_MAX_TILES); "
                        "this one is larger: crop it (data_area) or segment a smaller slice", 413)
-    try:
-        outcome = handler.run(item, **options)
-    except ImageError as exc:
-        raise ApiError(exc.code, str(exc), exc.status) from None
-    outcome.summary["refined_from"] = row.result.get("refined_from") or row.public_id
-    (answer,) = record([outcome], current_owner_id())
-    answer = handler.links(answer)
+    def refined(_, outcome):
+        outcome.summary["refined_from"] = row.result.get("refined_from") or row.public_id
+        return outcome
+
+    (result,) = serve(handler, [item], options, queue=False, then=refined)
+    if isinstance(result, Refused):
+        raise ApiError(result.code, result.message, result.status)
+    answer = result.body
     public_id = answer["prediction_id"]
     return jsonify(prediction_id=public_id, overlay_url=answer["overlay_url"], mask_url=answer["mask_url"],
                    coverage=answer["coverage"], clicks=answer.get("clicks", 0),

@@ -53,15 +53,21 @@ def output_key(item, ckpt: Checkpoint, spec=None, domain: str = "time", data_are
     return (getattr(item, "sha256", None), str(spec), domain, str(data_area), ckpt.name, ckpt.version)
 
 
-def cached_or_run(key: tuple, rows: torch.Tensor | None, run, reuse: bool) -> torch.Tensor | None:
-    """The outputs of ``rows``: from the cache when ``reuse`` (click editing) and present, else
-    ``run(rows)``, which are then kept."""
+def cached_or_run(keys: list[tuple], rows: list[torch.Tensor | None], run, reuse: list[bool]) -> list:
+    """The outputs of each item's ``rows``: from the cache for an item with ``reuse`` (click
+    editing) whose outputs are kept, else from one ``run(rows of the others)`` (a list in, a list
+    out: one trip to the batcher), which are then kept."""
     cache: TileOutputs | None = current_app.extensions.get(EXTENSION)
-    if rows is None or cache is None or key[0] is None:
-        return run(rows)
-    found = cache.get(key) if reuse else None
-    if found is not None and found.shape == rows.shape[:1] + found.shape[1:]:
-        return found
-    outputs = run(rows)
-    cache.put(key, outputs)
+    outputs: list = [None] * len(rows)
+    missing = []
+    for i, (key, item_rows, again) in enumerate(zip(keys, rows, reuse)):
+        found = cache.get(key) if cache is not None and again and key[0] is not None and item_rows is not None else None
+        if found is not None and found.shape == item_rows.shape[:1] + found.shape[1:]:
+            outputs[i] = found
+        else:
+            missing.append(i)
+    for i, out in zip(missing, run([rows[i] for i in missing]) if missing else []):
+        outputs[i] = out
+        if cache is not None and keys[i][0] is not None and out is not None:
+            cache.put(keys[i], out)
     return outputs

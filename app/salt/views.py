@@ -15,13 +15,12 @@ from geovision import figures, tiling
 from geovision.imaging import ImageError, to_gray
 
 from .. import jobs
-from ..accounts import can_see, current_owner_id, visible
+from ..accounts import can_see, visible
 from ..engine import ModelNotReady
 from ..errors import ApiError
 from ..extensions import db, engine
-from ..outcome import Outcome
-from ..recorder import record
 from ..records import Job, Prediction
+from ..serve import Answered, Queued, Refused, answered_any, serve
 from ..tasks import registry as tasks
 from ..uploads import find_stored
 from . import segy
@@ -63,19 +62,20 @@ def upload():
             threshold = float(form.threshold.data) if form.threshold.data is not None else None
             handler = tasks.get("salt")
             handler.check_ready()
-            results, answered = jobs.answer_all(handler, images, {"threshold": threshold, "spec": None,
-                                                                  "domain": "time", "data_area": data_area})
-            errors = [r for r in results if "error" in r]
-            queued = [r for r in results if r.get("job_id")]
+            results = serve(handler, images, {"threshold": threshold, "spec": None, "domain": "time",
+                                              "data_area": data_area})
+            refused = [r for r in results if isinstance(r, Refused)]
+            errors = [r.body for r in refused]
+            queued = [r.body for r in results if isinstance(r, Queued)]
             for job in queued[1:] if len(queued) == len(results) else queued:
                 flash(Markup("{} is large: it runs as a background job, <a href=\"{}\">follow it here</a>.").format(
                     job["filename"], url_for("salt.job_page", job_id=job["job_id"])), "ok")
             if queued and len(queued) == len(results):
                 return redirect(url_for("salt.job_page", job_id=queued[0]["job_id"]))
-            ok = [r["prediction_id"] for r in results if r.get("prediction_id")]
-            if answered and not errors:
+            ok = [r.body["prediction_id"] for r in results if isinstance(r, Answered)]
+            if answered_any(results) and not errors:
                 return redirect(url_for("salt.results", id=ok))
-            status = 200 if ok else (413 if all(r.get("http_status") == 413 for r in errors) else 400)
+            status = 200 if ok else (413 if all(r.status == 413 for r in refused) else 400)
             return render_template("salt/upload.html", form=form, errors=errors, predictions=_load(ok),
                                    seconds_per_tile=seconds_per_tile()), status
     status = 400 if request.method == "POST" else 200
@@ -128,14 +128,13 @@ def segy_page(segy_id: str):
             spec = segy.parse_slice(form.kind.data + number)
             handler = tasks.get("salt")
             handler.check_ready()
-            result = jobs.answer_or_queue(handler, stored, {"threshold": threshold, "spec": spec,
-                                                            "domain": form.domain.data or "time",
-                                                            "fuse": form.fuse.data or "inline"})
-            if isinstance(result, Outcome):
-                (result,) = record([result], current_owner_id())
-            if result.get("job_id"):
-                return redirect(url_for("salt.job_page", job_id=result["job_id"]))
-            return redirect(url_for("salt.result", public_id=result["prediction_id"]))
+            (result,) = serve(handler, [stored], {"threshold": threshold, "spec": spec,
+                                                  "domain": form.domain.data or "time", "fuse": form.fuse.data or "inline"})
+            if isinstance(result, Refused):
+                raise ApiError(result.code, result.message, result.status)
+            if isinstance(result, Queued):
+                return redirect(url_for("salt.job_page", job_id=result.job.public_id))
+            return redirect(url_for("salt.result", public_id=result.body["prediction_id"]))
         except (segy.SegyError, ImageError, ApiError) as exc:
             error, status = str(exc), getattr(exc, "status", 400)
     elif request.method == "POST":

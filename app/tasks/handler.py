@@ -24,6 +24,7 @@ from flask import Flask, current_app
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from geovision.checkpoint import Checkpoint
+from geovision.imaging import ImageError
 
 from ..extensions import engine
 from ..outcome import Outcome
@@ -128,37 +129,81 @@ class TaskHandler:
 
     def run(self, item: Any, progress: Callable[[int, int], None] | None = None, priority: int = 0,
             **options) -> Outcome:
-        """Preprocess -> batched inference -> postprocess for one item, pure: nothing is written
-        (:func:`app.recorder.record` does that).
+        """:meth:`run_many` of one item, raising its ImageError (a bad upload).
 
         ``progress(rows_done, rows_total)`` is called after each chunk of ``JOB_CHUNK_ROWS`` rows
         when given (background jobs; it may raise to stop the work); ``priority`` orders the rows
         in the batcher (0 interactive, larger for background work). Raises ImageError for a bad
         upload, and the engine's ModelNotReady, QueueFullError and TimeoutError.
         """
-        started = time.perf_counter()
+        (answer,) = self.run_many([item], priority, progress, **options)
+        if isinstance(answer, ImageError):
+            raise answer
+        return answer
+
+    def run_many(self, items: list, priority: int = 0, progress: Callable[[int, int], None] | None = None,
+                 **options) -> list[Outcome | ImageError]:
+        """The batch path, pure (nothing is written; :mod:`app.recorder` does that): every item
+        preprocessed, the rows of all of them sent to the batcher in one call
+        (:meth:`outputs_for_many`, split back by offsets), each postprocessed into an :class:`Outcome`.
+
+        Returns one entry per item, in order: its Outcome, or the ImageError that refused it (a bad
+        upload costs no forward pass and fails nothing else). ``timings``: ``decode_ms`` the item's
+        own preprocessing, ``inference_ms`` the shared forward pass plus its own postprocessing.
+        Raises the engine's ModelNotReady, QueueFullError and TimeoutError.
+        """
         ckpt = engine.checkpoint(self.model_task)
-        prepared = self.preprocess(item, ckpt, **options)
-        decoded = time.perf_counter()
-        outputs = self.outputs_for(prepared, priority, progress)
-        outcome = self.postprocess(prepared, outputs, ckpt, **options)
-        finished = time.perf_counter()
-        outcome.task, outcome.filename, outcome.sha256 = self.name, item.filename, item.sha256
-        outcome.size, outcome.model_name, outcome.model_version = prepared.size, ckpt.name, ckpt.version
-        outcome.timings = {"decode_ms": (decoded - started) * 1e3, "inference_ms": (finished - decoded) * 1e3,
-                           "total_ms": (finished - started) * 1e3}
-        return outcome
+        prepared: list[Prepared | ImageError] = []
+        decode_ms: list[float] = []
+        for item in items:
+            started = time.perf_counter()
+            try:
+                prepared.append(self.preprocess(item, ckpt, **options))
+            except ImageError as exc:
+                prepared.append(exc)
+            decode_ms.append((time.perf_counter() - started) * 1e3)
+        started = time.perf_counter()
+        outputs = iter(self.outputs_for_many([p for p in prepared if isinstance(p, Prepared)], priority, progress))
+        infer_ms = (time.perf_counter() - started) * 1e3
+        answers: list[Outcome | ImageError] = []
+        for item, ready, decoded in zip(items, prepared, decode_ms):
+            if isinstance(ready, ImageError):
+                answers.append(ready)
+                continue
+            started = time.perf_counter()
+            try:
+                outcome = self.postprocess(ready, next(outputs), ckpt, **options)
+            except ImageError as exc:
+                answers.append(exc)
+                continue
+            inference = infer_ms + (time.perf_counter() - started) * 1e3
+            outcome.task, outcome.filename, outcome.sha256 = self.name, item.filename, item.sha256
+            outcome.size, outcome.model_name, outcome.model_version = ready.size, ckpt.name, ckpt.version
+            outcome.timings = {"decode_ms": decoded, "inference_ms": inference, "total_ms": decoded + inference}
+            answers.append(outcome)
+        return answers
 
     def links(self, answer: dict) -> dict:
         """``answer`` (``{"filename", **result, "prediction_id"}``) with the URLs a client follows
         (salt ``mask_url``; similarity ``image_url``; ...), built in a request; default: unchanged."""
         return answer
 
-    def outputs_for(self, prepared: Prepared, priority: int = 0,
-                    progress: Callable[[int, int], None] | None = None) -> torch.Tensor | None:
-        """The model's outputs for ``prepared`` (default: :meth:`infer` of its rows; salt reuses
-        the outputs of an input it answered moments ago when the user edits with clicks)."""
-        return self.infer(prepared.rows, priority, progress)
+    def outputs_for_many(self, prepared: list[Prepared], priority: int = 0,
+                         progress: Callable[[int, int], None] | None = None) -> list[torch.Tensor | None]:
+        """The model's outputs of each prepared item (default: :meth:`infer_many` of their rows; salt
+        reuses the outputs of an input it answered moments ago when the user edits with clicks)."""
+        return self.infer_many([p.rows for p in prepared], priority, progress)
+
+    def infer_many(self, rows: list[torch.Tensor | None], priority: int = 0,
+                   progress: Callable[[int, int], None] | None = None) -> list[torch.Tensor | None]:
+        """:meth:`infer` of several items' rows in one call (one trip to the batcher: the rows fill
+        its batches together), the outputs split back by the items' row counts; None stays None."""
+        present = [r for r in rows if r is not None]
+        if not present:
+            return [None] * len(rows)
+        joined = present[0] if len(present) == 1 else torch.cat(present)
+        parts = iter(torch.split(self.infer(joined, priority, progress), [len(r) for r in present]))
+        return [None if r is None else next(parts) for r in rows]
 
     def infer(self, rows: torch.Tensor | None, priority: int = 0,
               progress: Callable[[int, int], None] | None = None) -> torch.Tensor | None:

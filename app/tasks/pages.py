@@ -12,8 +12,8 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, MultipleFileField
 from wtforms import SubmitField
 
-from ..recorder import answer_each
-from ..uploads import IMAGE_EXTENSIONS, read_uploads
+from ..serve import Refused, answered_any, serve
+from ..uploads import IMAGE_EXTENSIONS
 from .registry import get
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
@@ -34,25 +34,24 @@ class PageAnswers:
     status: int = 200
 
 
-def answer_page_uploads(form, handle: Callable, empty: str = "choose at least one image",
-                        read: Callable = read_uploads, links: Callable | None = None) -> PageAnswers:
+def answer_page_uploads(form, handler, options: dict | None = None, empty: str = "choose at least one image",
+                        then: Callable | None = None) -> PageAnswers:
     """The upload preamble every task page shares: on a valid POST, read the form's ``image``
-    files (``read``), ask for one when there is none, answer each with ``handle(upload)`` (an
-    :class:`app.tasks.handler.Outcome`, recorded by :func:`app.recorder.answer_each` with the
-    ``links`` given; a bad file gets its own error entry) and split answers from errors; 400 when
-    nothing was answered.
-    A GET (or an invalid form) answers nothing: 200 for a GET, 400 for a POST."""
+    files (the handler's ``read_inputs``), ask for one when there is none, answer them all with
+    :func:`app.serve.serve` (``options``: the handler's; ``then(upload, outcome)`` completes each
+    outcome for the page; a bad file gets its own error entry) and split answers from errors; 400
+    when nothing was answered. A GET (or an invalid form) answers nothing: 200 for a GET, 400 for a POST."""
     out = PageAnswers(status=400 if request.method == "POST" else 200)
     if not form.validate_on_submit():
         return out
-    uploads = read(form.image.data or [])
+    uploads = handler.read_inputs(form.image.data or [])
     if not uploads:
         form.image.errors.append(empty)
         return out
-    results, answered = answer_each(uploads, handle, links)
-    out.answers = [r for r in results if "error" not in r]
-    out.errors = [r for r in results if "error" in r]
-    out.status = 200 if answered else 400
+    results = serve(handler, uploads, options or {}, then=then)
+    out.answers = [r.body for r in results if not isinstance(r, Refused)]
+    out.errors = [r.body for r in results if isinstance(r, Refused)]
+    out.status = 200 if answered_any(results) else 400
     return out
 
 
@@ -64,6 +63,6 @@ def page(task: str):
     form = TaskUploadForm()
     if request.method == "POST":
         handler.check_ready()
-    page_answers = answer_page_uploads(form, handler.run, read=handler.read_inputs, links=handler.links)
+    page_answers = answer_page_uploads(form, handler)
     return render_template("tasks/page.html", handler=handler, form=form, answers=page_answers.answers,
                            errors=page_answers.errors), page_answers.status

@@ -11,6 +11,7 @@ galleries built without local features (``new_whale`` below ``meta.json``'s ``ne
 from __future__ import annotations
 
 import csv
+import io
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -38,6 +39,18 @@ SEARCH_DEPTH = 256  #: gallery photos retrieved per query before aggregating per
 
 
 HASH_SIZE = 16  #: pHash of 16x16 = 256 bits (the 64-bit default confuses whales' smooth backs)
+
+
+THUMBNAIL_SIZE = (256, 256)   #: largest thumbnail of a query or gallery photo on the pages
+
+
+def thumbnail_jpeg(image: Image.Image) -> bytes:
+    """JPEG (quality 85) of ``image`` within :data:`THUMBNAIL_SIZE` pixels."""
+    image = image.convert("RGB")
+    image.thumbnail(THUMBNAIL_SIZE)
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
 
 
 def perceptual_hash(image: Image.Image) -> str:

@@ -34,7 +34,6 @@ from .parts import WhalesApi, WhalesPage
 
 PHOTOS_PER_CANDIDATE = 3
 
-
 class WhalesHandler(TaskHandler):
     """The 5 most likely known individuals of a whale photo, ``new_whale`` when none is close."""
 
@@ -68,12 +67,10 @@ class WhalesHandler(TaskHandler):
         super().check_ready()
         store().get(self.name)   # 409 before decoding when there is no gallery
 
-    def preprocess(self, item, ckpt: Checkpoint, with_photos: bool = False,
-                   image: Image.Image | None = None, **options) -> Prepared:
-        """``image``: the upload already decoded (the page decodes it for its thumbnail)."""
+    def preprocess(self, item, ckpt: Checkpoint, with_photos: bool = False, **options) -> Prepared:
+        """The decoded photo's model input rows (one per mirror tried) and its pHash."""
         gallery = store().get(self.name)
-        if image is None:
-            image = decode_image(item.data, current_app.config["MAX_IMAGE_PIXELS"])
+        image = decode_image(item.data, current_app.config["MAX_IMAGE_PIXELS"])
         viewpoint = options.get("viewpoint", "auto")
         if viewpoint == "auto":   # a landscape photo is a side view of either side: both are embedded
             mirrors = [False] if photoid.guess_viewpoint(*image.size) == "top" else [False, True]
@@ -85,12 +82,13 @@ class WhalesHandler(TaskHandler):
                          "data": item.data, "filename": item.filename})
 
     def postprocess(self, prepared: Prepared, outputs: torch.Tensor | None, ckpt: Checkpoint,
-                    with_photos: bool = False, image: Image.Image | None = None, k: int = 20,
+                    with_photos: bool = False, k: int = 20,
                     viewpoint: str = "auto") -> Outcome:
         """``predictions`` (5 x ``{"whale_id", "score", "inliers"}``), ``shortlist`` (k), ``viewpoint``
         and ``duplicate_of``. With ``with_photos`` (the page) each known candidate gets ``photo_ids``
         (:meth:`links` makes them ``photo_urls``) and ``match_png`` (the query beside its best verified
-        photo, inlier matches drawn). The query photo is kept with the answer (artefact ``query.*``)
+        photo, inlier matches drawn), and the answer a ``thumbnail`` of the query (JPEG data URL).
+        The query photo is kept with the answer (artefact ``query.*``)
         for the admin's confirm/new flows."""
         gallery, phash = prepared.state["gallery"], prepared.state["phash"]
         duplicate = whale_gallery.find_duplicate(gallery, phash, current_app.config["WHALES_DUPLICATE_DISTANCE"])
@@ -119,6 +117,8 @@ class WhalesHandler(TaskHandler):
                   "duplicate_of": public_dup}
         if with_photos:
             self._add_photos(result, gallery, photos, found, duplicate, prepared.state["image"], group)
+            thumbnail = whale_gallery.thumbnail_jpeg(prepared.state["image"])
+            result["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(thumbnail).decode()
         return Outcome(result, summary, artefacts)
 
     def links(self, answer: dict) -> dict:

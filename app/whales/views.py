@@ -1,7 +1,6 @@
 """Whale pages: identification, gallery photos and the admin enrolment form."""
 from __future__ import annotations
 
-import base64
 import io
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
@@ -11,25 +10,13 @@ from geovision.imaging import ImageError, decode_image
 
 from ..accounts import admin_allowed, is_admin
 from ..gallery import GalleryUnavailable, store
-from ..outcome import Outcome
 from ..tasks import registry as tasks
 from ..tasks.pages import PageAnswers, answer_page_uploads
-from ..uploads import Upload, read_uploads
+from ..uploads import read_uploads
 from . import gallery as whale_gallery
 from .forms import WhaleDecisionForm, WhaleEnrolForm, WhaleUploadForm
 
 bp = Blueprint("whales", __name__, url_prefix="/whales")
-
-THUMBNAIL_SIZE = (256, 256)
-
-
-def _thumbnail_jpeg(image: Image.Image) -> bytes:
-    image = image.convert("RGB")
-    image.thumbnail(THUMBNAIL_SIZE)
-    buf = io.BytesIO()
-    image.save(buf, "JPEG", quality=85)
-    return buf.getvalue()
-
 
 @bp.route("/", methods=["GET", "POST"])
 def upload():
@@ -39,14 +26,9 @@ def upload():
     if request.method == "POST":
         handler.check_model()   # the gallery error is shown on the page
 
-    def handle(up: Upload) -> Outcome:
-        image = decode_image(up.data, current_app.config["MAX_IMAGE_PIXELS"])
-        outcome = handler.run(up, with_photos=True, image=image, k=20, viewpoint=form.viewpoint.data)
-        outcome.result["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(_thumbnail_jpeg(image)).decode()
-        return outcome
-
     try:
-        page = answer_page_uploads(form, handle, empty="choose at least one photo", links=handler.links)
+        page = answer_page_uploads(form, handler, {"with_photos": True, "k": 20, "viewpoint": form.viewpoint.data},
+                                   empty="choose at least one photo")
     except GalleryUnavailable as exc:
         page, gallery_error = PageAnswers(status=409), str(exc)
     answers, errors, status = page.answers, page.errors, page.status
@@ -67,7 +49,7 @@ def gallery_image(item_id: int):
         abort(404)
     try:
         with Image.open(whale_gallery.photo_path(gallery.items[item_id])) as im:
-            data = _thumbnail_jpeg(im)
+            data = whale_gallery.thumbnail_jpeg(im)
     except OSError:
         abort(404)
     return send_file(io.BytesIO(data), mimetype="image/jpeg", max_age=3600)
