@@ -120,7 +120,7 @@ def register_extensions(app: Flask, wait_for_models: bool) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, api, errors, main, openapi, v2
+    from . import admin, api, errors, main, openapi, task_pages, v2
     from .extensions import csrf
 
     app.register_blueprint(errors.bp)
@@ -130,6 +130,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(openapi.bp)
     csrf.exempt(v2.bp)   # the Open Inference Protocol: programs, no cookies
     app.register_blueprint(admin.bp)
+    app.register_blueprint(task_pages.bp)   # the generic page of tasks without pages of their own
     csrf.exempt(api.bp)  # the JSON API is for programs, not browser forms
     csrf.exempt(admin.bp)  # token-authenticated, no cookies
 

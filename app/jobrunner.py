@@ -257,15 +257,13 @@ def _run_claimed(app: Flask, job_id: str) -> None:
     try:
         item = handler.job_item(job.inputs["item"])
         options = handler.job_options(job.inputs["options"], restore=True)
-        from .serve import Refused, serve  # app.serve imports app.jobs, which imports this module
-
-        (answer,) = serve(handler, [item], options, queue=False, record=False, priority=JOB_PRIORITY, progress=progress)
+        # the batch path of app.serve.serve, without its job decision (this is the job) and recording alone
+        (answer,) = handler.run_many([item], JOB_PRIORITY, progress, **options)
         _check_held(job_id)
-        if isinstance(answer, Refused):
-            _finish(job, "failed", f"{answer.code}: {answer.message}")
-        else:
-            (job.result,) = record([answer.outcome], job.owner_id, commit=False)   # committed below with the job's state
-            _finish(job, "done")
+        if isinstance(answer, ImageError):
+            raise answer
+        (job.result,) = record([answer], job.owner_id, commit=False)   # committed below with the job's state
+        _finish(job, "done")
     except JobCancelled:
         db.session.rollback()
         job = db.session.scalar(db.select(Job).where(Job.public_id == job_id))

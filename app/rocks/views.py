@@ -7,8 +7,8 @@ from flask import Blueprint, render_template, request
 
 from ..gallery import GalleryUnavailable
 from ..outcome import Outcome
+from ..task_pages import answer_page_uploads
 from ..tasks import registry as tasks
-from ..tasks.pages import answer_page_uploads
 from ..uploads import Upload
 from .forms import RocksUploadForm
 

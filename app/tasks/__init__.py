@@ -21,7 +21,7 @@ __all__ = ["Outcome", "Prepared", "TaskApi", "TaskHandler", "TaskPage", "get", "
 
 def init_app(app: Flask, handlers: list[TaskHandler]) -> None:
     """Register ``handlers``: their config defaults, CLI commands, blueprints and templates."""
-    from . import galleries, pages
+    from . import galleries
 
     tasks: dict[str, TaskHandler] = {}
     for handler in handlers:
@@ -38,7 +38,6 @@ def init_app(app: Flask, handlers: list[TaskHandler]) -> None:
         if missing:
             raise ValueError(f"task {handler.name!r} uses {', '.join(missing)}, which is not registered")
     app.extensions["tasks"] = tasks
-    app.register_blueprint(pages.bp)
     galleries.init_app(app)
     app.context_processor(lambda: {"tasks": tasks})
     app.before_request(_allow_large_uploads)

@@ -10,8 +10,8 @@ from geovision.imaging import ImageError, decode_image
 
 from ..accounts import admin_allowed, is_admin
 from ..gallery import GalleryUnavailable, store
+from ..task_pages import PageAnswers, answer_page_uploads
 from ..tasks import registry as tasks
-from ..tasks.pages import PageAnswers, answer_page_uploads
 from ..uploads import read_uploads
 from . import gallery as whale_gallery
 from .forms import WhaleDecisionForm, WhaleEnrolForm, WhaleUploadForm

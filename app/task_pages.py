@@ -12,9 +12,9 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, MultipleFileField
 from wtforms import SubmitField
 
-from ..serve import Refused, answered_any, serve
-from ..uploads import IMAGE_EXTENSIONS
-from .registry import get
+from .serve import Refused, answered_any, serve
+from .tasks.registry import get
+from .uploads import IMAGE_EXTENSIONS
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
 
