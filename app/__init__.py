@@ -11,7 +11,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import accounts, metrics, security, tasks
-from .config import DEFAULT_SECRET_KEY, ROOT, WEAK_SECRET_KEYS, Config, config_from_env
+from .config import CONFIGS, DEFAULT_SECRET_KEY, ROOT, WEAK_SECRET_KEYS, Config, config_from_env
 from .tasks import TaskHandler
 
 
@@ -20,9 +20,10 @@ def create_app(config: type[Config] | dict | None = None, wait_for_models: bool 
     """Build the app: config, extensions, tasks, blueprints, error handlers, CLI commands.
 
     Args:
-        config: a config class, or a dict of overrides on top of the environment's class; a
-            dict (or the environment) may name the instance folder as ``INSTANCE_PATH`` (default:
-            ``instance/`` of the checkout).
+        config: a config class, or a dict of overrides on top of the environment's class (or of
+            the class it names as ``APP_CONFIG``: the tests' ``testing``, without the job poller
+            threads); a dict (or the environment) may name the instance folder as ``INSTANCE_PATH``
+            (default: ``instance/`` of the checkout).
         wait_for_models: block until every model is loaded (tests); otherwise the models load
             in a background thread and ``/api/v1/ready`` says when; under the ``flask`` CLI they
             load when a command first needs them (``flask db upgrade`` loads none).
@@ -36,7 +37,7 @@ def create_app(config: type[Config] | dict | None = None, wait_for_models: bool 
     app = Flask(__name__, instance_relative_config=True, template_folder=str(ROOT / "templates"),
                 static_folder=str(ROOT / "static"), instance_path=instance_path)
     if isinstance(config, dict):
-        app.config.from_object(config_from_env())
+        app.config.from_object(CONFIGS[config["APP_CONFIG"]] if "APP_CONFIG" in config else config_from_env())
         app.config.update(config)
     else:
         app.config.from_object(config or config_from_env())

@@ -175,8 +175,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 def make_app(model_dir: Path, tmp_path: Path, task_handlers=None, **overrides):
-    """An app on ``model_dir`` whose database, uploads, galleries and instance folder are under ``tmp_path``."""
-    config = {"TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "test", "AUTH_REQUIRED": False,
+    """An app on ``model_dir`` whose database, uploads, galleries and instance folder are under ``tmp_path``,
+    on the testing configuration (no job poller threads: a test claims queued jobs itself)."""
+    config = {"APP_CONFIG": "testing", "WTF_CSRF_ENABLED": False, "SECRET_KEY": "test", "AUTH_REQUIRED": False,
               "INSTANCE_PATH": str(tmp_path / "instance"),
               "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.db'}",
               "MODEL_DIR": str(model_dir), "UPLOAD_FOLDER": str(tmp_path / "uploads"),

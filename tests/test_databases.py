@@ -71,10 +71,10 @@ def test_concurrent_answers_each_get_exactly_one_row(db_app):
     assert history.status_code == 200 and "% salt" in history.get_data(as_text=True)
 
 
-def test_a_request_failing_midway_keeps_no_rows(db_app, monkeypatch):
+def test_a_request_whose_forward_pass_fails_keeps_no_rows(db_app, monkeypatch):
     from app.records import Prediction
 
-    fail_nth_batch(monkeypatch, 2, "salt")
+    fail_nth_batch(monkeypatch, 1, "salt")      # the three files' rows go to the batcher in one call
     files = [(io.BytesIO(png_bytes(half_bright_tile())), f"{i}.png") for i in range(3)]
     assert db_app.test_client().post("/api/v1/salt/segment", data={"image": files}).status_code == 503
     with db_app.app_context():

@@ -67,13 +67,29 @@ def test_full_queue_and_timeout_answer_503_with_retry_after(app, client, monkeyp
 
 
 def test_a_request_failing_midway_keeps_no_rows(app, client, monkeypatch):
-    """The 2nd of 3 files meets a full queue: 503, and the 1st file's row is deleted."""
+    """Three files answered in one forward pass; keeping the 2nd file's artefacts fails: 500, and
+    neither the 1st file's row nor its folder is kept. A forward pass that fails (a full queue,
+    503) keeps nothing either; the next request is answered and recorded."""
+    from app import recorder
     from app.records import Prediction
 
-    calls = fail_nth_batch(monkeypatch, 2, "salt")
-    files = [(io.BytesIO(png_bytes(half_bright_tile())), f"{i}.png") for i in range(3)]
-    resp = client.post("/api/v1/salt/segment", content_type="multipart/form-data", data={"image": files})
-    assert resp.status_code == 503 and calls["n"] == 2
+    real, written = recorder._write, []
+
+    def fails_on_second_folder(path, artefact):
+        written.append(path.parent)
+        if len(set(written)) == 2:
+            raise OSError("disk full")
+        real(path, artefact)
+
+    monkeypatch.setattr(recorder, "_write", fails_on_second_folder)
+    files = lambda: [(io.BytesIO(png_bytes(half_bright_tile())), f"{i}.png") for i in range(3)]  # noqa: E731
+    resp = client.post("/api/v1/salt/segment", content_type="multipart/form-data", data={"image": files()})
+    assert resp.status_code == 500 and len(set(written)) == 2
+    assert not any(folder.exists() for folder in written)
+    monkeypatch.setattr(recorder, "_write", real)
+    calls = fail_nth_batch(monkeypatch, 1, "salt")
+    resp = client.post("/api/v1/salt/segment", content_type="multipart/form-data", data={"image": files()})
+    assert resp.status_code == 503 and calls["n"] == 1
     with app.app_context():
         assert Prediction.query.count() == 0
     ok = client.post("/api/v1/salt/segment", content_type="multipart/form-data",

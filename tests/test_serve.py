@@ -84,3 +84,8 @@ def test_flask_predict_sends_each_chunk_of_files_in_one_call(app, runner, tmp_pa
     assert result.exit_code == 0, result.output
     assert calls == [batch_size] * (3 // batch_size)
     assert len((tmp_path / "s.csv").read_text().splitlines()) == 4
+
+
+def test_test_apps_run_no_job_poller_threads(app, client):
+    assert client.get("/api/v1/health").status_code == 200      # the first request starts the poller, if any
+    assert app.config["JOB_POLL_S"] == 0 and app.extensions["jobs"].poller is None
