@@ -6,10 +6,16 @@ forward pass answers both. Both shape the answer here.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from flask import url_for
+from pydantic import Field, field_validator
+
+from geovision.retrieval import METHODS
 
 from .gallery import Gallery, GalleryUnavailable
+from .tasks.options import TaskOptions
 
 
 def check_thumbnail(gallery: Gallery, thumb: np.ndarray) -> None:
@@ -35,3 +41,30 @@ def with_image_urls(answer: dict) -> dict:
     """``answer`` with each match's gallery thumbnail URL (``image_url``)."""
     return {**answer, "matches": [{**m, "image_url": url_for("similarity.gallery_image", item_id=m["id"],
                                                              _external=True)} for m in answer["matches"]]}
+
+
+class SearchOptions(TaskOptions):
+    """The search's options: ``POST /api/v1/similarity/search``, v2 ``parameters`` and the rocks
+    page's search fields (the similarity task's :attr:`~app.tasks.handler.TaskHandler.options_model`)."""
+
+    k: int = Field(10, ge=1, le=100, description="matches to return")
+    method: Literal[METHODS] = Field("embedding", description="CNN embedding (cosine), or the seed's raw pixels / K-Means")
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k(cls, value):
+        try:
+            k = int(str(value).strip())
+        except ValueError:
+            k = 0
+        if not 1 <= k <= 100:
+            raise ValueError("k must be an integer between 1 and 100")
+        return k
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method(cls, value):
+        method = str(value).strip()
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}")
+        return method

@@ -117,9 +117,12 @@ def test_every_error_code_is_listed_in_the_openapi_document_and_the_docs(client)
     from pathlib import Path
 
     from app.errors import CODES, ERROR_CODES
+    from app.tasks.registry import registered
 
-    raised = _raised_codes() | set(CODES.values())
-    assert {"invalid_request", "unknown_model", "invalid_domain", "gallery_stale"} <= raised
+    options = {code for handler in registered(client.application).values() for code in handler.options_model.error_codes()}
+    assert {"invalid_threshold", "invalid_slice", "invalid_domain", "invalid_k", "invalid_viewpoint"} <= options
+    raised = _raised_codes() | set(CODES.values()) | options
+    assert {"invalid_request", "unknown_model", "gallery_stale"} <= raised
     assert raised <= set(ERROR_CODES), raised - set(ERROR_CODES)
     spec = client.get("/api/v1/openapi.json").get_json()
     assert spec["components"]["schemas"]["ErrorCode"]["enum"] == list(ERROR_CODES)

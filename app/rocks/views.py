@@ -9,6 +9,7 @@ from ..gallery import GalleryUnavailable
 from ..outcome import Outcome
 from ..task_pages import answer_page_uploads
 from ..tasks import registry as tasks
+from ..tasks.options import form_options
 from ..uploads import Upload
 from .forms import RocksUploadForm
 
@@ -40,7 +41,7 @@ def upload():
                           "thumbnail": "data:image;base64," + base64.b64encode(up.data).decode()}
         return outcome
 
-    search = {"k": form.k.data or 10, "method": form.method.data}
+    search = form_options(similarity.options_model, form) or {}
     page = answer_page_uploads(form, rocks, {"similar": search}, then=compose)
     return render_template("rocks/upload.html", form=form, answers=page.answers, errors=page.errors,
                            gallery_error=gallery_error), page.status

@@ -1,11 +1,13 @@
-"""Upload form of the salt page."""
+"""Forms of the salt pages; their option fields are checked by :class:`~app.salt.options.SaltOptions`."""
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, MultipleFileField
 from wtforms import DecimalField, IntegerField, SelectField, StringField, SubmitField
 from wtforms.fields import SelectChoice
-from wtforms.validators import NumberRange, Optional
+from wtforms.validators import Optional
 
+from ..tasks.options import Checked
 from ..uploads import IMAGE_EXTENSIONS
+from .options import SaltOptions
 
 SEGY_EXTENSIONS = ["sgy", "segy"]
 
@@ -15,9 +17,9 @@ class SaltUploadForm(FlaskForm):
                               validators=[FileAllowed(IMAGE_EXTENSIONS + SEGY_EXTENSIONS,
                                                       "PNG, JPEG, TIFF images or SEG-Y files only")])
     threshold = DecimalField("Salt probability threshold (blank = model default)", places=2,
-                             validators=[Optional(), NumberRange(0, 1, "between 0 and 1")])
+                             validators=[Optional(), Checked(SaltOptions)])
     data_area = StringField("Pictures: where the section is (blank or auto = found; all = the whole picture; "
-                            "or left,top,right,bottom in pixels)", validators=[Optional()])
+                            "or left,top,right,bottom in pixels)", validators=[Optional(), Checked(SaltOptions)])
     submit = SubmitField("Segment")
 
 
@@ -31,7 +33,7 @@ class SegySliceForm(FlaskForm):
     domain = SelectField("The samples are", default="time", choices=[
         SelectChoice("time", "two-way time (ms)"), SelectChoice("depth", "depth (m)")])
     threshold = DecimalField("Salt probability threshold (blank = model default)", places=2,
-                             validators=[Optional(), NumberRange(0, 1, "between 0 and 1")])
+                             validators=[Optional(), Checked(SaltOptions)])
     fuse = SelectField("Whole volume: lines segmented", default="inline", choices=[
         SelectChoice("inline", "inlines (as their 2-D answers)"),
         SelectChoice("inline+crossline", "inlines + crosslines, averaged")])

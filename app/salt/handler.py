@@ -21,16 +21,16 @@ from geovision.imaging import ImageError, decode_image
 from geovision.rle import rle_encode
 from geovision.tiling import OVERLAP
 
-from ..errors import ApiError
 from ..extensions import engine
 from ..outcome import Outcome
 from ..tasks.handler import Prepared, TaskHandler
 from ..uploads import Upload, upload_root
 from . import segy, tile_cache
 from .commands import predict
-from .inputs import image_input, input_size, parse_data_area, segy_input
+from .inputs import image_input, input_size, segy_input
+from .options import SaltOptions
 from .parts import SaltApi, SaltPage
-from .volume_job import FUSE, run_volume, volume_units
+from .volume_job import run_volume, volume_units
 from .volumes import Refused, StoredSegy, load_segy, read_salt_files
 
 #: The click-conditioned refinement model's checkpoint folder (``MODEL_DIR/salt_clicks``).
@@ -44,6 +44,7 @@ class SaltHandler(TaskHandler):
     api = SaltApi()
     page = SaltPage()
     supports_jobs = True
+    options_model = SaltOptions
 
     config_defaults = {"SALT_TILE_CACHE_MB": 256}
 
@@ -63,34 +64,6 @@ class SaltHandler(TaskHandler):
         """SEG-Y volumes may reach ``SEGY_MAX_BYTES`` (+ ``MAX_CONTENT_LENGTH`` for the form fields);
         each file is then held to its own limit by :func:`app.salt.volumes.read_salt_files`."""
         return ((config.get("MAX_CONTENT_LENGTH") or 0) + (config.get("SEGY_MAX_BYTES") or 0)) or None
-
-    def parse_options(self, form: MultiDict) -> dict:
-        """``threshold`` (0..1, blank = the checkpoint's) and ``slice`` (SEG-Y: ``inline:N``,
-        ``crossline:N``, ``time:MS``, ``section``; blank = the survey's default slice)."""
-        try:
-            threshold = parse_threshold(form.get("threshold"))
-        except ValueError:
-            raise ApiError("invalid_threshold", "threshold must be a number between 0 and 1") from None
-        try:
-            spec = segy.parse_slice(form.get("slice"))
-        except segy.SegyError as exc:
-            raise ApiError("invalid_slice", str(exc)) from None
-        domain = (form.get("domain") or "time").strip().lower()
-        if domain not in ("time", "depth"):
-            raise ApiError("invalid_domain", "domain must be time (samples in ms) or depth (samples in m)")
-        try:
-            data_area = parse_data_area(form.get("data_area"))
-        except ValueError as exc:
-            raise ApiError("invalid_data_area", str(exc)) from None
-        try:
-            clicks = [vars(c) for c in refine.parse_clicks(form.get("clicks"), (2 ** 31, 2 ** 31))]
-        except refine.ClickError as exc:
-            raise ApiError("invalid_clicks", str(exc)) from None
-        fuse = (form.get("fuse") or "inline").strip().lower()
-        if fuse not in FUSE:
-            raise ApiError("invalid_fuse", f"fuse must be one of {', '.join(FUSE)} (volume jobs)")
-        return {"threshold": threshold, "spec": spec, "domain": domain, "data_area": data_area, "fuse": fuse,
-                "clicks": clicks}
 
     def read_inputs(self, files: list[FileStorage], form: MultiDict | None = None) -> list:
         """The uploaded images and SEG-Y files, and the stored volume named by ``segy_id``."""
@@ -284,16 +257,6 @@ class SaltHandler(TaskHandler):
             return {**same, "spec": segy.parse_slice(spec) if spec else None,
                     "data_area": tuple(area) if isinstance(area, list) else area}
         return {**same, "spec": str(spec) if spec else None, "data_area": list(area) if isinstance(area, tuple) else area}
-
-
-def parse_threshold(value: str | None) -> float | None:
-    """Form value -> threshold in [0, 1], None when blank; raises ValueError otherwise."""
-    if value is None or not str(value).strip():
-        return None
-    t = float(value)
-    if not np.isfinite(t) or not 0.0 <= t <= 1.0:
-        raise ValueError("threshold must be a number between 0 and 1")
-    return t
 
 
 handler = SaltHandler()

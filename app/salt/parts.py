@@ -9,6 +9,7 @@ from geovision.rle import rle_decode
 from ..tasks.parts import TaskApi, TaskPage
 from . import corrections, refine_views, views  # noqa: F401 - their routes join the blueprint (with volume_views')
 from .blueprint import bp
+from .options import SaltOptions
 
 
 class SaltApi(TaskApi):
@@ -17,29 +18,9 @@ class SaltApi(TaskApi):
     action = "segment"
     aliases = ("refine",)
     v2_output_specs = [("mask", "UINT8", [-1, -1, -1]), ("coverage", "FP32", [-1])]
-    fields = {
-        "threshold": {"type": "number", "minimum": 0, "maximum": 1,
-                      "description": "salt probability cut (default: the checkpoint's)"},
-        "domain": {"type": "string", "enum": ["time", "depth"], "default": "time",
-                   "description": "SEG-Y: the samples are two-way time in ms or depth in m (headers cannot tell)"},
-        "data_area": {"type": "string", "default": "auto",
-                      "description": "pictures: where the section is plotted. auto (found: margins, titles, labels, "
-                                     "colour bars and flat fills of any grey are no data), all (the whole picture), "
-                                     "or left,top,right,bottom in pixels (a crop; right and bottom exclusive)"},
-        "segy_id": {"type": "string", "description": "a SEG-Y volume stored by an earlier upload (its segy_id): "
-                                                     "segment one of its slices without sending it again"},
-        "slice": {"type": "string", "pattern": r"^(inline|crossline|time):-?\d+(\.\d+)?$|^section$|^volume$",
-                  "description": "SEG-Y files: inline:N, crossline:N, time:MS (nearest sample), section, or volume "
-                                 "(every inline of a 3-D survey: always a background job whose result is a SEG-Y "
-                                 "volume of salt probability); default: the survey's middle inline"},
-        "clicks": {"type": "string", "description": "refine: a JSON list of {\"x\": column, \"y\": row, \"salt\": "
-                   "true|false} in the image's pixels (origin top left), at most 50; each says salt or not salt there "
-                   "and the tiles holding a click are redrawn by the click model (models/salt_clicks; the random-walker "
-                   "baseline of geovision.refine without it). No clicks: the segment answer"},
-        "fuse": {"type": "string", "enum": ["inline", "inline+crossline"], "default": "inline",
-                 "description": "slice=volume: inline (each inline as its 2-D answer) or inline+crossline (a second "
-                                "pass over the crosslines, probabilities averaged: smoother across inlines, 2x work)"},
-    }
+    fields = {**SaltOptions.openapi_fields(),
+              "segy_id": {"type": "string", "description": "a SEG-Y volume stored by an earlier upload (its segy_id): "
+                                                           "segment one of its slices without sending it again"}}
     result_schema = {
         "width": {"type": "integer"}, "height": {"type": "integer"},
         "coverage": {"type": "number", "description": "salt fraction of the live (not no-data) pixels, 0..1"},
@@ -77,8 +58,7 @@ class SaltApi(TaskApi):
         "fuse": {"type": "string", "enum": ["inline", "inline+crossline"]},
         "clicks": {"type": "integer", "description": "refine: the clicks the mask was redrawn with"},
     }
-    errors = ("invalid_threshold", "invalid_slice", "invalid_segy", "not_amplitudes", "segy_too_large",
-              "invalid_domain", "invalid_data_area", "invalid_fuse", "volume_too_large", "invalid_clicks")
+    errors = (*SaltOptions.error_codes(), "invalid_segy", "not_amplitudes", "segy_too_large", "volume_too_large")
 
     def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
         """``mask`` UINT8 [N, H, W] (1 = salt) and ``coverage`` FP32 [N]; the images must share one size."""

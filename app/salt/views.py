@@ -22,11 +22,12 @@ from ..extensions import db, engine
 from ..records import Job, Prediction
 from ..serve import Answered, Queued, Refused, answered_any, serve
 from ..tasks import registry as tasks
+from ..tasks.options import form_options
 from ..uploads import find_stored
 from . import segy
 from .blueprint import bp
 from .forms import SaltUploadForm, SegySliceForm
-from .inputs import parse_data_area
+from .options import SaltOptions
 from .volume_views import render_volume
 from .volumes import StoredSegy, load_segy, read_salt_files
 
@@ -49,21 +50,15 @@ def upload():
                 url_for("salt.segy_page", segy_id=volume.segy_id), escape(volume.filename)), "ok")
         if only_volumes:
             return redirect(url_for("salt.segy_page", segy_id=volumes[0].segy_id))
-        try:
-            data_area = parse_data_area(form.data_area.data)
-        except ValueError as exc:
-            form.data_area.errors = [str(exc)]
-            data_area, items = None, []
-        if data_area is None:
+        options = form_options(SaltOptions, form, slice=None, domain="time")   # a refusal shows under its field
+        if options is None:
             pass
         elif not items:
             form.image.errors.append("choose at least one image or SEG-Y file")
         else:
-            threshold = float(form.threshold.data) if form.threshold.data is not None else None
             handler = tasks.get("salt")
             handler.check_ready()
-            results = serve(handler, images, {"threshold": threshold, "spec": None, "domain": "time",
-                                              "data_area": data_area})
+            results = serve(handler, images, options)
             refused = [r for r in results if isinstance(r, Refused)]
             errors = [r.body for r in refused]
             queued = [r.body for r in results if isinstance(r, Queued)]
@@ -123,13 +118,11 @@ def segy_page(segy_id: str):
     error, status = None, 200
     if form.validate_on_submit():
         number = "" if form.kind.data in ("section", "volume") or form.number.data is None else f":{form.number.data}"
-        threshold = float(form.threshold.data) if form.threshold.data is not None else None
         try:
-            spec = segy.parse_slice(form.kind.data + number)
+            options = SaltOptions.parse({**form.data, "slice": form.kind.data + number}).hooks()   # OptionError: shown
             handler = tasks.get("salt")
             handler.check_ready()
-            (result,) = serve(handler, [stored], {"threshold": threshold, "spec": spec,
-                                                  "domain": form.domain.data or "time", "fuse": form.fuse.data or "inline"})
+            (result,) = serve(handler, [stored], options)
             if isinstance(result, Refused):
                 raise ApiError(result.code, result.message, result.status)
             if isinstance(result, Queued):

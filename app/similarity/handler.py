@@ -15,12 +15,10 @@ from tqdm import tqdm
 
 from geovision.checkpoint import Checkpoint, fingerprint
 from geovision.imaging import decode_image, rgb_model_input
-from geovision.retrieval import METHODS
 
-from ..errors import ApiError
 from ..extensions import engine
 from ..gallery import GalleryUnavailable, check_model, store
-from ..gallery_search import check_thumbnail, search, with_image_urls
+from ..gallery_search import SearchOptions, check_thumbnail, search, with_image_urls
 from ..outcome import Outcome
 from ..tasks.handler import Prepared, TaskHandler
 from .parts import SimilarityApi, SimilarityPage
@@ -34,20 +32,9 @@ class SimilarityHandler(TaskHandler):
     name = "similarity"
     api = SimilarityApi()
     page = SimilarityPage()
+    options_model = SearchOptions
     has_gallery = True
     gallery_data_key = "GALLERY_DATA"
-
-    def parse_options(self, form) -> dict:
-        """``k`` (1..100, default 10) and ``method`` (``embedding``, ``pixels``, ``kmeans``)."""
-        try:
-            k = parse_k(form.get("k"))
-        except ValueError:
-            raise ApiError("invalid_k", "k must be an integer between 1 and 100") from None
-        try:
-            method = parse_method(form.get("method"))
-        except ValueError as exc:
-            raise ApiError("invalid_method", str(exc)) from None
-        return {"k": k, "method": method}
 
     def check_ready(self) -> None:
         super().check_ready()
@@ -118,24 +105,6 @@ def _open(path: Path) -> Image.Image:
     with Image.open(path) as im:
         im.load()
         return im
-
-
-def parse_k(value: str | None) -> int:
-    """Form value -> k in 1..100 (default 10); raises ValueError otherwise."""
-    if value is None or not str(value).strip():
-        return 10
-    k = int(str(value).strip())
-    if not 1 <= k <= 100:
-        raise ValueError("k must be between 1 and 100")
-    return k
-
-
-def parse_method(value: str | None) -> str:
-    """Form value -> search method (default ``embedding``); raises ValueError otherwise."""
-    method = (value or "embedding").strip()
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}")
-    return method
 
 
 handler = SimilarityHandler()

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from geovision.retrieval import METHODS
-
+from ..gallery_search import SearchOptions
 from ..tasks.parts import TaskApi, TaskPage
 from .views import bp
 
@@ -14,11 +13,7 @@ class SimilarityApi(TaskApi):
 
     action = "search"
     v2_output_specs = [("ids", "INT64", [-1, -1]), ("scores", "FP32", [-1, -1]), ("labels", "BYTES", [-1, -1])]
-    fields = {
-        "k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10, "description": "matches to return"},
-        "method": {"type": "string", "enum": list(METHODS), "default": "embedding",
-                   "description": "CNN embedding (cosine), or the seed's raw pixels / K-Means"},
-    }
+    fields = SearchOptions.openapi_fields()
     result_schema = {
         "method": {"type": "string"},
         "matches": {"type": "array", "items": {"type": "object", "properties": {
@@ -29,7 +24,7 @@ class SimilarityApi(TaskApi):
             "angle_deg": {"type": "number", "description": "embedding: angle between the embeddings, degrees"},
             "image_url": {"type": "string", "format": "uri"}}}},
     }
-    errors = ("invalid_k", "invalid_method", "gallery_empty", "gallery_stale")
+    errors = (*SearchOptions.error_codes(), "gallery_empty", "gallery_stale")
 
     def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
         """``ids`` INT64 [N, k], ``scores`` FP32 [N, k], ``labels`` BYTES [N, k], best first; a

@@ -29,6 +29,7 @@ from geovision.imaging import ImageError
 from ..extensions import engine
 from ..outcome import Outcome
 from ..uploads import read_uploads
+from .options import TaskOptions
 from .parts import TaskApi, TaskPage
 
 
@@ -69,6 +70,9 @@ class TaskHandler:
     gallery_label_field: ClassVar[str] = "label"
     gallery_data_key: ClassVar[str | None] = None
     gallery_unit: ClassVar[str] = "images"   #: what a gallery row is called in messages
+    #: The task's typed options (:mod:`app.tasks.options`): :meth:`parse_options`, the OpenAPI fields
+    #: and the pages' validation come from it; its fields are the hooks' keyword options.
+    options_model: ClassVar[type[TaskOptions]] = TaskOptions
     #: Tasks this one composes with (the rocks page searches the similarity gallery with its own
     #: forward pass's embedding): checked when the tasks are registered, reached by :meth:`dependency`.
     uses: ClassVar[tuple[str, ...]] = ()
@@ -97,10 +101,10 @@ class TaskHandler:
 
     # --- request parsing --------------------------------------------------------------------
     def parse_options(self, form: MultiDict) -> dict[str, Any]:
-        """Keyword options of :meth:`answer` from the request's form fields.
+        """Keyword options of the hooks from the request's form fields (:attr:`options_model`).
 
-        Raises :class:`app.errors.ApiError` (400) naming the bad field."""
-        return {}
+        Raises :class:`app.tasks.options.OptionError` (an ApiError, 400, ``invalid_<field>``)."""
+        return self.options_model.parse(form).hooks()
 
     def read_inputs(self, files: list[FileStorage], form: MultiDict | None = None) -> list[Any]:
         """The items of a request's ``image`` files (each has ``filename`` and ``sha256``); ``form``

@@ -21,7 +21,6 @@ from geovision.imaging import decode_image
 from geovision.metrics import NEW_WHALE
 from geovision.photoid_figures import draw_matches
 
-from ..errors import ApiError
 from ..gallery import check_model, store
 from ..outcome import Outcome
 from ..tasks.handler import Prepared, TaskHandler
@@ -30,6 +29,7 @@ from . import (
     matching,
 )
 from . import gallery as whale_gallery
+from .options import WhalesOptions
 from .parts import WhalesApi, WhalesPage
 
 PHOTOS_PER_CANDIDATE = 3
@@ -40,6 +40,7 @@ class WhalesHandler(TaskHandler):
     name = "whales"
     api = WhalesApi()
     page = WhalesPage()
+    options_model = WhalesOptions
     has_gallery = True
     gallery_label_field = "whale_id"
     gallery_unit = "photos"
@@ -49,19 +50,6 @@ class WhalesHandler(TaskHandler):
         #: Where photos enrolled through the admin page/API are kept; None = instance/whales-enrolled.
         "WHALES_ENROLLED_FOLDER": os.environ.get("WHALES_ENROLLED_FOLDER"),
     }
-
-    def parse_options(self, form) -> dict:
-        """``k`` (5..50, default 20) and ``viewpoint`` (auto, top, left, right)."""
-        try:
-            k = int(form.get("k") or 20)
-            if not 5 <= k <= 50:
-                raise ValueError
-        except ValueError:
-            raise ApiError("invalid_k", "k must be an integer between 5 and 50") from None
-        viewpoint = (form.get("viewpoint") or "auto").strip().lower()
-        if viewpoint not in ("auto", *photoid.VIEWPOINTS):
-            raise ApiError("invalid_viewpoint", "viewpoint must be one of auto, top, left, right") from None
-        return {"k": k, "viewpoint": viewpoint}
 
     def check_ready(self) -> None:
         super().check_ready()

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from geovision import photoid
-
 from ..tasks.parts import TaskApi, TaskPage
+from .options import WhalesOptions
 from .views import bp
 
 
@@ -29,13 +28,8 @@ class WhalesApi(TaskApi):
         "duplicate_of": {"type": "object", "nullable": True, "properties": {
             "image": {"type": "string"}, "whale_id": {"type": "string"}}},
     }
-    fields = {
-        "k": {"type": "integer", "minimum": 5, "maximum": 50, "default": 20, "description": "shortlist length"},
-        "viewpoint": {"type": "string", "enum": ["auto", *photoid.VIEWPOINTS], "default": "auto",
-                      "description": "top (drone view of the back), left or right side view; auto: portrait "
-                                     "photos are top views, landscape ones side views of either side"},
-    }
-    errors = ("gallery_empty", "gallery_stale", "invalid_k", "invalid_viewpoint")
+    fields = WhalesOptions.openapi_fields()
+    errors = ("gallery_empty", "gallery_stale", *WhalesOptions.error_codes())
 
     def v2_outputs(self, results: list[dict], **options) -> list[tuple[str, str, np.ndarray]]:
         """``whale_ids`` BYTES [N, 5] (``new_whale`` among them) and ``scores`` FP32 [N, 5], best first."""

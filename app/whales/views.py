@@ -12,6 +12,7 @@ from ..accounts import admin_allowed, is_admin
 from ..gallery import GalleryUnavailable, store
 from ..task_pages import PageAnswers, answer_page_uploads
 from ..tasks import registry as tasks
+from ..tasks.options import form_options
 from ..uploads import read_uploads
 from . import gallery as whale_gallery
 from .forms import WhaleDecisionForm, WhaleEnrolForm, WhaleUploadForm
@@ -27,8 +28,8 @@ def upload():
         handler.check_model()   # the gallery error is shown on the page
 
     try:
-        page = answer_page_uploads(form, handler, {"with_photos": True, "k": 20, "viewpoint": form.viewpoint.data},
-                                   empty="choose at least one photo")
+        options = form_options(handler.options_model, form) or {}
+        page = answer_page_uploads(form, handler, {**options, "with_photos": True}, empty="choose at least one photo")
     except GalleryUnavailable as exc:
         page, gallery_error = PageAnswers(status=409), str(exc)
     answers, errors, status = page.answers, page.errors, page.status
