@@ -1,7 +1,7 @@
 """Forms of the salt pages; their option fields are checked by :class:`~app.salt.options.SaltOptions`."""
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, MultipleFileField
-from wtforms import DecimalField, IntegerField, SelectField, StringField, SubmitField
+from wtforms import IntegerField, SelectField, StringField, SubmitField
 from wtforms.fields import SelectChoice
 from wtforms.validators import Optional
 
@@ -16,7 +16,7 @@ class SaltUploadForm(FlaskForm):
     image = MultipleFileField("Seismic images (PNG, JPEG or TIFF) or SEG-Y volumes (.sgy, .segy); several at once",
                               validators=[FileAllowed(IMAGE_EXTENSIONS + SEGY_EXTENSIONS,
                                                       "PNG, JPEG, TIFF images or SEG-Y files only")])
-    threshold = DecimalField("Salt probability threshold (blank = model default)", places=2,
+    threshold = StringField("Salt probability threshold (blank = model default)",
                              validators=[Optional(), Checked(SaltOptions)])
     data_area = StringField("Pictures: where the section is (blank or auto = found; all = the whole picture; "
                             "or left,top,right,bottom in pixels)", validators=[Optional(), Checked(SaltOptions)])
@@ -32,7 +32,7 @@ class SegySliceForm(FlaskForm):
                           validators=[Optional()])
     domain = SelectField("The samples are", default="time", choices=[
         SelectChoice("time", "two-way time (ms)"), SelectChoice("depth", "depth (m)")])
-    threshold = DecimalField("Salt probability threshold (blank = model default)", places=2,
+    threshold = StringField("Salt probability threshold (blank = model default)",
                              validators=[Optional(), Checked(SaltOptions)])
     fuse = SelectField("Whole volume: lines segmented", default="inline", choices=[
         SelectChoice("inline", "inlines (as their 2-D answers)"),
