@@ -16,7 +16,7 @@ from geovision.imaging import ImageError, decode_image
 from geovision.metrics import NEW_WHALE
 
 from .accounts import admin_allowed
-from .errors import ApiError
+from .errors import ApiError, ErrorCode
 from .extensions import engine
 from .serve import Refused
 from .tasks.registry import registered
@@ -29,7 +29,7 @@ bp = Blueprint("admin", __name__, url_prefix="/api/v1/admin")
 def require_admin():
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     if not admin_allowed(given):
-        raise ApiError("unauthorized", "an admin's API key (or ADMIN_TOKEN) is required", 401,
+        raise ApiError(ErrorCode.UNAUTHORIZED, "an admin's API key (or ADMIN_TOKEN) is required", 401,
                        headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -38,7 +38,7 @@ def _decoded_uploads() -> tuple[list[dict], list[tuple[Upload, Image.Image]]]:
     usable ones). Raises ApiError 400 without a file or without a usable image."""
     uploads = read_uploads(request.files.getlist("image"))
     if not uploads:
-        raise ApiError("missing_file", "send one or more files in the multipart field 'image'")
+        raise ApiError(ErrorCode.MISSING_FILE, "send one or more files in the multipart field 'image'")
     decoded: list[tuple[Upload, Image.Image]] = []
     results: list[dict] = []
     for upload in uploads:     # enrolment decodes photos; the gallery hooks embed them
@@ -48,7 +48,7 @@ def _decoded_uploads() -> tuple[list[dict], list[tuple[Upload, Image.Image]]]:
         except ImageError as exc:
             results.append(Refused.of(upload, exc).body)
     if not decoded:
-        raise ApiError("invalid_image", "no usable image", 400, extra={"results": results})
+        raise ApiError(ErrorCode.INVALID_IMAGE, "no usable image", 400, extra={"results": results})
     return results, decoded
 
 
@@ -83,10 +83,10 @@ def gallery_rebuild(task: str):
     handler = _gallery_handler(task)
     key = handler.gallery_data_key
     if key is None:
-        raise ApiError("not_found", f"the {task} gallery has no server-side rebuild", 404)
+        raise ApiError(ErrorCode.NOT_FOUND, f"the {task} gallery has no server-side rebuild", 404)
     data = os.environ.get(key) or current_app.config.get(key)
     if not data or not Path(data).is_dir():
-        raise ApiError("not_configured", f"set {key} to the reference image folder", 409)
+        raise ApiError(ErrorCode.NOT_CONFIGURED, f"set {key} to the reference image folder", 409)
     handler.check_model()
     return jsonify(gallery_size=handler.build_gallery(Path(data), None))
 
@@ -94,5 +94,5 @@ def gallery_rebuild(task: str):
 def _gallery_handler(task: str):
     handler = registered().get(task)
     if handler is None or not handler.has_gallery:
-        raise ApiError("not_found", f"no gallery for task {task!r}", 404)
+        raise ApiError(ErrorCode.NOT_FOUND, f"no gallery for task {task!r}", 404)
     return handler

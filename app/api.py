@@ -7,7 +7,7 @@ from geovision.imaging import ImageError
 
 from . import jobs
 from .accounts import can_see
-from .errors import ApiError
+from .errors import ApiError, ErrorCode
 from .extensions import db, engine
 from .records import Job
 from .serve import Queued, Result, answered_any, bodies, serve
@@ -54,13 +54,13 @@ def task_api(task: str, action: str):
     ``/whales/identify``); the handler's ``parse_options`` reads the other form fields."""
     handler = registered().get(task)
     if handler is None or action not in (handler.api.action, *handler.api.aliases):
-        raise ApiError("not_found", f"no API route /api/v1/{task}/{action}", 404)
+        raise ApiError(ErrorCode.NOT_FOUND, f"no API route /api/v1/{task}/{action}", 404)
     options = handler.parse_options(request.form)
     items = handler.read_inputs(request.files.getlist("image"), request.form)
     if not items and "image" not in request.files:
-        raise ApiError("missing_file", "send one or more files in the multipart field 'image'")
+        raise ApiError(ErrorCode.MISSING_FILE, "send one or more files in the multipart field 'image'")
     if not items:
-        raise ApiError("missing_file", "the field 'image' holds no file")
+        raise ApiError(ErrorCode.MISSING_FILE, "the field 'image' holds no file")
     handler.check_ready()   # 503 / 409 before decoding
     results = serve(handler, items, options)
     if len(results) == 1 and isinstance(results[0], Queued):
@@ -71,7 +71,7 @@ def task_api(task: str, action: str):
 def _job_handler(task: str):
     handler = registered().get(task)
     if handler is None or not handler.supports_jobs:
-        raise ApiError("not_found", f"no background jobs for task {task!r}", 404)
+        raise ApiError(ErrorCode.NOT_FOUND, f"no background jobs for task {task!r}", 404)
     return handler
 
 
@@ -82,7 +82,7 @@ def job_create(task: str):
     options = handler.parse_options(request.form)
     items = handler.read_inputs(request.files.getlist("image"), request.form)
     if len(items) != 1:
-        raise ApiError("missing_file" if not items else "one_file", "a job takes exactly one file in the field 'image'")
+        raise ApiError(ErrorCode.MISSING_FILE if not items else "one_file", "a job takes exactly one file in the field 'image'")
     handler.check_ready()
     try:
         item = items[0]
@@ -99,7 +99,7 @@ def _job(task: str, job_id: str) -> Job:
     jobs.runner()
     job = db.session.scalar(db.select(Job).where(Job.public_id == job_id, Job.task == task))
     if job is None or not can_see(job.owner_id):   # another user's job is not found
-        raise ApiError("not_found", f"no job {job_id}", 404)
+        raise ApiError(ErrorCode.NOT_FOUND, f"no job {job_id}", 404)
     return job
 
 

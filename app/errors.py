@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import TimeoutError as FutureTimeout
+from enum import StrEnum
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -25,72 +26,90 @@ CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_no
          409: "conflict", 413: "payload_too_large", 429: "too_many_requests", 500: "internal_error",
          503: "unavailable"}
 
-#: Every error code the server answers: code -> (HTTP status, meaning). The OpenAPI document
-#: (``ErrorCode``) and docs/API.md list exactly these; a test scans the sources for codes that are
-#: raised but missing here (tests/test_v2_errors.py).
-ERROR_CODES = {
-    "bad_request": (400, "the request is malformed (a form the server cannot read)"),
-    "missing_file": (400, "no file in the `image` field"),
-    "one_file": (400, "a job takes exactly one file in the `image` field; several were sent"),
-    "empty_file": (400, "a file of 0 bytes"),
-    "invalid_image": (400, "not a readable image (or a damaged one)"),
-    "unsupported_format": (400, "an image format other than PNG, JPEG, TIFF, GIF, BMP or WebP"),
-    "invalid_threshold": (400, "salt `threshold` outside 0..1"),
-    "invalid_k": (400, "similarity `k` outside 1..100, or whale `k` outside 5..50"),
-    "invalid_method": (400, "similarity `method` other than embedding, pixels or kmeans"),
-    "invalid_viewpoint": (400, "whale `viewpoint` other than auto, top, left or right"),
-    "invalid_slice": (400, "a SEG-Y `slice` the volume cannot give"),
-    "invalid_segy": (400, "a SEG-Y file that cannot be read (headers, sample format, geometry)"),
-    "invalid_domain": (400, "SEG-Y `domain` other than time or depth"),
-    "invalid_data_area": (400, "`data_area` other than auto, all or four pixel numbers"),
-    "not_amplitudes": (400, "a SEG-Y volume of velocities, not amplitudes"),
-    "invalid_clicks": (400, "salt `clicks` that are not a JSON list of {x, y, salt} inside the image, or too many"),
-    "invalid_fuse": (400, "salt volume `fuse` other than inline or inline+crossline"),
-    "missing_label": (400, "similarity gallery upload without a `label` (at most 64 characters)"),
-    "missing_whale_id": (400, "whale gallery upload without a `whale_id` (at most 64 characters, not new_whale)"),
-    "invalid_label": (400, "a similarity gallery `label` the gallery refuses"),
-    "invalid_whale_id": (400, "a whale gallery `whale_id` the gallery refuses"),
-    "invalid_request": (400, "a v2 request whose JSON header breaks the protocol (the field is named)"),
-    "unauthorized": (401, "no valid sign-in or API key (Authorization: Bearer), or not an admin where one is needed"),
-    "forbidden": (403, "a page for admins only"),
-    "not_found": (404, "no such page, task, result, job or gallery image"),
-    "unknown_model": (404, "v2: no such model"),
-    "unknown_version": (404, "v2: the model is served at another version (the path's version)"),
-    "method_not_allowed": (405, "the route does not take this HTTP method"),
-    "conflict": (409, "the request conflicts with the server's state"),
-    "gallery_empty": (409, "the task's gallery holds no image yet"),
-    "gallery_stale": (409, "the gallery was embedded by another model than the served one: rebuild it"),
-    "not_configured": (409, "the admin action needs a setting that is not set"),
-    "payload_too_large": (413, "the request is larger than MAX_CONTENT_LENGTH"),
-    "image_too_large": (413, "an image or slice over MAX_IMAGE_PIXELS"),
-    "segy_too_large": (413, "a SEG-Y file over SEGY_MAX_BYTES"),
-    "volume_too_large": (413, "a salt volume job over VOLUME_MAX_SAMPLES samples"),
-    "too_many_jobs": (429, "this account (or address) has the most active jobs allowed (Retry-After)"),
-    "too_many_requests": (429, "too many requests from this address for a rate limit (sign-in attempts: "
-                               "LOGIN_RATE_LIMIT); Retry-After says when to try again"),
-    "internal_error": (500, "a fault of the server; it is logged"),
-    "model_not_ready": (503, "the model is loading or failed to load (Retry-After)"),
-    "overloaded": (503, "the inference queue is full (Retry-After)"),
-    "timeout": (503, "the model did not answer in time (Retry-After)"),
-    "jobs_busy": (503, "the server runs as many jobs as it can (Retry-After)"),
-    "unavailable": (503, "the server cannot answer now"),
-}
+
+class ErrorCode(StrEnum):
+    """Every error code the server answers, with its HTTP status and its meaning. The OpenAPI
+    document (``ErrorCode``) is generated from it and docs/API.md's table is checked against it;
+    :class:`ApiError` refuses any other code, and a test scans the sources for codes raised
+    outside it (tests/test_v2_errors.py)."""
+
+    status: int
+    meaning: str
+
+    def __new__(cls, code: str, status: int, meaning: str):
+        member = str.__new__(cls, code)
+        member._value_, member.status, member.meaning = code, status, meaning
+        return member
+
+    BAD_REQUEST = "bad_request", 400, "the request is malformed (a form the server cannot read)"
+    MISSING_FILE = "missing_file", 400, "no file in the `image` field"
+    ONE_FILE = "one_file", 400, "a job takes exactly one file in the `image` field; several were sent"
+    EMPTY_FILE = "empty_file", 400, "a file of 0 bytes"
+    INVALID_IMAGE = "invalid_image", 400, "not a readable image (or a damaged one)"
+    UNSUPPORTED_FORMAT = "unsupported_format", 400, "an image format other than PNG, JPEG, TIFF, GIF, BMP or WebP"
+    INVALID_THRESHOLD = "invalid_threshold", 400, "salt `threshold` outside 0..1"
+    INVALID_K = "invalid_k", 400, "similarity `k` outside 1..100, or whale `k` outside 5..50"
+    INVALID_METHOD = "invalid_method", 400, "similarity `method` other than embedding, pixels or kmeans"
+    INVALID_VIEWPOINT = "invalid_viewpoint", 400, "whale `viewpoint` other than auto, top, left or right"
+    INVALID_SLICE = "invalid_slice", 400, "a SEG-Y `slice` the volume cannot give"
+    INVALID_SEGY = "invalid_segy", 400, "a SEG-Y file that cannot be read (headers, sample format, geometry)"
+    INVALID_DOMAIN = "invalid_domain", 400, "SEG-Y `domain` other than time or depth"
+    INVALID_DATA_AREA = "invalid_data_area", 400, "`data_area` other than auto, all or four pixel numbers"
+    NOT_AMPLITUDES = "not_amplitudes", 400, "a SEG-Y volume of velocities, not amplitudes"
+    INVALID_CLICKS = "invalid_clicks", 400, "salt `clicks` that are not a JSON list of {x, y, salt} inside the image, or too many"
+    INVALID_FUSE = "invalid_fuse", 400, "salt volume `fuse` other than inline or inline+crossline"
+    MISSING_LABEL = "missing_label", 400, "similarity gallery upload without a `label` (at most 64 characters)"
+    MISSING_WHALE_ID = "missing_whale_id", 400, "whale gallery upload without a `whale_id` (at most 64 characters, not new_whale)"
+    INVALID_LABEL = "invalid_label", 400, "a similarity gallery `label` the gallery refuses"
+    INVALID_WHALE_ID = "invalid_whale_id", 400, "a whale gallery `whale_id` the gallery refuses"
+    INVALID_REQUEST = "invalid_request", 400, "a v2 request whose JSON header breaks the protocol (the field is named)"
+    UNAUTHORIZED = "unauthorized", 401, "no valid sign-in or API key (Authorization: Bearer), or not an admin where one is needed"
+    FORBIDDEN = "forbidden", 403, "a page for admins only"
+    NOT_FOUND = "not_found", 404, "no such page, task, result, job or gallery image"
+    UNKNOWN_MODEL = "unknown_model", 404, "v2: no such model"
+    UNKNOWN_VERSION = "unknown_version", 404, "v2: the model is served at another version (the path's version)"
+    METHOD_NOT_ALLOWED = "method_not_allowed", 405, "the route does not take this HTTP method"
+    CONFLICT = "conflict", 409, "the request conflicts with the server's state"
+    GALLERY_EMPTY = "gallery_empty", 409, "the task's gallery holds no image yet"
+    GALLERY_STALE = "gallery_stale", 409, "the gallery was embedded by another model than the served one: rebuild it"
+    NOT_CONFIGURED = "not_configured", 409, "the admin action needs a setting that is not set"
+    PAYLOAD_TOO_LARGE = "payload_too_large", 413, "the request is larger than MAX_CONTENT_LENGTH"
+    IMAGE_TOO_LARGE = "image_too_large", 413, "an image or slice over MAX_IMAGE_PIXELS"
+    SEGY_TOO_LARGE = "segy_too_large", 413, "a SEG-Y file over SEGY_MAX_BYTES"
+    VOLUME_TOO_LARGE = "volume_too_large", 413, "a salt volume job over VOLUME_MAX_SAMPLES samples"
+    TOO_MANY_JOBS = "too_many_jobs", 429, "this account (or address) has the most active jobs allowed (Retry-After)"
+    TOO_MANY_REQUESTS = "too_many_requests", 429, ("too many requests from this address for a rate limit (sign-in attempts: "
+        "LOGIN_RATE_LIMIT); Retry-After says when to try again")
+    INTERNAL_ERROR = "internal_error", 500, "a fault of the server; it is logged"
+    MODEL_NOT_READY = "model_not_ready", 503, "the model is loading or failed to load (Retry-After)"
+    OVERLOADED = "overloaded", 503, "the inference queue is full (Retry-After)"
+    TIMEOUT = "timeout", 503, "the model did not answer in time (Retry-After)"
+    JOBS_BUSY = "jobs_busy", 503, "the server runs as many jobs as it can (Retry-After)"
+    UNAVAILABLE = "unavailable", 503, "the server cannot answer now"
+
+
+#: code -> (HTTP status, meaning), for readers of the table (:class:`ErrorCode` in order).
+ERROR_CODES = {code.value: (code.status, code.meaning) for code in ErrorCode}
 
 
 class ApiError(Exception):
-    """An error with an API code of :data:`ERROR_CODES`, its HTTP status and a message for the user.
+    """An error with an API code (:class:`ErrorCode`, or its string), its HTTP status and a message
+    for the user.
 
     ``status`` defaults to the code's (a request of several files answers one status for all of
-    them); a code not in :data:`ERROR_CODES` is a programming error (ValueError): the table, the
-    OpenAPI ``ErrorCode`` and docs/API.md then always list what the server answers."""
+    them); a code outside :class:`ErrorCode` is a programming error (ValueError: "not in
+    app.errors.ERROR_CODES"): the enum, the OpenAPI ``ErrorCode`` and docs/API.md then always list
+    what the server answers. ``code`` is kept as the plain string the client reads."""
 
-    def __init__(self, code: str, message: str, status: int | None = None, extra: dict | None = None,
+    def __init__(self, code: ErrorCode | str, message: str, status: int | None = None, extra: dict | None = None,
                  headers: dict | None = None):
-        if code not in ERROR_CODES:
-            raise ValueError(f"error code {code!r} is not in app.errors.ERROR_CODES")
+        try:
+            known = ErrorCode(code)
+        except ValueError:
+            raise ValueError(f"error code {code!r} is not in app.errors.ERROR_CODES") from None
         super().__init__(message)
-        self.code, self.message, self.extra = code, message, extra or {}
-        self.status = ERROR_CODES[code][0] if status is None else status
+        self.code, self.message, self.extra = known.value, message, extra or {}
+        self.status = known.status if status is None else status
         self.headers = headers or {}
 
 

@@ -25,7 +25,7 @@ from flask import Flask, current_app, request, url_for
 from geovision.imaging import ImageError
 
 from .accounts import ANONYMOUS, current_account, current_owner_id
-from .errors import ApiError
+from .errors import ApiError, ErrorCode
 from .extensions import db
 from .jobrunner import ACTIVE, JOB_PRIORITY, WORKER, JobRunner, _finish, claim  # noqa: F401 (the jobs API)
 from .records import Job
@@ -58,10 +58,10 @@ def check_limits(new_jobs: int = 1) -> None:
     own = (Job.owner_id == account.id) if account is not None and account.name != ANONYMOUS \
         else (Job.client == client_address())
     if db.session.scalar(active.where(own)) + new_jobs > current_app.config["JOB_MAX_PER_CLIENT"]:
-        raise ApiError("too_many_jobs", "you have the most jobs allowed running; wait for one to finish", 429,
+        raise ApiError(ErrorCode.TOO_MANY_JOBS, "you have the most jobs allowed running; wait for one to finish", 429,
                        headers={"Retry-After": "30"})
     if db.session.scalar(active) + new_jobs > current_app.config["JOB_MAX_ACTIVE"]:
-        raise ApiError("jobs_busy", "the server runs as many jobs as it can; retry later", 503,
+        raise ApiError(ErrorCode.JOBS_BUSY, "the server runs as many jobs as it can; retry later", 503,
                        headers={"Retry-After": "30"})
 
 

@@ -12,7 +12,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from .accounts import is_admin
-from .errors import ApiError
+from .errors import ApiError, ErrorCode
 
 bp = Blueprint("metrics", __name__)
 
@@ -48,7 +48,7 @@ def metrics():
     allowed = is_admin() or (hmac.compare_digest(given.encode(), token.encode()) if token
                              else not current_app.config.get("AUTH_REQUIRED"))
     if not allowed:
-        raise ApiError("unauthorized", "the metrics need Authorization: Bearer METRICS_TOKEN (or an admin)", 401,
+        raise ApiError(ErrorCode.UNAUTHORIZED, "the metrics need Authorization: Bearer METRICS_TOKEN (or an admin)", 401,
                        headers={"WWW-Authenticate": "Bearer"})
     state = current_app.extensions["engine"]
     for task, batcher in state.batchers.items():

@@ -17,7 +17,7 @@ from flask import current_app, g, has_request_context, redirect, request, url_fo
 from flask_login import LoginManager, current_user
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import ApiError
+from ..errors import ApiError, ErrorCode
 from ..extensions import db
 from .models import ANONYMOUS, KEY_PREFIX, Account, ApiKey
 
@@ -108,7 +108,7 @@ def current_owner_id() -> int:
     """Owner id of what this request records. Raises ApiError 401 when nobody is signed in."""
     account = current_account()
     if account is None:
-        raise ApiError("unauthorized", "sign in, or send an API key as Authorization: Bearer", 401,
+        raise ApiError(ErrorCode.UNAUTHORIZED, "sign in, or send an API key as Authorization: Bearer", 401,
                        headers={"WWW-Authenticate": "Bearer"})
     return account.id
 
@@ -155,6 +155,6 @@ def require_login():
     if current_user.is_authenticated:
         return None
     if request.path.startswith(("/api/", "/v2")):
-        raise ApiError("unauthorized", "sign in, or send an API key as Authorization: Bearer", 401,
+        raise ApiError(ErrorCode.UNAUTHORIZED, "sign in, or send an API key as Authorization: Bearer", 401,
                        headers={"WWW-Authenticate": "Bearer"})
     return redirect(url_for("accounts.login", next=request.full_path if request.query_string else request.path))

@@ -13,7 +13,7 @@ from geovision import tiling
 from geovision.tiling import OVERLAP
 
 from ..accounts import visible
-from ..errors import ApiError
+from ..errors import ApiError, ErrorCode
 from ..extensions import db, engine
 from ..records import Prediction
 from ..serve import Refused, serve
@@ -31,11 +31,11 @@ def _source(row: Prediction) -> tuple[object, dict]:
     if result.get("segy_id") and result.get("slice"):
         found = load_segy(result["segy_id"])
         if found is None:
-            raise ApiError("not_found", "the SEG-Y volume of this answer is no longer stored", 404)
+            raise ApiError(ErrorCode.NOT_FOUND, "the SEG-Y volume of this answer is no longer stored", 404)
         return found[0], {**fields, "slice": result["slice"]}
     picture = find_stored(row.public_id, "input.png")
     if picture is None:
-        raise ApiError("not_found", "the input of this answer is no longer stored", 404)
+        raise ApiError(ErrorCode.NOT_FOUND, "the input of this answer is no longer stored", 404)
     area = result.get("data_area") or {"source": "auto"}
     crop = ",".join(str(area[k]) for k in ("left", "top", "right", "bottom")) if area["source"] == "user" else area["source"]
     return StoredInput(row.filename, picture.read_bytes(), row.input_sha256), {**fields, "data_area": crop}
@@ -73,7 +73,7 @@ def refine_result(public_id: str):
     key = tile_cache.output_key(item, engine.checkpoint("salt"), options["spec"], options["domain"], options["data_area"])
     cached = current_app.extensions[tile_cache.EXTENSION].get(key) is not None
     if not cached and tiling.tile_count(row.height, row.width, OVERLAP) > limit:
-        raise ApiError("image_too_large", f"click editing works on inputs of up to {limit} tiles (SYNC_MAX_TILES); "
+        raise ApiError(ErrorCode.IMAGE_TOO_LARGE, f"click editing works on inputs of up to {limit} tiles (SYNC_MAX_TILES); "
                        "this one is larger: crop it (data_area) or segment a smaller slice", 413)
     def refined(_, outcome):
         outcome.summary["refined_from"] = row.result.get("refined_from") or row.public_id
