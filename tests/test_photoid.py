@@ -196,7 +196,7 @@ def test_served_figures_equal_the_offline_evaluation(tmp_path):
     from train.whales import data as wd
     from train.whales.fusion import served_predictions
     from train.whales.photoid import main as offline
-    from train.whales.rescoring import main as rescoring
+    from train.whales.studies.rescoring import main as rescoring
 
     params = json.loads((ROOT / "models" / "whales" / "meta.json").read_text())["photoid"]
     app = make_app(ROOT / "models", tmp_path)

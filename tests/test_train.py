@@ -124,7 +124,7 @@ def test_flask_train_model_whales_dry_run(runner, tmp_path, whale_folder):
 
 
 def test_whales_fine_tune_starts_from_pretrained_weights(runner, tmp_path, whale_folder):
-    """``--init-from`` loads a network state dict (what ``train.whales.ssl`` saves) before training."""
+    """``--init-from`` loads a network state dict (what ``train.whales.studies.ssl`` saves) before training."""
     from train.whales.model import WhaleNet
 
     net = WhaleNet()

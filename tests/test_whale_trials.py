@@ -3,8 +3,8 @@ import numpy as np
 import torch
 
 from geovision.metrics import NEW_WHALE
-from train.whales import rescoring
-from train.whales.ssl import nt_xent, retrieval, views
+from train.whales.studies import rescoring
+from train.whales.studies.ssl import nt_xent, retrieval, views
 
 
 def test_views_keep_shape_and_range_and_differ():

@@ -112,19 +112,20 @@ def evaluate(truths: list[str], ranked: list[Ranked], folds: np.ndarray) -> dict
     return {k: round(v, 4) for k, v in fig.items()}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The command line shared with :mod:`train.whales.studies.fusion_trials`."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--dump", type=Path, required=True)
     parser.add_argument("--model", type=Path, required=True, help="exported embedding folder (model.pt, meta.json)")
     parser.add_argument("--rerank-weight", type=float, default=0.3, help="the served RANSAC re-rank weight")
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--trials", action="store_true",
-                        help="also measure flip TTA, query expansion and database-side augmentation (train.whales.expansion)")
-    parser.add_argument("--write-meta", type=Path, metavar="SERVED_META",
-                        help="record the best row (by 2-fold MAP@5) as the served ranking in --model's meta.json, "
-                             "keeping the local-feature settings of SERVED_META (e.g. models/whales/meta.json)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def measure(args: argparse.Namespace) -> tuple[list[str], list[Ranked], np.ndarray, dict]:
+    """(truths, the served votes' rankings, each query's fold, the table of served rows): the local
+    features alone, the embedding alone and their fusion at each weight of :data:`WEIGHTS`."""
     with open(args.dump, "rb") as fh:
         dump = pickle.load(fh)
     truths = dump["truths"]
@@ -141,42 +142,31 @@ def main(argv: list[str] | None = None) -> dict:
     for w in WEIGHTS:
         table[f"fusion votes/best + {w} x cosine"] = evaluate(truths, [fuse_rankings(r, e, w)
                                                                        for r, e in zip(served, emb)], folds)
-    if args.trials:
-        table.update(trials(args, truths, served, folds))
+    return truths, served, folds, table
+
+
+def report(args: argparse.Namespace, truths: list[str], table: dict) -> dict:
+    """Print ``table`` and write it to ``--out`` (JSON); returns what was written."""
     for name, fig in table.items():
         print(f"{name:70s} " + " ".join(f"{k}={v}" for k, v in fig.items()))
     result = {"dump": str(args.dump), "model": str(args.model), "queries": len(truths),
               "new_whale_queries": sum(t == NEW_WHALE for t in truths), "table": table}
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
-    if args.write_meta:
-        write_served(args.model / "meta.json", json.loads(args.write_meta.read_text())["photoid"], table, args)
     return result
 
 
-def trials(args: argparse.Namespace, truths: list[str], served: list[Ranked], folds: np.ndarray) -> dict:
-    """Rows measured one by one: the embedding with flip TTA, with average query expansion (k=1, 2)
-    and database-side augmentation (k=1, 2), alone and fused at each weight of :data:`WEIGHTS`."""
-    from .expansion import expand, same_group
-
-    out = {}
-    for tta in (False, True):
-        train, queries, g_emb, q_emb = embed_split(args.model, args.data, tta)
-        ids, qg, gg = np.array([r["Id"] for r in train]), groups(queries), groups(train)
-        variants = {"": (q_emb, g_emb)} if not tta else {"flip TTA": (q_emb, g_emb)}
-        for k in (1, 2):
-            variants[f"{'flip TTA + ' if tta else ''}QE k={k}"] = (expand(q_emb, g_emb, k, same_group(qg, gg)), g_emb)
-            dba = expand(g_emb, g_emb, k, same_group(gg, gg), skip_self=True)
-            variants[f"{'flip TTA + ' if tta else ''}DBA k={k}"] = (q_emb, dba)
-        for name, (q, g) in variants.items():
-            if not name:
-                continue
-            emb = identify_all(q, g, ids, qg, gg, limit=None)
-            out[f"embedding alone, {name}"] = evaluate(truths, emb, folds)
-            for w in WEIGHTS:
-                out[f"fusion votes/best + {w} x cosine, {name}"] = evaluate(
-                    truths, [fuse_rankings(r, e, w) for r, e in zip(served, emb)], folds)
-    return out
+def main(argv: list[str] | None = None) -> dict:
+    parser = arguments(__doc__.splitlines()[0])
+    parser.add_argument("--write-meta", type=Path, metavar="SERVED_META",
+                        help="record the best row (by 2-fold MAP@5) as the served ranking in --model's meta.json, "
+                             "keeping the local-feature settings of SERVED_META (e.g. models/whales/meta.json)")
+    args = parser.parse_args(argv)
+    truths, _, _, table = measure(args)
+    result = report(args, truths, table)
+    if args.write_meta:
+        write_served(args.model / "meta.json", json.loads(args.write_meta.read_text())["photoid"], table, args)
+    return result
 
 
 def write_served(meta_path: Path, photoid_params: dict, table: dict, args: argparse.Namespace) -> dict:
@@ -186,8 +176,7 @@ def write_served(meta_path: Path, photoid_params: dict, table: dict, args: argpa
 
     from ..common.provenance import git_commit
 
-    served_rows = [n for n in table if ", " not in n]   # the trials (TTA, QE, DBA) are not served
-    name = max(served_rows, key=lambda n: table[n]["map_at_5_2fold"])
+    name = max(table, key=lambda n: table[n]["map_at_5_2fold"])
     fig = table[name]
     weight = float(name.split("+ ")[1].split(" x")[0]) if name.startswith("fusion") else 0.0
     meta = json.loads(meta_path.read_text())

@@ -1,6 +1,6 @@
 """The embedding's shortlist, verified by local features, on the validation split.
 
-    python -m train.whales.verified --data ../shared/data/whales --model runs/whales_ft4/export \\
+    python -m train.whales.studies.verified --data ../shared/data/whales --model runs/whales_ft4/export \\
         [--shortlist 20] [--photos 2] [--dump runs/verified_val.pkl] [--out docs/whales_verified.json]
 
 The embedding ranks individuals well in its first 20 (known top-20 about 0.3) but orders them
@@ -27,8 +27,8 @@ from tqdm import tqdm
 from geovision import photoid
 from geovision.whales import image_folder
 
-from .fusion import embed_split, evaluate
-from .loop import groups
+from ..fusion import embed_split, evaluate
+from ..loop import groups
 
 CAP = 20                                  #: inliers at which the verification bonus saturates
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)

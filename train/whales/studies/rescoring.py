@@ -2,7 +2,7 @@
 
     python -m train.whales.photoid --data ../shared/data/whales --threshold 3.4 --rerank-weight 0.3 \\
         --dump runs/photoid_val.pkl
-    python -m train.whales.rescoring --data ../shared/data/whales --dump runs/photoid_val.pkl \\
+    python -m train.whales.studies.rescoring --data ../shared/data/whales --dump runs/photoid_val.pkl \\
         [--encoder runs/whales_ssl/encoder.pt] [--out docs/whales_rescoring.json]
 
 Each trial starts from the served LNBNN + RANSAC ranking of the validation queries (the dump)
@@ -31,7 +31,7 @@ import numpy as np
 from geovision import metrics, photoid
 from geovision.metrics import NEW_WHALE, map_at_5
 
-from .photoid import RATIO_GRID, SHORTLIST
+from ..photoid import RATIO_GRID, SHORTLIST
 
 Ranked = list[tuple[str, float]]
 
@@ -107,8 +107,8 @@ def embedding_ranking(encoder: Path, data: Path, truths: list[str], flip_tta: bo
 
     from geovision.whales import rank_individuals
 
-    from .loop import _load, embed
-    from .model import WhaleNet
+    from ..loop import _load, embed
+    from ..model import WhaleNet
 
     rows, queries, tr_x, va_x = _load(argparse.Namespace(data=str(data), dry_run=False, seed=42))
     assert [q["truth"] for q in queries] == truths, "the dump is of another split"
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
     folds = np.array([fold_of[q["Id"]] for q in queries])
     from geovision.whales import partition
 
-    from . import data as wd
+    from .. import data as wd
     train, _, _ = partition(wd.read_rows(args.data), wd.read_split())
     common = [w for w, _ in Counter(r["Id"] for r in train).most_common(5)]
     encounters = Counter(i for i, _ in {(r["Id"], r["encounter_id"]) for r in train})

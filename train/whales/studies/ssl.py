@@ -1,6 +1,6 @@
 """Self-supervised pretraining of the whale embedding network (SimCLR), measured by retrieval.
 
-    python -m train.whales.ssl --data ../shared/data/whales --epochs 60 --run-dir runs/whales_ssl [--resume]
+    python -m train.whales.studies.ssl --data ../shared/data/whales --epochs 60 --run-dir runs/whales_ssl [--resume]
 
 SimCLR (Chen et al., ICML 2020): two random views of each gallery photo (resized crop of 40-100 %
 of the letterboxed 256x96 input, rotation +-10 deg, brightness/contrast/gamma jitter, grey, blur)
@@ -31,10 +31,10 @@ from tqdm import tqdm
 from geovision.metrics import NEW_WHALE
 from geovision.whales import rank_individuals
 
-from ..common.checkpoints import resume_run, save_run
-from ..common.runtime import start_run, warmup_cosine
-from .loop import _load, embed
-from .model import WhaleNet
+from ...common.checkpoints import resume_run, save_run
+from ...common.runtime import start_run, warmup_cosine
+from ..loop import _load, embed
+from ..model import WhaleNet
 
 log = logging.getLogger(__name__)
 
