@@ -135,7 +135,7 @@ def build_spec() -> dict:
             spec.path(f"/api/v1/admin/gallery/{handler.name}", operations={"post": {
                 **admin, "summary": f"Add photos to the {handler.name} gallery", "requestBody": {"content": body},
                 "responses": {"200": ok, "400": _error("bad label or no usable image."), **denied}}})
-        if handler.gallery_data_key:
+        if handler.has_gallery and handler.gallery_data_key:
             spec.path(f"/api/v1/admin/gallery/{handler.name}/rebuild", operations={"post": {
                 **admin, "summary": f"Rebuild the {handler.name} gallery from {handler.gallery_data_key}",
                 "responses": {"200": ok, "409": _error("the folder is unset or holds no image.",

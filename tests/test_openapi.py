@@ -23,7 +23,7 @@ def api_routes(app) -> set[str]:
         elif path.endswith("/gallery/<task>"):
             paths |= {f"/api/v1/admin/gallery/{t.name}" for t in tasks.values() if t.has_gallery}
         elif path.endswith("/gallery/<task>/rebuild"):
-            paths |= {f"/api/v1/admin/gallery/{t.name}/rebuild" for t in tasks.values() if t.gallery_data_key}
+            paths |= {f"/api/v1/admin/gallery/{t.name}/rebuild" for t in tasks.values() if t.has_gallery and t.gallery_data_key}
         else:
             paths.add(path)
     return paths

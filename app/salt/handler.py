@@ -24,6 +24,7 @@ from geovision.tiling import OVERLAP
 from ..extensions import engine
 from ..outcome import Outcome
 from ..tasks.handler import Prepared, TaskHandler
+from ..tasks.protocols import JobTask
 from ..uploads import Upload, upload_root
 from . import segy, tile_cache
 from .commands import predict
@@ -37,13 +38,12 @@ from .volumes import Refused, StoredSegy, load_segy, read_salt_files
 CLICK_TASK = "salt_clicks"
 
 
-class SaltHandler(TaskHandler):
+class SaltHandler(TaskHandler, JobTask):
     """Salt masks of seismic images of any size and of SEG-Y slices (TGS Salt Identification)."""
 
     name = "salt"
     api = SaltApi()
     page = SaltPage()
-    supports_jobs = True
     options_model = SaltOptions
 
     config_defaults = {"SALT_TILE_CACHE_MB": 256}

@@ -21,19 +21,19 @@ from ..gallery import GalleryUnavailable, check_model, store
 from ..gallery_search import SearchOptions, check_thumbnail, search, with_image_urls
 from ..outcome import Outcome
 from ..tasks.handler import Prepared, TaskHandler
+from ..tasks.protocols import GalleryTask
 from .parts import SimilarityApi, SimilarityPage
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
 
-class SimilarityHandler(TaskHandler):
+class SimilarityHandler(TaskHandler, GalleryTask):
     """The ``k`` most similar gallery images of a rock photo, by CNN embedding or the seed's methods."""
 
     name = "similarity"
     api = SimilarityApi()
     page = SimilarityPage()
     options_model = SearchOptions
-    has_gallery = True
     gallery_data_key = "GALLERY_DATA"
 
     def check_ready(self) -> None:

@@ -1,4 +1,4 @@
-"""The task handler: everything the server knows about one task, in one class.
+"""The task handler: the model pipeline of one task.
 
 After TorchServe's handlers (``ts/torch_handler/base_handler.py``): :meth:`TaskHandler.preprocess`
 turns one upload into model input rows, the engine runs the batched inference, and
@@ -7,16 +7,17 @@ chains them and is pure: it touches neither the database, the file store nor ``u
 :mod:`app.recorder` writes an outcome's files and row (the one place that does), and
 :meth:`TaskHandler.links` adds the result's URLs when it is sent to a client. Its ``api``
 (:class:`~app.tasks.parts.TaskApi`: route, schema, errors, v2 tensors) and ``page``
-(:class:`~app.tasks.parts.TaskPage`: menu, card, pages, history cell) are its collaborators; with
-its configuration defaults, job and gallery hooks, the menu, the home page, the history, the API
-and the ``flask gallery`` commands loop over the registered handlers (see :mod:`app.tasks`).
+(:class:`~app.tasks.parts.TaskPage`: menu, card, pages, history cell) are its collaborators, its
+options a pydantic model (:mod:`app.tasks.options`); a task whose large inputs run as jobs also
+implements :class:`~app.tasks.protocols.JobTask`, one with a gallery
+:class:`~app.tasks.protocols.GalleryTask`. The menu, the home page, the history, the API and the
+``flask gallery`` commands loop over the registered handlers (see :mod:`app.tasks`).
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -31,6 +32,7 @@ from ..outcome import Outcome
 from ..uploads import read_uploads
 from .options import TaskOptions
 from .parts import TaskApi, TaskPage
+from .protocols import GalleryTask, JobTask
 
 
 @dataclass
@@ -62,14 +64,6 @@ class TaskHandler:
     page: ClassVar[TaskPage] = TaskPage()
     #: Configuration keys of the task and their defaults (``app.config.setdefault``).
     config_defaults: ClassVar[dict[str, Any]] = {}
-    #: Large inputs run as background jobs (``/api/v1/<name>/jobs``) above ``SYNC_MAX_TILES`` units.
-    supports_jobs: ClassVar[bool] = False
-    #: The task keeps a gallery (``flask gallery build|add``, admin API); the form field naming
-    #: the label of added photos; the config key of the server-side folder the admin rebuild reads.
-    has_gallery: ClassVar[bool] = False
-    gallery_label_field: ClassVar[str] = "label"
-    gallery_data_key: ClassVar[str | None] = None
-    gallery_unit: ClassVar[str] = "images"   #: what a gallery row is called in messages
     #: The task's typed options (:mod:`app.tasks.options`): :meth:`parse_options`, the OpenAPI fields
     #: and the pages' validation come from it; its fields are the hooks' keyword options.
     options_model: ClassVar[type[TaskOptions]] = TaskOptions
@@ -78,6 +72,16 @@ class TaskHandler:
     uses: ClassVar[tuple[str, ...]] = ()
 
     # --- registration -----------------------------------------------------------------------
+    @property
+    def supports_jobs(self) -> bool:
+        """Large inputs run as background jobs (the task implements :class:`~app.tasks.protocols.JobTask`)."""
+        return isinstance(self, JobTask)
+
+    @property
+    def has_gallery(self) -> bool:
+        """The task keeps a gallery (it implements :class:`~app.tasks.protocols.GalleryTask`)."""
+        return isinstance(self, GalleryTask)
+
     @property
     def model_task(self) -> str:
         return self.model or self.name
@@ -224,46 +228,3 @@ class TaskHandler:
             outputs.append(engine.predict(self.model_task, rows[start:start + step], priority))
             progress(min(start + step, len(rows)), len(rows))
         return torch.cat(outputs)
-
-    # --- background jobs (``supports_jobs``) ----------------------------------------------------
-    def needs_job(self, **options) -> bool:
-        """Whether these options make a background job whatever the input's size (salt volumes)."""
-        return False
-
-    def job_unit(self, options: dict) -> str:
-        """What a job's ``tiles_done`` counts, from its stored options (:meth:`job_options`)."""
-        return "tiles"
-
-    def job_units(self, item: Any, **options) -> int:
-        """Work units (rows for the model) of an item, to choose between answering now and a job."""
-        return 1
-
-    def job_input(self, item: Any, folder: Path) -> dict:
-        """Keep what a job needs to rebuild ``item`` later (files under ``folder``); JSON-safe."""
-        raise NotImplementedError
-
-    def job_item(self, saved: dict) -> Any:
-        """The item of :meth:`job_input`'s record."""
-        raise NotImplementedError
-
-    def job_options(self, options: dict, restore: bool = False) -> dict:
-        """JSON-safe copy of :meth:`run`'s options, or (``restore``) the options back from it."""
-        return dict(options)
-
-    # --- gallery hooks (``has_gallery``) --------------------------------------------------------
-    def gallery_root(self) -> Path:
-        """The gallery link of this task (``<GALLERY_FOLDER>/<name>``)."""
-        from ..gallery import store
-
-        return store().folder / self.name
-
-    def build_gallery(self, data: Path, exclude: Path | None) -> int:
-        """Embed the reference folder ``data`` as the new gallery; returns its size.
-        Raises :class:`app.gallery.GalleryUnavailable` when ``data`` holds nothing usable."""
-        raise NotImplementedError
-
-    def add_to_gallery(self, label: str | None, photos: list[tuple[str, Any, bytes | None]]) -> int:
-        """Add decoded photos ``(name, PIL image, original bytes or None to keep the file where it
-        is)`` under ``label``; returns the new gallery size. Raises ValueError for a bad label."""
-        raise NotImplementedError
-

@@ -24,6 +24,7 @@ from geovision.photoid_figures import draw_matches
 from ..gallery import check_model, store
 from ..outcome import Outcome
 from ..tasks.handler import Prepared, TaskHandler
+from ..tasks.protocols import GalleryTask
 from . import (
     decisions,  # noqa: F401  (registers the admin's confirm/new route on bp)
     matching,
@@ -34,14 +35,13 @@ from .parts import WhalesApi, WhalesPage
 
 PHOTOS_PER_CANDIDATE = 3
 
-class WhalesHandler(TaskHandler):
+class WhalesHandler(TaskHandler, GalleryTask):
     """The 5 most likely known individuals of a whale photo, ``new_whale`` when none is close."""
 
     name = "whales"
     api = WhalesApi()
     page = WhalesPage()
     options_model = WhalesOptions
-    has_gallery = True
     gallery_label_field = "whale_id"
     gallery_unit = "photos"
     config_defaults = {
