@@ -114,10 +114,11 @@ def job_cancel(task: str, job_id: str):
 
 
 def _respond(results: list[Result]):
-    """200 with every result when a file was answered or queued; else the first refusal's error
-    (413 if every file was too large)."""
+    """200 with every result when a file was answered or queued; else the first refusal's error,
+    with the status the refusals share (413 if every file was too large), 400 when they differ."""
     if answered_any(results):
         return jsonify(results=bodies(results))
-    status = 413 if all(r.status == 413 for r in results) else 400
+    statuses = {r.status for r in results}
+    status = statuses.pop() if len(statuses) == 1 else 400
     first = results[0]
     raise ApiError(first.code, first.message, status, extra={"results": bodies(results)})

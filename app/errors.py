@@ -11,7 +11,7 @@ import logging
 from concurrent.futures import TimeoutError as FutureTimeout
 from enum import StrEnum
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, current_app, has_app_context, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import LimitedStream
 
@@ -88,28 +88,44 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable", 503, "the server cannot answer now"
 
 
-#: code -> (HTTP status, meaning), for readers of the table (:class:`ErrorCode` in order).
+#: code -> (HTTP status, meaning) of the server's own codes (:class:`ErrorCode` in order).
 ERROR_CODES = {code.value: (code.status, code.meaning) for code in ErrorCode}
 
 
+def register_codes(app, codes: dict[str, tuple[int, str]]) -> None:
+    """Add the codes a task declares (``TaskApi.error_codes``, its options' ``invalid_<field>``) to
+    ``app``'s table: code -> (status, meaning). A code already known keeps its entry; one known with
+    another status is a programming error (ValueError)."""
+    table = app.extensions.setdefault("error_codes", dict(ERROR_CODES))
+    for code, (status, meaning) in codes.items():
+        if code in table and table[code][0] != status:
+            raise ValueError(f"error code {code!r} is declared with status {status}, known with {table[code][0]}")
+        table.setdefault(code, (status, meaning))
+
+
+def error_codes() -> dict[str, tuple[int, str]]:
+    """Every code the current app answers: :class:`ErrorCode` and its tasks' declared codes (the
+    OpenAPI ``ErrorCode`` schema and docs/API.md's table list exactly these)."""
+    return current_app.extensions.get("error_codes", ERROR_CODES) if has_app_context() else ERROR_CODES
+
+
 class ApiError(Exception):
-    """An error with an API code (:class:`ErrorCode`, or its string), its HTTP status and a message
-    for the user.
+    """An error with an API code (an :class:`ErrorCode` member, or a code string the app knows:
+    :func:`error_codes`), its HTTP status and a message for the user.
 
     ``status`` defaults to the code's (a request of several files answers one status for all of
-    them); a code outside :class:`ErrorCode` is a programming error (ValueError: "not in
-    app.errors.ERROR_CODES"): the enum, the OpenAPI ``ErrorCode`` and docs/API.md then always list
+    them); an unknown code is a programming error (ValueError: "not in app.errors.ERROR_CODES"):
+    the enum, the tasks' declared codes, the OpenAPI ``ErrorCode`` and docs/API.md then always list
     what the server answers. ``code`` is kept as the plain string the client reads."""
 
     def __init__(self, code: ErrorCode | str, message: str, status: int | None = None, extra: dict | None = None,
                  headers: dict | None = None):
-        try:
-            known = ErrorCode(code)
-        except ValueError:
-            raise ValueError(f"error code {code!r} is not in app.errors.ERROR_CODES") from None
+        table = error_codes()
+        if str(code) not in table:
+            raise ValueError(f"error code {code!r} is not in app.errors.ERROR_CODES or a task's declared codes")
         super().__init__(message)
-        self.code, self.message, self.extra = known.value, message, extra or {}
-        self.status = known.status if status is None else status
+        self.code, self.message, self.extra = str(code), message, extra or {}
+        self.status = table[str(code)][0] if status is None else status
         self.headers = headers or {}
 
 

@@ -15,7 +15,7 @@ from apispec import APISpec
 from flask import Blueprint, Response, abort, current_app, render_template, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
-from .errors import ErrorCode
+from .errors import error_codes
 from .tasks.registry import registered
 
 bp = Blueprint("openapi", __name__)
@@ -93,8 +93,9 @@ def build_spec() -> dict:
     spec = APISpec(title="GeoVision API", version="1", openapi_version="3.0.3", info={
         "description": "Salt segmentation, rock classification, image similarity and whale identification. "
                        "The Open Inference Protocol (KServe v2) is served beside it under /v2."})
-    spec.components.schema("ErrorCode", {"type": "string", "enum": [c.value for c in ErrorCode], "description": "; ".join(
-        f"`{c.value}` ({c.status}): {c.meaning}" for c in ErrorCode)})
+    codes = error_codes()
+    spec.components.schema("ErrorCode", {"type": "string", "enum": list(codes), "description": "; ".join(
+        f"`{code}` ({status}): {meaning}" for code, (status, meaning) in codes.items())})
     spec.components.schema("Error", {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["code", "message"],
         "properties": {"code": {"$ref": "#/components/schemas/ErrorCode"}, "message": {"type": "string"}}}}})

@@ -3,14 +3,16 @@
 ``create_app`` registers :func:`app.default_tasks` (or the list it is given); the menu, the home
 page, the history, the JSON API, the admin gallery API and the ``flask gallery`` commands loop
 over ``app.extensions["tasks"]``, reading each handler's ``api`` (:class:`TaskApi`) and ``page``
-(:class:`TaskPage`). Adding a task is one handler module, one template, one
-``models/<task>/`` folder and one line in :func:`app.default_tasks` (docs/ARCHITECTURE.md, "Adding a model").
+(:class:`TaskPage`). Adding a realistic task touches 8 places: its handler, options, parts and
+page, two templates, a ``models/<task>/`` folder, one line in :func:`app.default_tasks` and its
+rows in docs/API.md (docs/ARCHITECTURE.md, "Adding a model").
 """
 from __future__ import annotations
 
 from flask import Flask, current_app, request
 from jinja2 import ChoiceLoader, FileSystemLoader
 
+from ..errors import register_codes
 from ..outcome import Outcome
 from .handler import Prepared, TaskHandler
 from .parts import TaskApi, TaskPage
@@ -29,6 +31,7 @@ def init_app(app: Flask, handlers: list[TaskHandler]) -> None:
             raise ValueError(f"task names must be unique and non-empty: {handler.name!r}")
         tasks[handler.name] = handler
         handler.init_app(app)
+        register_codes(app, {**handler.options_model.error_table(), **handler.api.error_codes})
         if handler.page.blueprint is not None:
             app.register_blueprint(handler.page.blueprint)
         if handler.page.template_folder is not None:

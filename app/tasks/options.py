@@ -10,8 +10,9 @@ description for people and, where a field needs parsing, a ``mode="before"`` val
 - the pages' forms: :class:`Checked` validates a WTForms field with the model's rule and message,
   and :func:`form_options` turns a form's fields into the hooks' options through the model.
 
-A refused field ``x`` answers the API error ``invalid_x`` (400), listed in
-:data:`app.errors.ERROR_CODES`. Blank form values mean the default.
+A refused field ``x`` answers the API error ``invalid_x`` (400): registered with the task
+(:func:`app.errors.register_codes`) unless :class:`app.errors.ErrorCode` has it. Blank form
+values mean the default.
 """
 from __future__ import annotations
 
@@ -63,6 +64,12 @@ class TaskOptions(BaseModel):
         schema = cls.model_json_schema(by_alias=True, mode="validation")
         return {name: {k: v for k, v in prop.items() if k != "title" and not (k == "default" and v is None)}
                 for name, prop in schema.get("properties", {}).items()}
+
+    @classmethod
+    def error_table(cls) -> dict[str, tuple[int, str]]:
+        """``invalid_<field>`` -> (400, meaning) of each field, for the app's error table."""
+        return {f"invalid_{field.alias or name}": (400, f"`{field.alias or name}` refused: {field.description or name}")
+                for name, field in cls.model_fields.items()}
 
     @classmethod
     def error_codes(cls) -> tuple[str, ...]:

@@ -33,6 +33,9 @@ class TaskApi:
     fields: dict[str, dict] = {}
     result_schema: dict[str, dict] = {}
     errors: tuple[str, ...] = ()
+    #: Error codes new with this task: code -> (HTTP status, meaning); registered in the app's error
+    #: table at start-up (:func:`app.errors.register_codes`), so no server module changes for them.
+    error_codes: dict[str, tuple[int, str]] = {}
     #: Open Inference Protocol outputs: (name, datatype, shape with -1 for variable dimensions).
     v2_output_specs: list[tuple[str, str, list[int]]] = []
 
