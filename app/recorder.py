@@ -76,3 +76,16 @@ def record(outcomes: list[Outcome], owner_id: int, commit: bool = True) -> list[
                 log.exception("could not remove %s from the store", folder)
         raise
     return answers
+
+
+def add_artefact(public_id: str, name: str, artefact: Artefact) -> Path:
+    """Keep one more file in a recorded answer's folder (a figure drawn on its first view): written
+    under a temporary name and renamed (a concurrent viewer never reads half a file), then
+    published to the shared store like the answer's other files. Returns its path."""
+    folder = storage_dir(public_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}-{uuid.uuid4().hex}"
+    _write(tmp, artefact)
+    tmp.replace(folder / name)
+    shared().publish(folder / name)
+    return folder / name

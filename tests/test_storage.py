@@ -69,6 +69,14 @@ def test_an_answer_of_one_front_end_is_served_by_the_other(front_ends):
     assert mask_b.status_code == 200 and mask_b.data == mask_a.data
     overlay = b.get(answer["overlay_url"].removeprefix("http://localhost"))   # drawn from fetched files
     assert overlay.status_code == 200 and overlay.mimetype == "image/png"
+    figure_url = answer["mask_url"].removeprefix("http://localhost").replace("mask.png", "figure.png")
+    figure = b.get(figure_url)                     # drawn by B on first view and published by the recorder
+    assert figure.status_code == 200 and figure.mimetype == "image/png"
+    folder_a = Path(front_ends[0].config["UPLOAD_FOLDER"])
+    assert not list(folder_a.rglob("figure.png"))
+    with pytest.MonkeyPatch.context() as patch:      # A must not draw it again: it reads B's published copy
+        patch.setattr("app.salt.result_figures.overlay_figure", lambda *a: pytest.fail("drawn twice"))
+        assert a.get(figure_url).data == figure.data and list(folder_a.rglob("figure.png"))
     page = b.get(f"/salt/result/{answer['prediction_id']}")
     assert page.status_code == 200 and b"t.png" in page.data
     assert b.get(mask_path.replace(answer["prediction_id"], "f" * 32)).status_code == 404

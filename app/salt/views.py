@@ -3,28 +3,27 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 from pathlib import Path
 
 import numpy as np
 from flask import Response, abort, flash, redirect, render_template, request, send_file, url_for
 from markupsafe import Markup, escape
-from PIL import Image, ImageOps
+from PIL import Image
 
-from geovision import figures, tiling
-from geovision.imaging import ImageError, to_gray
+from geovision.imaging import ImageError
 
 from .. import jobs
 from ..accounts import can_see, visible
 from ..engine import ModelNotReady
 from ..errors import ApiError
 from ..extensions import db, engine
+from ..recorder import add_artefact
 from ..records import Job, Prediction
 from ..serve import Answered, Queued, Refused, answered_any, serve
 from ..tasks import registry as tasks
 from ..tasks.options import form_options
 from ..uploads import find_stored
-from . import segy
+from . import result_figures, segy
 from .blueprint import bp
 from .forms import SaltUploadForm, SegySliceForm
 from .options import SaltOptions
@@ -32,7 +31,6 @@ from .volume_views import render_volume
 from .volumes import StoredSegy, load_segy, read_salt_files
 
 MIMETYPES = {"png": "image/png", "txt": "text/plain"}
-SALT_COLOUR = (255, 64, 32)   #: the overlay's tint (geovision.tiling.overlay's default)
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -195,10 +193,8 @@ def result_file(public_id: str, name: str):
     if path is None and name in ("mask.npy", "mask.csv"):   # a volume keeps its mask.npy as it is
         return _mask_grid(public_id, name.rsplit(".", 1)[1])
     mask = find_stored(public_id, "mask.png") if path is None else None
-    if mask is not None and name == "overlay.png":
-        path = render_overlay(mask.parent)
-    elif mask is not None and name in ("figure.png", "probabilities.png"):
-        path = _render_figure(public_id, mask.parent, name)
+    if mask is not None and name in ("overlay.png", "figure.png", "probabilities.png"):
+        path = _figure(public_id, mask.parent, name)
     if path is None:
         abort(404)
     download = request.args.get("download") == "1"
@@ -207,32 +203,21 @@ def result_file(public_id: str, name: str):
                      as_attachment=download, download_name=f"{public_id}_{stem}.{name.rsplit('.', 1)[-1]}")
 
 
-def _render_figure(public_id: str, folder: Path, name: str) -> Path | None:
-    """``figure.png`` (the overlay with axes and a legend) or ``probabilities.png`` (with a colour
-    bar), drawn from the stored pictures and the recorded axes on first view."""
+def _figure(public_id: str, folder: Path, name: str) -> Path | None:
+    """``overlay.png``, ``figure.png`` or ``probabilities.png`` of a recorded answer, drawn on first
+    view (:mod:`app.salt.result_figures`) and kept by the recorder (:func:`app.recorder.add_artefact`)."""
     rows = _load([public_id])
-    if not rows or not (folder / "prob.png").exists():
+    if not rows:
         return None
-    result = rows[0].result
-    axes = result.get("axes") or {"x": {"label": "column (px)", "first": 0, "step": 1},
-                                  "y": {"label": "row (px)", "first": 0, "step": 1}}
-    no_data = None
-    if (folder / "nodata.png").exists():
-        with Image.open(folder / "nodata.png") as nd:
-            no_data = np.asarray(nd) > 0
+    if name == "overlay.png":
+        return add_artefact(public_id, name, result_figures.overlay(folder))
+    if not (folder / "prob.png").exists():
+        return None
     if name == "figure.png":
-        overlay = find_stored(public_id, "overlay.png") or render_overlay(folder)
-        with Image.open(overlay) as im:
-            legend = [(SALT_COLOUR, "salt")] + ([((176, 176, 176), "no data")] if no_data is not None else [])
-            picture = figures.with_axes(im.convert("RGB"), axes["x"], axes["y"], title=rows[0].filename, legend=legend)
-    else:
-        with Image.open(folder / "prob.png") as pr:
-            probs = np.asarray(pr, np.float32) / 255
-        picture = figures.probability_figure(probs, no_data, axes["x"], axes["y"], float(result["threshold"]))
-    tmp = folder / f".{name}-{uuid.uuid4().hex}.png"
-    picture.save(tmp, compress_level=1)
-    tmp.replace(folder / name)
-    return folder / name
+        overlay = find_stored(public_id, "overlay.png") or add_artefact(public_id, "overlay.png",
+                                                                        result_figures.overlay(folder))
+        return add_artefact(public_id, name, result_figures.overlay_figure(folder, overlay, rows[0]))
+    return add_artefact(public_id, name, result_figures.probability_figure(folder, rows[0]))
 
 
 def _mask_grid(public_id: str, fmt: str):
@@ -262,19 +247,3 @@ def _load(public_ids: list[str]) -> list[Prediction]:
         Prediction.public_id.in_(public_ids), Prediction.task == "salt"), Prediction)).all()
     order = {pid: i for i, pid in enumerate(public_ids)}
     return sorted(rows, key=lambda r: order[r.public_id])
-
-
-def render_overlay(folder: Path) -> Path:
-    """Draw ``overlay.png`` from the stored input, mask and no-data mask of one prediction (first view)."""
-    with Image.open(folder / "input.png") as im:
-        gray = to_gray(ImageOps.exif_transpose(im))
-    with Image.open(folder / "mask.png") as m:
-        mask = np.asarray(m) > 0
-    no_data = None
-    if (folder / "nodata.png").exists():
-        with Image.open(folder / "nodata.png") as nd:
-            no_data = np.asarray(nd) > 0
-    tmp = folder / f".overlay-{uuid.uuid4().hex}.png"
-    tiling.overlay(gray, mask, no_data=no_data).save(tmp, compress_level=1)
-    tmp.replace(folder / "overlay.png")
-    return folder / "overlay.png"
