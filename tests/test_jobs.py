@@ -1,7 +1,6 @@
 """Background jobs of large salt inputs: create, progress, done, cancel, restart, limits,
 interactive requests never starved, and the page with its progress bar."""
 import io
-import statistics
 import time
 from datetime import UTC, datetime
 
@@ -158,24 +157,25 @@ def test_queue_limits_answer_429_and_503_with_retry_after(job_app):
 
 
 def test_interactive_tiles_are_not_starved_by_a_running_job(tiny_model_dir, tmp_path):
-    """A section of 400 tiles runs as a job at 20 ms per tile (8 s of model time); single tiles
-    posted meanwhile are answered in well under a second each, and the job still finishes."""
+    """A section of 400 tiles runs as a job at 20 ms per tile (8 s of model time); each single tile
+    posted meanwhile waits for at most the job chunk already in the model: counted in forward
+    passes, not timed (bench/starvation.py times it), and the job still finishes."""
     app = make_app(tiny_model_dir, tmp_path, SYNC_MAX_TILES=4, MAX_BATCH_SIZE=8)
     try:
-        slow_down(app, 0.02)
+        model = slow_down(app, 0.02)
         client = app.test_client()
         big = np.tile(np.linspace(20, 230, 1500, dtype=np.uint8), (1500, 1))[:, :1520]  # 20 x 20 = 400 tiles
         job = segment(client, png_bytes(big), "big.png").get_json()
         url = job["status_url"].removeprefix("http://localhost")
         wait_for(client, url, statuses=("running",))
-        latencies = []
+        passes_per_tile = []
         for _ in range(15):
-            started = time.perf_counter()
+            before = len(model.calls)
             assert segment(client, png_bytes(SECTION[:101, :101]), "tile.png").status_code == 200
-            latencies.append(time.perf_counter() - started)
+            passes_per_tile.append(len(model.calls) - before)
         assert client.get(url).get_json()["status"] == "running"         # they were answered while it ran
-        p95 = statistics.quantiles(latencies, n=20)[-1]
-        assert p95 < 1.0, latencies
+        # the chunk in flight, perhaps the next one already taken, then the tile's own pass: never a queue of chunks
+        assert max(passes_per_tile) <= 3, passes_per_tile
         assert wait_for(client, url, timeout=60)["status"] == "done"
     finally:
         app.extensions["jobs"].pool.shutdown(wait=True, cancel_futures=True)
