@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from geovision.retrieval import METHODS
 
 from .gallery import Gallery, GalleryUnavailable
-from .tasks.options import TaskOptions
+from .tasks.options import TaskOptions, choice_of, integer_in
 
 
 def check_thumbnail(gallery: Gallery, thumb: np.ndarray) -> None:
@@ -53,18 +53,9 @@ class SearchOptions(TaskOptions):
     @field_validator("k", mode="before")
     @classmethod
     def _k(cls, value):
-        try:
-            k = int(str(value).strip())
-        except ValueError:
-            k = 0
-        if not 1 <= k <= 100:
-            raise ValueError("k must be an integer between 1 and 100")
-        return k
+        return integer_in(value, 1, 100, name="k")
 
     @field_validator("method", mode="before")
     @classmethod
     def _method(cls, value):
-        method = str(value).strip()
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}")
-        return method
+        return choice_of(value, METHODS, f"method must be one of {', '.join(METHODS)}")

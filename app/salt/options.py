@@ -9,7 +9,7 @@ from pydantic import Field, WithJsonSchema, field_validator
 
 from geovision import refine
 
-from ..tasks.options import TaskOptions
+from ..tasks.options import TaskOptions, choice_of
 from . import segy
 from .inputs import parse_data_area
 from .volume_job import FUSE
@@ -75,10 +75,7 @@ class SaltOptions(TaskOptions):
     @field_validator("domain", mode="before")
     @classmethod
     def _domain(cls, value):
-        value = str(value).strip().lower()
-        if value not in ("time", "depth"):
-            raise ValueError("domain must be time (samples in ms) or depth (samples in m)")
-        return value
+        return choice_of(value, ("time", "depth"), "domain must be time (samples in ms) or depth (samples in m)")
 
     @field_validator("data_area", mode="before")
     @classmethod
@@ -98,7 +95,4 @@ class SaltOptions(TaskOptions):
     @field_validator("fuse", mode="before")
     @classmethod
     def _fuse(cls, value):
-        value = str(value).strip().lower()
-        if value not in FUSE:
-            raise ValueError(f"fuse must be one of {', '.join(FUSE)} (volume jobs)")
-        return value
+        return choice_of(value, FUSE, f"fuse must be one of {', '.join(FUSE)} (volume jobs)")

@@ -25,6 +25,26 @@ from wtforms.validators import ValidationError as FieldError
 from ..errors import ApiError
 
 
+def integer_in(value, low: int, high: int, name: str) -> int:
+    """``value`` (a form string or a number) as an int in ``low..high``; raises ValueError
+    "<name> must be an integer between <low> and <high>" (for a ``mode="before"`` validator)."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = low - 1
+    if not low <= number <= high:
+        raise ValueError(f"{name} must be an integer between {low} and {high}")
+    return number
+
+
+def choice_of(value, choices: tuple[str, ...], message: str) -> str:
+    """``value`` stripped and lower-cased when it is one of ``choices``; else ValueError(``message``)."""
+    text = str(value).strip().lower()
+    if text not in choices:
+        raise ValueError(message)
+    return text
+
+
 class OptionError(ApiError):
     """A refused option: ``field`` is its form field name, ``code`` ``invalid_<field>``."""
 

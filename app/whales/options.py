@@ -7,7 +7,7 @@ from pydantic import Field, field_validator
 
 from geovision import photoid
 
-from ..tasks.options import TaskOptions
+from ..tasks.options import TaskOptions, choice_of, integer_in
 
 
 class WhalesOptions(TaskOptions):
@@ -21,18 +21,9 @@ class WhalesOptions(TaskOptions):
     @field_validator("k", mode="before")
     @classmethod
     def _k(cls, value):
-        try:
-            k = int(str(value).strip())
-        except ValueError:
-            k = 0
-        if not 5 <= k <= 50:
-            raise ValueError("k must be an integer between 5 and 50")
-        return k
+        return integer_in(value, 5, 50, name="k")
 
     @field_validator("viewpoint", mode="before")
     @classmethod
     def _viewpoint(cls, value):
-        viewpoint = str(value).strip().lower()
-        if viewpoint not in ("auto", *photoid.VIEWPOINTS):
-            raise ValueError("viewpoint must be one of auto, top, left, right")
-        return viewpoint
+        return choice_of(value, ("auto", *photoid.VIEWPOINTS), "viewpoint must be one of auto, top, left, right")
