@@ -106,7 +106,7 @@ def _instance_secret_key(instance: Path) -> str:
 
 
 def register_extensions(app: Flask, wait_for_models: bool) -> None:
-    from . import gallery, jobs, storage
+    from . import gallery, jobrunner, storage
     from .extensions import csrf, db, engine, migrate
 
     db.init_app(app)
@@ -117,7 +117,7 @@ def register_extensions(app: Flask, wait_for_models: bool) -> None:
     engine.init_app(app, wait=wait_for_models, on_batch=metrics.observe_batch, lazy=lazy)
     storage.init_app(app)
     gallery.init_app(app)
-    jobs.init_app(app)
+    jobrunner.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,20 +23,14 @@ from flask import Flask
 from geovision.imaging import ImageError
 
 from .extensions import db
+from .job_state import ACTIVE, HOST, JOB_PRIORITY, WORKER, claim, finish
 from .recorder import record
 from .records import Job
+from .serve import Refused, serve
 from .storage import shared
 from .uploads import upload_root
 
 log = logging.getLogger(__name__)
-JOB_PRIORITY = 10                    #: batcher priority of job rows (interactive requests: 0)
-ACTIVE = ("queued", "running")
-#: The host name this process writes in its jobs' ``worker`` column (``JOB_WORKER_HOST``, default the
-#: host name: a container's id). Front ends with different names treat each other as other hosts:
-#: only the lease takes their jobs back.
-HOST = os.environ.get("JOB_WORKER_HOST") or socket.gethostname()
-WORKER = f"{HOST}:{os.getpid()}"
-
 
 class JobCancelled(Exception):
     """Raised inside a running job when it has been cancelled."""
@@ -148,7 +141,7 @@ class JobRunner:
                 if beat is None or (now - (beat if beat.tzinfo else beat.replace(tzinfo=UTC))).total_seconds() <= lease:
                     continue
                 if not (job.inputs or {}).get("item"):
-                    _finish(job, "failed", f"interrupted: its worker {job.worker} stopped and its input is gone")
+                    finish(job, "failed", f"interrupted: its worker {job.worker} stopped and its input is gone")
                     db.session.commit()
                     continue
                 moved = db.session.execute(
@@ -178,7 +171,7 @@ class JobRunner:
                     requeued.append(job.public_id)
                     log.info("job %s queued again after a restart (it runs from the start)", job.public_id)
                 else:
-                    _finish(job, "failed", "interrupted: the server restarted and the job's input is gone")
+                    finish(job, "failed", "interrupted: the server restarted and the job's input is gone")
         db.session.commit()
         for job_id in requeued:
             self.submit(job_id)
@@ -196,10 +189,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _finish(job: Job, status: str, error: str | None = None) -> None:
-    job.status, job.error, job.finished_at = status, error, datetime.now(UTC)
-
-
 def _run(app: Flask, job_id: str) -> None:
     """Run one job in a pool thread if this process claims it (:func:`claim`)."""
     runner = app.extensions["jobs"]
@@ -212,16 +201,6 @@ def _run(app: Flask, job_id: str) -> None:
             runner.running.discard(job_id)
             runner.submitted.discard(job_id)
             runner.cancelled.discard(job_id)
-
-
-def claim(job_id: str) -> bool:
-    """Take a queued job for this process: one atomic ``UPDATE ... WHERE status = 'queued'``, so of
-    several front ends polling one database exactly one runs it. Returns whether this one won."""
-    claimed = db.session.execute(
-        db.update(Job).where(Job.public_id == job_id, Job.status == "queued")
-        .values(status="running", worker=WORKER, started_at=datetime.now(UTC), heartbeat_at=datetime.now(UTC)))
-    db.session.commit()
-    return claimed.rowcount == 1
 
 
 def _check_held(job_id: str) -> None:
@@ -257,17 +236,18 @@ def _run_claimed(app: Flask, job_id: str) -> None:
     try:
         item = handler.job_item(job.inputs["item"])
         options = handler.job_options(job.inputs["options"], restore=True)
-        # the batch path of app.serve.serve, without its job decision (this is the job) and recording alone
-        (answer,) = handler.run_many([item], JOB_PRIORITY, progress, **options)
+        (answer,) = serve(handler, [item], options, queue=False, record=False, priority=JOB_PRIORITY,
+                          progress=progress)
         _check_held(job_id)
-        if isinstance(answer, ImageError):
-            raise answer
-        (job.result,) = record([answer], job.owner_id, commit=False)   # committed below with the job's state
-        _finish(job, "done")
+        if isinstance(answer, Refused):
+            finish(job, "failed", f"{answer.code}: {answer.message}")
+        else:
+            (job.result,) = record([answer.outcome], job.owner_id, commit=False)   # committed below with the job's state
+            finish(job, "done")
     except JobCancelled:
         db.session.rollback()
         job = db.session.scalar(db.select(Job).where(Job.public_id == job_id))
-        _finish(job, "cancelled", "cancelled by the client")
+        finish(job, "cancelled", "cancelled by the client")
     except JobInterrupted:      # the server is stopping: back to the queue, run again on the next start
         db.session.rollback()
         job = db.session.scalar(db.select(Job).where(Job.public_id == job_id))
@@ -279,9 +259,15 @@ def _run_claimed(app: Flask, job_id: str) -> None:
         return
     except ImageError as exc:
         db.session.rollback()
-        _finish(job, "failed", f"{exc.code}: {exc}")
+        finish(job, "failed", f"{exc.code}: {exc}")
     except Exception as exc:  # noqa: BLE001 - recorded on the job, logged with its trace
         log.exception("job %s failed", job_id)
         db.session.rollback()
-        _finish(job, "failed", f"{type(exc).__name__}: {exc}")
+        finish(job, "failed", f"{type(exc).__name__}: {exc}")
     db.session.commit()
+
+
+def init_app(app: Flask) -> None:
+    """The app's :class:`JobRunner` (``app.extensions["jobs"]``), its poller started by the first request."""
+    app.extensions["jobs"] = jobs = JobRunner(app)
+    app.before_request(jobs.start_polling)

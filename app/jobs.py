@@ -2,13 +2,13 @@
 
 Why no external queue (Celery, RQ, Huey, Dramatiq): a job is a long forward pass of a model that
 is loaded in this process, through its dynamic batcher, which interleaves the job's tiles with
-interactive requests (priority :data:`JOB_PRIORITY`); a queue in another process would need a
+interactive requests (priority :data:`app.job_state.JOB_PRIORITY`); a queue in another process would need a
 broker or a second copy of the model, and the embedded default has no server besides gunicorn.
 The standard library's ``concurrent.futures.ThreadPoolExecutor`` runs them (``JOB_CONCURRENCY``
 at a time); the ``job`` table is the source of truth, so a page reload or another worker sees
 the state, and a job cut off by a restart runs again from its kept input on the next start.
-This module creates, limits, describes and cancels jobs; :mod:`app.jobrunner` runs them and
-:func:`app.serve.serve` decides which items of a request become jobs.
+This module creates, limits, describes and cancels jobs; :mod:`app.jobrunner` runs them (through
+:func:`app.serve.serve`, which also decides which items of a request become jobs).
 """
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from filelock import FileLock
-from flask import Flask, current_app, request, url_for
+from flask import current_app, request, url_for
 
 from geovision.imaging import ImageError
 
 from .accounts import ANONYMOUS, current_account, current_owner_id
 from .errors import ApiError, ErrorCode
 from .extensions import db
-from .jobrunner import ACTIVE, JOB_PRIORITY, WORKER, JobRunner, _finish, claim  # noqa: F401 (the jobs API)
+from .job_state import ACTIVE, WORKER, claim, finish  # noqa: F401 (claim: part of the jobs API)
 from .records import Job
 from .storage import shared
 from .tasks.handler import TaskHandler
@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 JOB_LOCK_KEY = 0x6A6F6273   #: the advisory lock of job creation ("jobs")
 
 
-def runner() -> JobRunner:
-    jobs: JobRunner = current_app.extensions["jobs"]
+def runner():
+    """This app's :class:`app.jobrunner.JobRunner`, after it took back the jobs of a restart."""
+    jobs = current_app.extensions["jobs"]
     jobs.recover()
     return jobs
 
@@ -140,7 +141,7 @@ def cancel(job: Job) -> Job:
     """Cancel a queued or running job (a running one stops after its current chunk)."""
     if job.status in ACTIVE:
         current_app.extensions["jobs"].cancelled.add(job.public_id)
-        _finish(job, "cancelled", "cancelled by the client")
+        finish(job, "cancelled", "cancelled by the client")
         db.session.commit()
     return job
 
@@ -163,8 +164,3 @@ def describe(job: Job) -> dict:
     if job.status == "done" and job.result:
         body.update({k: v for k, v in handler.links(dict(job.result)).items() if k != "filename"})
     return body
-
-
-def init_app(app: Flask) -> None:
-    app.extensions["jobs"] = jobs = JobRunner(app)
-    app.before_request(jobs.start_polling)

@@ -14,7 +14,7 @@ Entry points (docs/ARCHITECTURE.md, "Request flow"):
     v1    api.task_api          parse_options -> read_inputs -> serve -> JSON
     v2    v2.infer              parse_options -> serve(queue=False, record=False) -> tensors -> keep
     pages task_pages / salt, rocks, whales views: form -> serve -> template
-    job   jobrunner             job_item -> handler.run_many(progress) -> recorder.record
+    job   jobrunner             job_item -> serve(queue=False, record=False, progress) -> recorder.record
     CLI   flask predict         read_salt_files -> serve(queue=False, record=False) per --batch-size files
 
 Only :mod:`app.recorder` writes (files, rows, the shared store); this module decides and types.
