@@ -71,3 +71,14 @@ def test_cross_validation_scores_each_fold_with_what_the_other_fitted():
 def test_a_class_missing_from_a_fold_gives_its_constant_rate():
     p = rescoring.probability(np.zeros((4, 2)), np.array([False] * 4))
     assert p(np.ones(2)) == 0.0
+
+
+def test_joined_embeddings_average_the_models_cosines():
+    from train.whales.studies.ensemble import join
+
+    rng = np.random.default_rng(0)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    a, b = unit(rng.normal(size=(5, 8))), unit(rng.normal(size=(5, 16)))
+    joined = join([a, b])
+    assert np.allclose(np.linalg.norm(joined, axis=1), 1.0)
+    assert np.allclose(joined @ joined.T, ((a @ a.T) + (b @ b.T)) / 2)

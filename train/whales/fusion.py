@@ -123,14 +123,15 @@ def arguments(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def measure(args: argparse.Namespace) -> tuple[list[str], list[Ranked], np.ndarray, dict]:
+def measure(args: argparse.Namespace, split: tuple | None = None) -> tuple[list[str], list[Ranked], np.ndarray, dict]:
     """(truths, the served votes' rankings, each query's fold, the table of served rows): the local
-    features alone, the embedding alone and their fusion at each weight of :data:`WEIGHTS`."""
+    features alone, the embedding alone and their fusion at each weight of :data:`WEIGHTS`.
+    ``split``: :func:`embed_split`'s answer when the caller embedded the photos (default: ``--model``'s)."""
     with open(args.dump, "rb") as fh:
         dump = pickle.load(fh)
     truths = dump["truths"]
     served = [photoid.rerank(r, v, args.rerank_weight, SHORTLIST) for r, v in zip(dump["ranked"], dump["verified"])]
-    train, queries, g_emb, q_emb = embed_split(args.model, args.data)
+    train, queries, g_emb, q_emb = split if split is not None else embed_split(args.model, args.data)
     if [q["Image"] for q in queries] != [q["Image"] for q in dump["queries"]]:
         raise SystemExit("the dump was made on another split")
     emb = identify_all(q_emb, g_emb, np.array([r["Id"] for r in train]), groups(queries), groups(train), limit=None)
