@@ -18,8 +18,6 @@ from flask.cli import with_appcontext
 from tqdm import tqdm
 from werkzeug.datastructures import FileStorage
 
-from geovision.imaging import ImageError
-
 from ..engine import ModelNotReady
 from ..extensions import engine
 from ..serve import Refused, serve
@@ -86,8 +84,8 @@ def read_files(paths: list[Path]) -> list:
 
 
 def predict_volume(handler, volume: Path, out: Path, threshold: float | None, fuse: str) -> None:
-    """``--volume``: the volume job's pipeline (:func:`app.salt.volume_job.run_volume`) with a progress
-    bar; ``out`` gets the answer's ``salt.sgy`` (nothing is recorded)."""
+    """``--volume``: the volume job's pipeline (:func:`app.serve.serve` -> :func:`app.salt.volume_job.run_volume`)
+    with a progress bar; ``out`` gets the answer's ``salt.sgy`` (nothing is recorded)."""
     from .segy import SliceSpec
 
     with open(volume, "rb") as fh:
@@ -99,11 +97,13 @@ def predict_volume(handler, volume: Path, out: Path, threshold: float | None, fu
         bar.update(done - bar.n)
 
     try:
-        outcome = handler.run(item, progress=progress, spec=SliceSpec("volume", None), threshold=threshold, fuse=fuse)
-    except ImageError as exc:
-        raise click.ClickException(f"{volume.name}: {exc.code}: {exc}") from None
+        (answer,) = serve(handler, [item], {"spec": SliceSpec("volume", None), "threshold": threshold, "fuse": fuse},
+                          queue=False, record=False, progress=progress)
     finally:
         bar.close()
+    if isinstance(answer, Refused):
+        raise click.ClickException(f"{volume.name}: {answer.code}: {answer.message}")
+    outcome = answer.outcome
     outcome.artefacts["salt.sgy"](out)
     outcome.artefacts["mask.npy"](out.with_suffix(".mask.npy"))
     r = outcome.result
