@@ -23,7 +23,10 @@ META_REQUIRED: dict[str, type | tuple[type, ...]] = {
 META_OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "labels": list, "threshold": (int, float), "new_whale_threshold": (int, float), "tile_size": int,
     "embedding_dim": int, "architecture": str, "data": dict, "training": dict, "command": str, "git_commit": str,
+    "weights_dtype": str,
 }
+#: Storage dtypes a ``meta.json`` ``weights_dtype`` may name; the module always computes in float32.
+WEIGHTS_DTYPES = ("float32", "float16")
 
 
 class MetaError(ValueError):
@@ -46,6 +49,8 @@ def validate_meta(meta: dict) -> dict:
     for key, kind in META_OPTIONAL.items():
         if key in meta and meta[key] is not None and not isinstance(meta[key], kind):
             raise MetaError(f"meta.json {key!r} must be {getattr(kind, '__name__', kind)}")
+    if meta.get("weights_dtype", "float32") not in WEIGHTS_DTYPES:
+        raise MetaError(f"meta.json 'weights_dtype' must be one of {WEIGHTS_DTYPES}")
     norm = meta["normalization"]
     if not {"mean", "std"} <= set(norm):
         raise MetaError("meta.json 'normalization' needs 'mean' and 'std'")
@@ -106,6 +111,9 @@ def read_meta(folder: str | Path) -> dict:
 def load_checkpoint(folder: str | Path, device: torch.device) -> Checkpoint:
     """Load ``folder/model.pt`` onto ``device`` in eval mode, with ``folder/meta.json``.
 
+    Weights stored in float16 (``meta.json`` ``weights_dtype``, to keep a joined model under the
+    size a checkpoint may have) are turned to float32 here: every model computes in float32.
+
     Raises:
         FileNotFoundError: if either file is missing.
         MetaError: if ``meta.json`` does not follow the schema.
@@ -116,6 +124,8 @@ def load_checkpoint(folder: str | Path, device: torch.device) -> Checkpoint:
     with warnings.catch_warnings():  # the deprecation notice is handled by this one function
         warnings.simplefilter("ignore", FutureWarning)
         module = torch.jit.load(str(folder / "model.pt"), map_location=device)
+    if meta.get("weights_dtype", "float32") != "float32":
+        module.float()
     module.eval()
     return Checkpoint(task=meta.get("task", folder.name), module=module, meta=meta,
                       device=device, path=folder)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from geovision import metrics, photoid
+from geovision.checkpoint import load_checkpoint
 from geovision.metrics import NEW_WHALE, insert_new_whale, map_at_5
 from geovision.whales import fuse_rankings, partition
 
@@ -31,15 +32,15 @@ from .loop import groups, identify_all
 from .photoid import SHORTLIST
 
 Ranked = list[tuple[str, float]]
-WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0)
+WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def embed_split(model_dir: Path, data: Path, tta: bool = False) -> tuple[list[dict], list[dict], np.ndarray, np.ndarray]:
     """(gallery rows, query rows, gallery embeddings (G, D), query embeddings (Q, D)) of the split
     under the exported model (TorchScript ``model.pt``, ``meta.json``); ``tta``: each embedding is
     the normalised mean of the photo's and its mirror image's (flip test-time augmentation)."""
-    meta = json.loads((model_dir / "meta.json").read_text())
-    net = torch.jit.load(str(model_dir / "model.pt"), map_location="cpu").eval()
+    ckpt = load_checkpoint(model_dir, torch.device("cpu"))
+    meta, net = ckpt.meta, ckpt.module
     rows = wd.read_rows(data)
     train, queries, _ = partition(rows, wd.read_split())
     both = train + queries
