@@ -30,7 +30,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=40)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        app = create_app(wait_for_models=True, config={"TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "bench", "AUTH_REQUIRED": False,
+        app = create_app(wait_for_models=True, config={"TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "bench",
+                          "AUTH_REQUIRED": False,   # the bench calls the API anonymously
                           "INSTANCE_PATH": f"{tmp}/instance", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/b.db",
                           "UPLOAD_FOLDER": f"{tmp}/uploads", "GALLERY_FOLDER": f"{tmp}/gallery",
                           "MODEL_DIR": str(ROOT / "models")})
