@@ -34,7 +34,8 @@ def measure(model: Path, ids: list[str], data: Path, chunk: int = 40) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "models").mkdir()
         (Path(tmp) / "models" / "salt").symlink_to(Path(model).resolve())
-        app = create_app({"TESTING": True, "SECRET_KEY": secrets.token_hex(16), "INSTANCE_PATH": f"{tmp}/instance",
+        app = create_app({"TESTING": True, "AUTH_REQUIRED": False,   # the bench calls the API anonymously
+                          "SECRET_KEY": secrets.token_hex(16), "INSTANCE_PATH": f"{tmp}/instance",
                           "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/q.db", "MODEL_DIR": f"{tmp}/models",
                           "UPLOAD_FOLDER": f"{tmp}/uploads", "GALLERY_FOLDER": f"{tmp}/gallery", "MAX_BATCH_SIZE": 32},
                          wait_for_models=True)
