@@ -187,8 +187,11 @@ def write_served(meta_path: Path, photoid_params: dict, table: dict, args: argpa
                        "fusion_table": table, "fusion_command": "python -m train.whales.fusion " + " ".join(
                            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
                        "evaluated_at_commit": git_commit()}
-    if not weight:   # the embedding alone (or the votes alone) answers: its own threshold
-        meta["new_whale_threshold"] = fig["threshold"]
+    # a gallery without local features is answered by the embedding alone: its own threshold, chosen alike
+    alone = fig if not weight else table["embedding alone"]
+    meta["new_whale_threshold"] = alone["threshold"]
+    meta["new_whale_threshold_source"] = ("the embedding alone's row of the fusion table (train.whales.fusion): "
+                                          "MAP@5-maximising threshold on the validation split")
     meta["metrics"] = {**meta["metrics"], **{f"val_{k}": v for k, v in fig.items() if k != "threshold"},
                        "val_selection": f"{name}; threshold chosen on the split (2-fold figure beside it)"}
     meta["aggregation"] = f"served ranking: {name}"

@@ -61,7 +61,8 @@ def joined_meta(metas: list[dict], folders: list[Path], dim: int, command: str) 
         "output": f"L2-normalised embedding (N, {dim}); cosine similarity = inner product",
         "embedding_dim": dim,
         "weights_dtype": "float16",
-        "new_whale_threshold": first.get("new_whale_threshold", 0.7),
+        "new_whale_threshold": first.get("new_whale_threshold", 0.7),   # replaced by train.whales.fusion --write-meta
+        "new_whale_threshold_source": "the first member's, until train.whales.fusion --write-meta measures the joined one",
         "metrics": {},
         "members": [{"folder": str(f), **{k: m[k] for k in keep if k in m}} for f, m in zip(folders, metas)],
         "command": command,
